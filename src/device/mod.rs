@@ -1,0 +1,396 @@
+//! The Device trait: what a case may do to memory and what it may observe, in the vocabulary of
+//! the series (residency, range, devmem allocation, prefetch, preferred location, evict,
+//! migrate-to-ram, trigger) rather than of one vendor's API.
+//!
+//! A case holds a `&mut dyn Device` and never learns which backend is behind it. Everything a
+//! backend cannot observe is an `Option` (`None` = not observable here) so the case can skip or
+//! fall back to other evidence, and say which it used.
+
+pub mod sim;
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::kernels::Launch;
+
+/// The migration granule of the series: one base page.
+pub const PAGE_SIZE: u64 = 4096;
+/// 32-bit words in one page; patterns and kernels work in words.
+pub const WORDS_PER_PAGE: u64 = PAGE_SIZE / 4;
+
+/// How an allocation is made, which decides whether it may migrate at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AllocKind {
+    /// hipMallocManaged: an SVM allocation accessible to every GPU.
+    Managed,
+    /// malloc: private anonymous memory reached by the GPU through HMM.
+    Malloc,
+    /// mmap(MAP_PRIVATE | MAP_ANONYMOUS): the same, page aligned by construction.
+    Mmap,
+    /// mmap(MAP_SHARED | MAP_ANONYMOUS): shared memory, never migrated.
+    Shared,
+    /// A shared mapping of a file: correct in place, never migrated.
+    File,
+    /// A VRAM buffer object outside SVM, used to put pressure on VRAM.
+    DeviceBuffer,
+}
+
+impl AllocKind {
+    pub const ALL: [AllocKind; 6] = [
+        AllocKind::Managed,
+        AllocKind::Malloc,
+        AllocKind::Mmap,
+        AllocKind::Shared,
+        AllocKind::File,
+        AllocKind::DeviceBuffer,
+    ];
+
+    /// The name used in case names and fixtures.
+    pub fn name(self) -> &'static str {
+        match self {
+            AllocKind::Managed => "managed",
+            AllocKind::Malloc => "malloc",
+            AllocKind::Mmap => "mmap",
+            AllocKind::Shared => "shared",
+            AllocKind::File => "file",
+            AllocKind::DeviceBuffer => "device",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<AllocKind> {
+        AllocKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Only private anonymous memory can become device-private (drm_pagemap requires an
+    /// anonymous VMA); shared and file mappings stay where they are.
+    pub fn migratable(self) -> bool {
+        matches!(
+            self,
+            AllocKind::Managed | AllocKind::Malloc | AllocKind::Mmap
+        )
+    }
+}
+
+impl fmt::Display for AllocKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a page lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Location {
+    System,
+    Vram,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Location::System => "system",
+            Location::Vram => "vram",
+        })
+    }
+}
+
+/// An allocation handle. Cheap to copy; only meaningful to the device that made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Buf {
+    pub id: u32,
+    pub kind: AllocKind,
+    pub len: u64,
+}
+
+impl Buf {
+    /// The whole allocation.
+    pub fn all(self) -> Span {
+        Span::new(0, self.len)
+    }
+
+    pub fn pages(self) -> u64 {
+        self.len.div_ceil(PAGE_SIZE)
+    }
+}
+
+/// A byte span inside one allocation, relative to its start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Span {
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl Span {
+    pub const fn new(offset: u64, len: u64) -> Span {
+        Span { offset, len }
+    }
+
+    /// Pages `first .. first + count` of an allocation.
+    pub const fn pages(first: u64, count: u64) -> Span {
+        Span::new(first * PAGE_SIZE, count * PAGE_SIZE)
+    }
+
+    pub fn end(self) -> u64 {
+        self.offset + self.len
+    }
+
+    /// The first word index covered, the base index of patterns over this span.
+    pub fn first_word(self) -> u64 {
+        self.offset / 4
+    }
+
+    pub fn words(self) -> u64 {
+        self.len / 4
+    }
+
+    /// Page indices touched by the span, partial pages included.
+    pub fn page_range(self) -> std::ops::Range<u64> {
+        if self.len == 0 {
+            return 0..0;
+        }
+        self.offset / PAGE_SIZE..self.end().div_ceil(PAGE_SIZE)
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{:#x}, {:#x})", self.offset, self.end())
+    }
+}
+
+/// Memory advice, as hipMemAdvise passes it to the SVM attributes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advice {
+    PreferredLocation(Location),
+    UnsetPreferredLocation,
+    AccessedBy,
+    ReadMostly,
+}
+
+/// Page protection of a CPU mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protection {
+    ReadWrite,
+    ReadOnly,
+}
+
+/// What caused a migration, with the KFD SMI trigger numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Prefetch = 0,
+    GpuFault = 1,
+    CpuFault = 2,
+    Eviction = 3,
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Trigger::Prefetch => "prefetch",
+            Trigger::GpuFault => "gpu-fault",
+            Trigger::CpuFault => "cpu-fault",
+            Trigger::Eviction => "eviction",
+        })
+    }
+}
+
+/// One migration the device saw, in pages of one allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MigrationEvent {
+    pub buf: u32,
+    pub first_page: u64,
+    pub pages: u64,
+    pub from: Location,
+    pub to: Location,
+    pub trigger: Trigger,
+    /// Device clock at the start of the migration.
+    pub at_ns: u64,
+}
+
+/// System memory taken and given back while TTM evicted SVM allocations (the series' open
+/// issue: a throwaway TTM_PL_SYSTEM resource of the allocation's size per eviction).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EvictionTransient {
+    pub evictions: u64,
+    pub bytes_evicted: u64,
+    /// Sum of the transient allocations over all evictions.
+    pub transient_bytes_total: u64,
+    /// The most transient memory held at one time.
+    pub transient_bytes_peak: u64,
+}
+
+/// How a process that held the GPU ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProcessExit {
+    Exited(i32),
+    Signaled(i32),
+    /// Still running when the limit expired.
+    StillRunning,
+}
+
+/// The result of one kernel launch, timed with device events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelRun {
+    pub elapsed: Duration,
+    /// GPU page faults the launch took, where the device counts them.
+    pub faults: Option<u64>,
+}
+
+/// A launch started with [`Device::launch_async`]; finish it with [`Device::wait`].
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a pending launch must be waited for"]
+pub struct Pending(pub u64);
+
+/// What a backend is and can do, known before any case runs.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeviceInfo {
+    /// `sim`, `hip`, `cuda`, `dmirror`.
+    pub backend: String,
+    /// Human name: "Reference device (profile sim)", "AMD Instinct MI300X".
+    pub name: String,
+    /// Architecture or target id: `gfx942:sramecc+:xnack+`, `sim`.
+    pub arch: String,
+    pub vram_bytes: u64,
+    pub gpus: u32,
+    pub caps: Capabilities,
+}
+
+/// What the device can observe or do. A case names what it needs; the runner skips it with the
+/// capability's reason when the device lacks it.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Capabilities {
+    /// GPU page faults are retried (XNACK on): fault-driven migration can happen at all.
+    pub xnack: bool,
+    /// `residency()` answers.
+    pub residency: bool,
+    /// `take_events()` answers.
+    pub events: bool,
+    /// `vram_used()` answers.
+    pub vram_usage: bool,
+    /// `eviction_transient()` answers.
+    pub eviction_transient: bool,
+    /// `gpu_reset()` is implemented (permission is separate).
+    pub reset: bool,
+    /// VRAM buffer objects can be allocated to force TTM eviction.
+    pub device_buffers: bool,
+    /// `fork()` is implemented.
+    pub fork: bool,
+    /// `spawn_process()` is implemented.
+    pub processes: bool,
+    /// CPU accesses and kernels can run concurrently (racing cases).
+    pub concurrency: bool,
+}
+
+/// Proof that the user allowed destructive operations (`--allow-destructive`). Only the runner
+/// makes one.
+#[derive(Debug)]
+pub struct Destructive(pub(crate) ());
+
+/// CPU accesses from several threads at once, each thread with its own list of pages.
+#[derive(Clone, Debug)]
+pub struct CpuThreads {
+    pub buf: Buf,
+    pub op: CpuOp,
+    /// Per thread, the page indices it touches in order.
+    pub pages: Vec<Vec<u64>>,
+}
+
+/// What each touch of a CPU thread does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuOp {
+    /// Read the page's first word.
+    Read,
+    /// Add one to the page's first word with a system-scope atomic.
+    AtomicInc,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum DeviceError {
+    #[error("out of {what} memory: asked for {bytes} bytes")]
+    OutOfMemory { what: &'static str, bytes: u64 },
+    #[error("{span} is outside allocation {buf} of {len} bytes")]
+    OutOfBounds { buf: u32, span: Span, len: u64 },
+    #[error("allocation {0} does not exist (freed or never made)")]
+    NoSuchBuffer(u32),
+    #[error("{op} is not supported for {kind} allocations")]
+    Unsupported { op: &'static str, kind: AllocKind },
+    #[error("{0} is not supported by this device")]
+    NotSupported(&'static str),
+    #[error("CPU access to unmapped address at offset {offset:#x} of allocation {buf} (SIGSEGV)")]
+    Segfault { buf: u32, offset: u64 },
+    #[error("GPU memory fault at offset {offset:#x} of allocation {buf}: {reason}")]
+    GpuMemoryFault {
+        buf: u32,
+        offset: u64,
+        reason: String,
+    },
+    #[error("the process was aborted by the GPU reset; it must exit")]
+    ProcessAborted,
+    #[error("device operation timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = DeviceError> = std::result::Result<T, E>;
+
+/// One process's view of one GPU.
+///
+/// Methods that act take `&mut self`; durations come from the device's own clock (device
+/// events for GPU work, a monotonic clock for CPU work, the simulated clock on `sim`).
+pub trait Device: Send {
+    fn info(&self) -> &DeviceInfo;
+
+    // --- allocations -------------------------------------------------------------------------
+    fn alloc(&mut self, kind: AllocKind, len: u64) -> Result<Buf>;
+    fn free(&mut self, buf: Buf) -> Result<()>;
+    /// munmap part of an allocation; later accesses to that part are errors.
+    fn unmap(&mut self, buf: Buf, span: Span) -> Result<()>;
+    /// mremap the allocation to a new address, same length; contents follow.
+    fn remap(&mut self, buf: Buf) -> Result<()>;
+    /// mprotect the CPU mapping (and with it what the GPU may do).
+    fn protect(&mut self, buf: Buf, prot: Protection) -> Result<()>;
+    /// fork(): a child process whose private allocations are copy-on-write copies.
+    fn fork(&mut self) -> Result<Box<dyn Device>>;
+
+    // --- policy ------------------------------------------------------------------------------
+    fn advise(&mut self, buf: Buf, span: Span, advice: Advice) -> Result<()>;
+    /// Migrate every page of `span` to `to`; returns the device-timed duration.
+    fn prefetch(&mut self, buf: Buf, span: Span, to: Location) -> Result<Duration>;
+
+    // --- GPU work ----------------------------------------------------------------------------
+    fn launch(&mut self, launch: &Launch) -> Result<KernelRun> {
+        let pending = self.launch_async(launch)?;
+        self.wait(pending)
+    }
+    /// Start a kernel and return at once: what the CPU or a prefetch does before `wait` races it.
+    fn launch_async(&mut self, launch: &Launch) -> Result<Pending>;
+    fn wait(&mut self, pending: Pending) -> Result<KernelRun>;
+
+    // --- CPU work ----------------------------------------------------------------------------
+    /// CPU reads of `span` into `out` (one word per 4 bytes), taking CPU faults as they come.
+    fn cpu_read(&mut self, buf: Buf, span: Span, out: &mut [u32]) -> Result<Duration>;
+    /// CPU writes of `words` over `span`.
+    fn cpu_write(&mut self, buf: Buf, span: Span, words: &[u32]) -> Result<Duration>;
+    /// Touches from several CPU threads at once.
+    fn cpu_threads(&mut self, work: &CpuThreads) -> Result<Duration>;
+
+    // --- observation: each `None` when this device cannot see it -----------------------------
+    /// Per page of `span`, where it lives now.
+    fn residency(&mut self, buf: Buf, span: Span) -> Option<Result<Vec<Location>>>;
+    /// Migration events since the last call.
+    fn take_events(&mut self) -> Option<Vec<MigrationEvent>>;
+    /// Bytes of VRAM in use, device-wide.
+    fn vram_used(&mut self) -> Option<u64>;
+    /// Transient system memory of TTM evictions since the device was opened.
+    fn eviction_transient(&mut self) -> Option<EvictionTransient>;
+
+    // --- processes and reset -----------------------------------------------------------------
+    /// A fresh process on the same GPU (its own address space, the same VRAM).
+    fn spawn_process(&mut self) -> Result<Box<dyn Device>>;
+    /// Wait up to `limit` for this process to end (only for processes from `spawn_process`).
+    fn wait_exit(&mut self, limit: Duration) -> Result<ProcessExit>;
+    /// Full GPU reset. VRAM contents are lost and processes holding the GPU are ended.
+    fn gpu_reset(&mut self, permit: &Destructive) -> Result<()>;
+}

@@ -1,0 +1,1 @@
+//! `sim`: the reference device. (Being built.)

@@ -1,0 +1,13 @@
+//! svmconf: a hardware-in-the-loop conformance suite for GPU shared virtual memory migration.
+//!
+//! The cases live in `suites/` (one file per migration path) and run against a [`device::Device`]:
+//! the reference device `sim` here, real GPUs through the other backends. The runner in [`run`]
+//! plans, runs and records them; [`results`] turns the journal into reports.
+
+pub mod case;
+pub mod device;
+pub mod kernels;
+pub mod pattern;
+pub mod profile;
+pub mod timing;
+pub mod yaml;

@@ -1,0 +1,3 @@
+//! The `svmconf` binary: the whole conformance suite behind a libtest-style command line.
+
+fn main() {}
