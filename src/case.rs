@@ -186,6 +186,23 @@ impl<'a> Ctx<'a> {
             .map_err(|e| Stop::fail(format!("allocating {len} bytes of {kind} memory: {e}")))
     }
 
+    /// Times `step` with the case's repetitions: `reset` (untimed) before every run, warm-ups
+    /// dropped. Both get the device, so a reset can undo what the step did.
+    pub fn timed(
+        &mut self,
+        mut reset: impl FnMut(&mut dyn Device) -> crate::device::Result<()>,
+        mut step: impl FnMut(&mut dyn Device) -> crate::device::Result<Duration>,
+    ) -> Result<Vec<Duration>, Stop> {
+        let dev = &mut *self.dev;
+        let cell = std::cell::RefCell::new(dev);
+        crate::timing::measure(
+            self.repeat,
+            || reset(&mut **cell.borrow_mut()),
+            || step(&mut **cell.borrow_mut()),
+        )
+        .map_err(Stop::from)
+    }
+
     // --- data: fill and verify on either side ----------------------------------------------
 
     /// GPU writes generation `generation` over the span (a GPU first touch where not resident).
@@ -238,6 +255,13 @@ impl<'a> Ctx<'a> {
         let mut words = vec![0u32; span.words() as usize];
         self.pattern(generation).fill(span.first_word(), &mut words);
         Ok(self.dev.cpu_write(buf, span, &words)?)
+    }
+
+    /// CPU writes zeros over the span.
+    pub fn cpu_zero(&mut self, buf: Buf, span: Span) -> Result<Duration, Stop> {
+        Ok(self
+            .dev
+            .cpu_write(buf, span, &vec![0u32; span.words() as usize])?)
     }
 
     /// CPU reads the span and checks it against `generation`; a mismatch fails with diagnosis.

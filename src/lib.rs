@@ -9,5 +9,9 @@ pub mod device;
 pub mod kernels;
 pub mod pattern;
 pub mod profile;
+// pub mod run;
 pub mod timing;
 pub mod yaml;
+
+#[path = "../suites/mod.rs"]
+pub mod suites;

@@ -143,6 +143,13 @@ impl Span {
         self.len / 4
     }
 
+    /// The part of this span inside `outer` (empty when they do not meet).
+    pub fn clamp(self, outer: Span) -> Span {
+        let start = self.offset.max(outer.offset);
+        let end = self.end().min(outer.end()).max(start);
+        Span::new(start, end - start)
+    }
+
     /// Page indices touched by the span, partial pages included.
     pub fn page_range(self) -> std::ops::Range<u64> {
         if self.len == 0 {

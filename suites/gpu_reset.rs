@@ -1,0 +1,103 @@
+//! GPU reset with SVM memory resident in VRAM. VRAM contents are lost; KFD keeps the processes
+//! that held the GPU evicted until they exit and the ROCm runtime aborts them. A process started
+//! after the reset must migrate to VRAM and work as before. Destructive: only with
+//! `--allow-destructive`.
+
+use std::time::Duration;
+
+use crate::case::{CaseResult, Ctx, Stop};
+use crate::check;
+use crate::device::{AllocKind, Location, ProcessExit};
+use crate::kernels::Launch;
+use crate::suites::{Body, Need};
+
+pub const BODIES: &[Body] = &[Body {
+    name: "gpu_reset::holder_ends",
+    run: holder_ends,
+    needs: &[Need::Destructive, Need::Reset, Need::Processes, Need::Xnack],
+}];
+
+/// A holder process keeps data in VRAM and in system memory; the GPU resets; the holder must end
+/// within `exit_limit_ms` (default 10000); a fresh process then migrates and verifies.
+fn holder_ends(ctx: &mut Ctx) -> CaseResult {
+    let limit = Duration::from_millis(ctx.param("exit_limit_ms", 10_000)?);
+    let Some(permit) = ctx.destructive else {
+        return Err(Stop::skip("destructive: rerun with --allow-destructive"));
+    };
+    let (size, seed) = (ctx.size, ctx.seed);
+
+    let mut holder = ctx.dev.spawn_process()?;
+    let in_vram = holder.alloc(AllocKind::Managed, size)?;
+    holder.launch(&Launch::Fill {
+        buf: in_vram,
+        span: in_vram.all(),
+        seed,
+        generation: 1,
+    })?;
+    let in_system = holder.alloc(AllocKind::Malloc, size)?;
+    holder.advise(
+        in_system,
+        in_system.all(),
+        crate::device::Advice::PreferredLocation(Location::System),
+    )?;
+    holder.launch(&Launch::Fill {
+        buf: in_system,
+        span: in_system.all(),
+        seed,
+        generation: 1,
+    })?;
+    if let Some(r) = holder.residency(in_vram, in_vram.all()) {
+        check!(
+            r?.iter().all(|l| *l == Location::Vram),
+            "the holder's data is in VRAM before the reset"
+        );
+    }
+
+    // The operation under test.
+    ctx.dev.gpu_reset(permit)?;
+
+    match holder.wait_exit(limit)? {
+        ProcessExit::StillRunning => {
+            return Err(Stop::fail(format!(
+                "the process holding VRAM was still running {limit:?} after the GPU reset: KFD \
+                 should keep it evicted and the runtime abort it"
+            )))
+        }
+        ProcessExit::Signaled(sig) => {
+            ctx.note(format!("holder ended by signal {sig} after the reset"))
+        }
+        ProcessExit::Exited(code) => {
+            ctx.note(format!("holder exited with status {code} after the reset"))
+        }
+    }
+
+    // A process started after the reset migrates and computes as before.
+    let mut fresh = ctx.dev.spawn_process()?;
+    let buf = fresh.alloc(AllocKind::Managed, size)?;
+    let mut after = Ctx::new(
+        &mut *fresh,
+        ctx.profile,
+        seed,
+        size,
+        AllocKind::Managed,
+        ctx.params,
+        ctx.repeat,
+        None,
+    );
+    let before = after.observe();
+    after.gpu_fill(buf, buf.all(), 2)?;
+    after.expect_location(
+        buf,
+        buf.all(),
+        Location::Vram,
+        "a process after the reset migrates to VRAM",
+        &before,
+    )?;
+    after.gpu_verify(buf, buf.all(), 2)?;
+    after.cpu_verify(buf, buf.all(), 2)?;
+    let (_, notes) = after.take_record();
+    for n in notes {
+        ctx.note(format!("fresh process: {n}"));
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! The conformance cases, one module per migration path, and the registry the runner plans from.
+//!
+//! A body is registered here once with what it needs from the device; `fixtures/cases.yaml`
+//! says which sizes, allocation kinds and parameters each runs with.
+
+pub mod cpu_fault;
+pub mod fault_storm;
+pub mod first_touch;
+pub mod gpu_reset;
+pub mod multi_gpu;
+pub mod prefetch;
+pub mod ttm_eviction;
+pub mod vma;
+
+use crate::case::CaseResult;
+use crate::case::Ctx;
+use crate::device::DeviceInfo;
+use crate::profile::Profile;
+
+/// What a body needs from the device; the runner skips the case with the need's reason when the
+/// device lacks it, and the case never has to ask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// GPU page faults are retried: fault-driven migration can happen at all.
+    Xnack,
+    /// Per-page residency can be read.
+    Residency,
+    /// Migration events with triggers can be read.
+    Events,
+    /// VRAM buffer objects can be allocated to put pressure on VRAM.
+    DeviceBuffers,
+    /// Transient system memory of evictions can be measured.
+    EvictionTransient,
+    Fork,
+    /// A second process on the same GPU can be started.
+    Processes,
+    Reset,
+    /// The user allowed destructive operations (`--allow-destructive`).
+    Destructive,
+    /// Two GPUs and a policy that migrates between them.
+    MultiGpu,
+}
+
+impl Need {
+    pub fn from_name(name: &str) -> Option<Need> {
+        Some(match name {
+            "xnack" => Need::Xnack,
+            "residency" => Need::Residency,
+            "events" => Need::Events,
+            "device_buffers" => Need::DeviceBuffers,
+            "eviction_transient" => Need::EvictionTransient,
+            "fork" => Need::Fork,
+            "processes" => Need::Processes,
+            "reset" => Need::Reset,
+            "destructive" => Need::Destructive,
+            "multi_gpu" => Need::MultiGpu,
+            _ => return None,
+        })
+    }
+
+    /// `None` when the device has it; otherwise the skip reason, saying how to get it.
+    pub fn unmet(self, dev: &DeviceInfo, profile: &Profile, destructive: bool) -> Option<String> {
+        let c = &dev.caps;
+        let missing = |what: &str| Some(format!("{} cannot {what}", dev.name));
+        match self {
+            Need::Xnack if !c.xnack => Some(
+                "XNACK is off, so GPU page faults are not retried and fault-driven migration \
+                 cannot happen; turn it on (gfx942: HSA_XNACK=1; gfx906: boot with \
+                 amdgpu.noretry=0 and set HSA_XNACK=1)"
+                    .into(),
+            ),
+            Need::Residency if !c.residency => missing("report page residency"),
+            Need::Events if !c.events => missing("report migration events"),
+            Need::DeviceBuffers if !c.device_buffers => missing("allocate VRAM buffer objects"),
+            Need::EvictionTransient if !c.eviction_transient => {
+                missing("measure the transient system memory of eviction")
+            }
+            Need::Fork if !c.fork => missing("fork a process that keeps its SVM mappings"),
+            Need::Processes if !c.processes => missing("start a second process on the GPU"),
+            Need::Reset if !c.reset => missing("reset the GPU"),
+            Need::Destructive if !destructive => Some(
+                "destructive (resets the GPU): rerun with --allow-destructive on a machine whose \
+                 GPU may be reset"
+                    .into(),
+            ),
+            Need::MultiGpu if dev.gpus < 2 || profile.policy.max_gpus < 2 => Some(format!(
+                "needs two GPUs that migrate between each other; the series supports one GPU \
+                 (no VRAM-to-VRAM migration): device has {} GPU(s), policy.max_gpus = {}",
+                dev.gpus, profile.policy.max_gpus
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// A registered case body.
+#[derive(Clone, Copy)]
+pub struct Body {
+    /// `suite::case`, the name `body:` in the fixtures refers to.
+    pub name: &'static str,
+    pub run: fn(&mut Ctx) -> CaseResult,
+    pub needs: &'static [Need],
+}
+
+/// Every body of every suite.
+pub fn registry() -> Vec<Body> {
+    [
+        first_touch::BODIES,
+        prefetch::BODIES,
+        cpu_fault::BODIES,
+        fault_storm::BODIES,
+        ttm_eviction::BODIES,
+        gpu_reset::BODIES,
+        vma::BODIES,
+        multi_gpu::BODIES,
+    ]
+    .concat()
+}

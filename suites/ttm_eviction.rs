@@ -1,0 +1,221 @@
+//! TTM eviction: when VRAM is needed, TTM evicts least-recently-used SVM allocations whole and
+//! synchronously to system memory. Every byte must survive, evicted data must migrate again on
+//! the next GPU touch, and the transient system memory of each eviction (the series' open
+//! issue: a throwaway TTM_PL_SYSTEM resource per eviction) is measured.
+
+use std::time::Instant;
+
+use crate::case::{CaseResult, Ctx};
+use crate::check;
+use crate::device::{AllocKind, Buf, Location, PAGE_SIZE};
+use crate::suites::{Body, Need};
+use crate::timing::{Metric, Unit};
+
+pub const BODIES: &[Body] = &[
+    Body {
+        name: "ttm_eviction::device_buffers",
+        run: device_buffers,
+        needs: &[Need::Xnack, Need::DeviceBuffers],
+    },
+    Body {
+        name: "ttm_eviction::oversubscribe",
+        run: oversubscribe,
+        needs: &[Need::Xnack],
+    },
+    Body {
+        name: "ttm_eviction::lru_order",
+        run: lru_order,
+        needs: &[Need::Xnack, Need::DeviceBuffers, Need::Residency],
+    },
+];
+
+/// SVM data resident in VRAM, then VRAM buffer objects fill VRAM: the SVM data is evicted to
+/// system memory intact, and migrates back on the next GPU touch once the buffers are freed.
+/// Parameter `pressure`: the fraction of VRAM the buffers take (default 0.9).
+fn device_buffers(ctx: &mut Ctx) -> CaseResult {
+    let pressure: f64 = ctx.param("pressure", 0.9)?;
+    let vram = ctx.dev.info().vram_bytes;
+    let buf = ctx.alloc(ctx.kind, ctx.size)?;
+    let all = buf.all();
+    let before = ctx.observe();
+    ctx.gpu_fill(buf, all, 1)?;
+    ctx.expect_location(buf, all, Location::Vram, "GPU first touch", &before)?;
+    let transient_before = ctx.dev.eviction_transient().unwrap_or_default();
+
+    // The operation under test: VRAM buffer objects that do not fit beside the SVM data.
+    let bo_bytes = ((vram as f64 * pressure) as u64 / PAGE_SIZE * PAGE_SIZE).max(PAGE_SIZE);
+    check!(bo_bytes + ctx.size > vram, "fixtures: pressure {pressure} with {} bytes of SVM data does not exceed VRAM ({vram} bytes)", ctx.size);
+    let before = ctx.observe();
+    let wall = Instant::now();
+    let bo = ctx.alloc(AllocKind::DeviceBuffer, bo_bytes)?;
+    let took = wall.elapsed();
+    let evicted = ctx.size.min(bo_bytes + ctx.size - vram);
+    ctx.note(format!(
+        "{bo_bytes} bytes of VRAM buffers beside {} bytes of SVM data in {vram} bytes of VRAM",
+        ctx.size
+    ));
+    eviction_metrics(ctx, &transient_before, took.as_secs_f64())?;
+    let after = ctx.dev.eviction_transient();
+    if let Some(t) = after {
+        check!(
+            t.bytes_evicted - transient_before.bytes_evicted >= evicted,
+            "at least {evicted} bytes of SVM data were evicted"
+        );
+    }
+    ctx.cpu_verify(buf, all, 1)?;
+    ctx.expect_location(
+        buf,
+        all,
+        Location::System,
+        "evicted data read by the CPU",
+        &before,
+    )?;
+
+    // Room again: the next GPU touch migrates the data back.
+    ctx.dev.free(bo)?;
+    let before = ctx.observe();
+    ctx.gpu_verify(buf, all, 1)?;
+    ctx.expect_location(
+        buf,
+        all,
+        Location::Vram,
+        "evicted data migrates again on the next GPU touch",
+        &before,
+    )?;
+    ctx.cpu_verify(buf, all, 1)?;
+    ctx.dev.free(buf)?;
+    Ok(())
+}
+
+/// More SVM data than VRAM, in allocations of the case's size, every one written by the GPU:
+/// later ones evict earlier ones. Every byte is then verified by the GPU (migrating back in,
+/// evicting again) and by the CPU. Parameter `fraction` of VRAM (1.125 as IGT's evict-malloc;
+/// kfdtest's VramOvercommit is VRAM plus a margin: `margin_bytes`).
+fn oversubscribe(ctx: &mut Ctx) -> CaseResult {
+    let fraction: f64 = ctx.param("fraction", 1.125)?;
+    let margin: u64 = ctx.param("margin_bytes", 0)?;
+    let vram = ctx.dev.info().vram_bytes;
+    let total = (vram as f64 * fraction) as u64 + margin;
+    check!(
+        total > vram,
+        "fixtures: {total} bytes do not oversubscribe {vram} bytes of VRAM"
+    );
+    let count = total.div_ceil(ctx.size);
+    let transient_before = ctx.dev.eviction_transient().unwrap_or_default();
+
+    let wall = Instant::now();
+    let mut bufs: Vec<Buf> = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let buf = ctx.alloc(ctx.kind, ctx.size)?;
+        ctx.gpu_fill(buf, buf.all(), generation(i))?;
+        bufs.push(buf);
+    }
+    let took = wall.elapsed();
+    ctx.note(format!(
+        "{count} allocations of {} bytes = {} bytes, {:.1}% of {vram} bytes of VRAM",
+        ctx.size,
+        count * ctx.size,
+        100.0 * (count * ctx.size) as f64 / vram as f64
+    ));
+    eviction_metrics(ctx, &transient_before, took.as_secs_f64())?;
+    if let Some(t) = ctx.dev.eviction_transient() {
+        check!(
+            t.evictions > transient_before.evictions,
+            "oversubscribing VRAM evicted something"
+        );
+    }
+
+    // Every byte, on the GPU first (which migrates evicted data back in), then on the CPU.
+    for (i, buf) in bufs.iter().enumerate() {
+        ctx.gpu_verify(*buf, buf.all(), generation(i as u64))?;
+    }
+    for (i, buf) in bufs.iter().enumerate() {
+        ctx.cpu_verify(*buf, buf.all(), generation(i as u64))?;
+    }
+    for buf in bufs {
+        ctx.dev.free(buf)?;
+    }
+    Ok(())
+}
+
+/// Each allocation its own generation, so a page evicted into the wrong allocation shows up.
+fn generation(i: u64) -> u32 {
+    1 + i as u32
+}
+
+/// Records evictions since `before` with the transient system memory they took.
+fn eviction_metrics(
+    ctx: &mut Ctx,
+    before: &crate::device::EvictionTransient,
+    seconds: f64,
+) -> CaseResult {
+    ctx.metric(Metric::exact("eviction_wall_s", Unit::Seconds, seconds))?;
+    let Some(now) = ctx.dev.eviction_transient() else {
+        ctx.note("the transient system memory of eviction is not observable here");
+        return Ok(());
+    };
+    let evictions = now.evictions - before.evictions;
+    let evicted = now.bytes_evicted - before.bytes_evicted;
+    let transient = now.transient_bytes_total - before.transient_bytes_total;
+    ctx.metric(Metric::exact("evictions", Unit::Count, evictions as f64))?;
+    ctx.metric(Metric::exact("evicted_bytes", Unit::Bytes, evicted as f64))?;
+    ctx.metric(Metric::exact(
+        "eviction_transient_bytes_total",
+        Unit::Bytes,
+        transient as f64,
+    ))?;
+    ctx.metric(Metric::exact(
+        "eviction_transient_bytes_peak",
+        Unit::Bytes,
+        now.transient_bytes_peak as f64,
+    ))?;
+    if evictions > 0 {
+        ctx.note(format!(
+            "{evictions} evictions moved {evicted} bytes and took {transient} bytes of transient system memory ({:.2} per evicted byte; the series' open issue)",
+            transient as f64 / evicted.max(1) as f64
+        ));
+    }
+    Ok(())
+}
+
+/// Three allocations in VRAM, the first touched again last; a VRAM buffer then needs the room of
+/// one allocation. TTM must evict the least recently used one (the second) whole and leave the
+/// others in VRAM.
+fn lru_order(ctx: &mut Ctx) -> CaseResult {
+    let vram = ctx.dev.info().vram_bytes;
+    let size = ctx.size;
+    check!(
+        3 * size <= vram,
+        "fixtures: three allocations of {size} bytes must fit in {vram} bytes of VRAM"
+    );
+    let mut bufs = Vec::new();
+    for i in 0..3 {
+        let buf = ctx.alloc(ctx.kind, size)?;
+        ctx.gpu_fill(buf, buf.all(), generation(i))?;
+        bufs.push(buf);
+    }
+    ctx.gpu_verify(bufs[0], bufs[0].all(), generation(0))?; // the first is now the most recent
+    let used = ctx.dev.vram_used().unwrap_or(3 * size);
+
+    // The operation under test: a VRAM buffer that fits only if one allocation goes.
+    let bo_bytes = vram - used + PAGE_SIZE;
+    let bo = ctx.alloc(AllocKind::DeviceBuffer, bo_bytes)?;
+    let expect = [Location::Vram, Location::System, Location::Vram];
+    for (i, (buf, want)) in bufs.iter().zip(expect).enumerate() {
+        let Some(residency) = ctx.dev.residency(*buf, buf.all()) else {
+            return Err(crate::case::Stop::skip(
+                "the device cannot report page residency",
+            ));
+        };
+        let residency = residency?;
+        let wrong = residency.iter().filter(|l| **l != want).count();
+        check!(wrong == 0, "allocation {i} ({}): {wrong} of {} pages are not in {want} (least recently used: allocation 1)", ["touched first, then again last", "least recently used", "touched third"][i], residency.len());
+    }
+    ctx.note("TTM evicted the least recently used allocation whole and only it".to_string());
+    ctx.dev.free(bo)?;
+    for (i, buf) in bufs.iter().enumerate() {
+        ctx.cpu_verify(*buf, buf.all(), generation(i as u64))?;
+        ctx.dev.free(*buf)?;
+    }
+    Ok(())
+}
