@@ -9,5 +9,6 @@ pub mod device;
 pub mod kernels;
 pub mod pattern;
 pub mod profile;
+pub mod results;
 pub mod timing;
 pub mod yaml;
