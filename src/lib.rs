@@ -6,6 +6,7 @@
 
 pub mod case;
 pub mod device;
+pub mod fixtures;
 pub mod kernels;
 pub mod pattern;
 pub mod profile;
