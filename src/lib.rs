@@ -6,10 +6,12 @@
 
 pub mod case;
 pub mod device;
+pub mod fixtures;
 pub mod kernels;
 pub mod pattern;
 pub mod profile;
-// pub mod run;
+pub mod results;
+pub mod run;
 pub mod timing;
 pub mod yaml;
 

@@ -1,0 +1,220 @@
+//! `journal.jsonl`: the one record of a run, one JSON [`CaseRecord`] per line.
+//!
+//! Each record is written whole and synced to disk before the runner moves on, so a kernel
+//! panic or a power cut loses at most the case that was running. A crash in the middle of a
+//! write leaves a torn last line; reading tolerates it, and reopening the journal cuts it off so
+//! that the lines after it stay readable. A bad line anywhere else is corruption and is named.
+//!
+//! The journal is not synchronised itself: callers that run cases in parallel hold it in a
+//! `Mutex<Journal>`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::{sync_dir, CaseRecord, ResultsError};
+
+/// The journal's file name inside a results folder.
+pub const JOURNAL_FILE: &str = "journal.jsonl";
+
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Creates `dir` and `dir/journal.jsonl`, or continues the journal already there (a resumed
+    /// run), first cutting off a torn last line left by a crash.
+    pub fn create(dir: &Path) -> Result<Journal, ResultsError> {
+        std::fs::create_dir_all(dir).map_err(|source| ResultsError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(JOURNAL_FILE);
+        let open_err = |source| ResultsError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(open_err)?;
+        sync_dir(dir).map_err(open_err)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(open_err)?;
+        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if whole < bytes.len() {
+            file.set_len(whole as u64).map_err(open_err)?;
+            file.seek(SeekFrom::End(0)).map_err(open_err)?;
+            file.sync_data().map_err(open_err)?;
+        }
+        Ok(Journal { file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record as one line and syncs it to disk before returning.
+    pub fn append(&mut self, record: &CaseRecord) -> Result<(), ResultsError> {
+        let mut line = serde_json::to_vec(record).map_err(|e| ResultsError::Encode {
+            path: self.path.clone(),
+            what: "a case record",
+            message: e.to_string(),
+        })?;
+        line.push(b'\n');
+        let write_err = |source| ResultsError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        // One write of the whole line: O_APPEND keeps it contiguous even with another writer.
+        self.file.write_all(&line).map_err(write_err)?;
+        self.file.sync_data().map_err(write_err)
+    }
+}
+
+/// Reads every record of a journal. A torn last line (no newline after it) is a crash during a
+/// write and is dropped; any other line that is not a record is an error naming its number.
+pub fn read(path: &Path) -> Result<Vec<CaseRecord>, ResultsError> {
+    let bytes = std::fs::read(path).map_err(|source| ResultsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let ends_whole = bytes.last().map_or(true, |&b| b == b'\n');
+    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    // `split` yields an empty piece after a final newline; it is not a line.
+    let count = if ends_whole {
+        lines.len().saturating_sub(1)
+    } else {
+        lines.len()
+    };
+    let mut records = Vec::with_capacity(count);
+    for (i, line) in lines[..count].iter().enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<CaseRecord>(line) {
+            Ok(r) => records.push(r),
+            Err(_) if i + 1 == count && !ends_whole => break,
+            Err(source) => {
+                return Err(ResultsError::CorruptLine {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::test_support::{record, with_metric};
+    use crate::results::Status;
+
+    fn three() -> Vec<CaseRecord> {
+        vec![
+            with_metric(record("prefetch::to_vram::2MiB", Status::Pass, None)),
+            record(
+                "first_touch::untouched::malloc::4KiB",
+                Status::Fail,
+                Some("CPU verify of [0x0, 0x1000) in allocation 1 (generation 1):\nstale page"),
+            ),
+            record(
+                "multi_gpu::peer::2MiB",
+                Status::Skip,
+                Some("needs 2 GPUs, the device has 1"),
+            ),
+        ]
+    }
+
+    #[test]
+    fn append_then_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::create(&dir.path().join("run1")).unwrap();
+        for r in three() {
+            j.append(&r).unwrap();
+        }
+        assert_eq!(read(j.path()).unwrap(), three());
+    }
+
+    #[test]
+    fn truncated_last_line_is_tolerated_and_cut_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::create(dir.path()).unwrap();
+        for r in three() {
+            j.append(&r).unwrap();
+        }
+        let path = j.path().to_path_buf();
+        drop(j);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let torn =
+            serde_json::to_vec(&record("crash::mid_write::4KiB", Status::Pass, None)).unwrap();
+        bytes.extend_from_slice(&torn[..torn.len() / 2]);
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(read(&path).unwrap(), three());
+
+        // A resumed run continues after the last whole record.
+        let mut j = Journal::create(dir.path()).unwrap();
+        let next = record("resume::after_crash::4KiB", Status::Pass, None);
+        j.append(&next).unwrap();
+        let mut want = three();
+        want.push(next);
+        assert_eq!(read(&path).unwrap(), want);
+    }
+
+    #[test]
+    fn corrupt_middle_line_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(JOURNAL_FILE);
+        let good = serde_json::to_string(&three()[0]).unwrap();
+        std::fs::write(&path, format!("{good}\n{{\"case\": 12\n{good}\n")).unwrap();
+        let e = read(&path).unwrap_err();
+        let shown = e.to_string();
+        assert!(
+            matches!(e, ResultsError::CorruptLine { line: 2, .. }),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("journal.jsonl` line 2: not a case record"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn empty_journal_has_no_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::create(dir.path()).unwrap();
+        assert!(read(j.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn unreadable_journal_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = read(&dir.path().join("missing.jsonl")).unwrap_err();
+        assert!(e.to_string().starts_with("cannot read `"), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("missing.jsonl`: no such file or directory"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn results_folder_that_cannot_be_created_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, b"").unwrap();
+        let e = Journal::create(&blocker.join("run")).err().unwrap();
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("cannot create results folder `"),
+            "{shown}"
+        );
+        assert!(shown.ends_with("run`: not a directory"), "{shown}");
+    }
+}

@@ -1,0 +1,354 @@
+//! The record of a run and what is derived from it.
+//!
+//! The journal ([`journal`]) is the one record: a line per finished case, written and synced
+//! before the next case starts. `run.json` ([`run_info`]) says what ran where. JUnit
+//! ([`junit`]) and the morning summary ([`summary`]) are generated from those two alone, so a
+//! shard from another machine, or a run cut short by a crash, can be exported later.
+
+pub mod journal;
+pub mod junit;
+pub mod run_info;
+pub mod summary;
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::timing::Metric;
+
+pub use journal::Journal;
+pub use junit::write_junit;
+pub use run_info::{FixtureDigest, RunInfo};
+pub use summary::{render_summary, write_summary};
+
+/// How a case ended, in the vocabulary of igt_runner and deqp-runner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    Fail,
+    /// Could not run here: a capability, permission or device is missing; the reason says which.
+    Skip,
+    Timeout,
+    /// The case's process died from a signal.
+    Crash,
+    /// Passed, but the kernel logged a warning while it ran.
+    DmesgWarn,
+    /// Failed, and the kernel logged an error while it ran.
+    DmesgFail,
+    /// The machine or the runner died during the case.
+    Incomplete,
+    /// Planned but never started (the run was stopped first).
+    Notrun,
+}
+
+impl Status {
+    pub const ALL: [Status; 9] = [
+        Status::Pass,
+        Status::Fail,
+        Status::Skip,
+        Status::Timeout,
+        Status::Crash,
+        Status::DmesgWarn,
+        Status::DmesgFail,
+        Status::Incomplete,
+        Status::Notrun,
+    ];
+
+    /// Whether the run should be red. A kernel warning during a migration is a kernel bug even
+    /// when the data came back right, so dmesg-warn counts; skip and notrun do not.
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Status::Pass | Status::Skip | Status::Notrun)
+    }
+
+    /// The name as written in the journal: `dmesg_warn`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Skip => "skip",
+            Status::Timeout => "timeout",
+            Status::Crash => "crash",
+            Status::DmesgWarn => "dmesg_warn",
+            Status::DmesgFail => "dmesg_fail",
+            Status::Incomplete => "incomplete",
+            Status::Notrun => "notrun",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One finished case: a line of the journal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaseRecord {
+    /// The instance name, `prefetch::to_vram::2MiB`.
+    pub case: String,
+    pub status: Status,
+    /// The skip reason, or the failure message with its evidence and diagnosis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the case started, RFC 3339 UTC.
+    pub started: String,
+    pub duration_s: f64,
+    /// The case's own seed (the run's seed mixed with the case name).
+    pub seed: u64,
+    /// Allocation kind name: `managed`, `malloc`, ...
+    pub kind: String,
+    /// Allocation size in bytes.
+    pub size: u64,
+    #[serde(default)]
+    pub metrics: Vec<Metric>,
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    /// The one command line that repeats this case.
+    pub repro: String,
+}
+
+impl CaseRecord {
+    /// The first line of the reason, for one-line displays; empty when there is none.
+    pub fn headline(&self) -> &str {
+        self.reason
+            .as_deref()
+            .and_then(|r| r.lines().next())
+            .unwrap_or("")
+    }
+
+    /// The first `::` segment of the case name: the migration path, `prefetch`.
+    pub fn suite(&self) -> &str {
+        self.case.split("::").next().unwrap_or(&self.case)
+    }
+
+    /// The case without the variant segments (`::SIZE` and `::KIND` where they are the
+    /// record's), what a CI interface groups instances under: `prefetch::to_vram`.
+    pub fn group(&self) -> &str {
+        let mut name = self.case.as_str();
+        // The size is always the last segment of an instance name.
+        if let Some((head, _size)) = name.rsplit_once("::") {
+            name = head;
+        }
+        if let Some((head, kind)) = name.rsplit_once("::") {
+            if kind == self.kind && head.contains("::") {
+                name = head;
+            }
+        }
+        name
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("cannot create results folder `{}`: {}", path.display(), io_reason(source))]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("cannot open `{}` for appending: {}", path.display(), io_reason(source))]
+    Open { path: PathBuf, source: io::Error },
+    #[error("cannot write `{}`: {}", path.display(), io_reason(source))]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot read `{}`: {}", path.display(), io_reason(source))]
+    Read { path: PathBuf, source: io::Error },
+    #[error("`{}` line {line}: not a case record ({source}); expected one JSON object per line", path.display())]
+    CorruptLine {
+        path: PathBuf,
+        line: usize,
+        source: serde_json::Error,
+    },
+    #[error("`{}`: not a run description ({source}); expected the run.json svmconf writes", path.display())]
+    BadRunInfo {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot encode {what} for `{}`: {message}", path.display())]
+    Encode {
+        path: PathBuf,
+        what: &'static str,
+        message: String,
+    },
+}
+
+/// An I/O error as a clause of a sentence: `permission denied`, without the errno suffix.
+pub(crate) fn io_reason(e: &io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error ") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text.to_string(),
+    }
+}
+
+/// Now, RFC 3339 UTC to the millisecond: `2025-01-31T02:14:07.123Z`.
+pub fn now_rfc3339() -> String {
+    rfc3339(OffsetDateTime::now_utc())
+}
+
+/// `t` in RFC 3339 UTC to the millisecond.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let t = t.replace_millisecond(t.millisecond()).unwrap_or(t);
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| format!("{}", t.unix_timestamp()))
+}
+
+/// Parses an RFC 3339 timestamp as written in records and run.json.
+pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename, so that a reader
+/// (the lab's CI picking up JUnit, say) never sees half a file, and a crash leaves the old one.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let write_err = |source| ResultsError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::create(&tmp).map_err(write_err)?;
+    file.write_all(bytes).map_err(write_err)?;
+    file.sync_all().map_err(write_err)?;
+    std::fs::rename(&tmp, path).map_err(write_err)?;
+    sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(write_err)
+}
+
+/// Makes a new or renamed directory entry durable: syncing a file's data does not sync the
+/// name it is reached by.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Records and run descriptions for the tests of the exports.
+
+    use super::*;
+    use crate::timing::Unit;
+
+    pub fn record(case: &str, status: Status, reason: Option<&str>) -> CaseRecord {
+        let kind = if case.contains("::malloc::") {
+            "malloc"
+        } else {
+            "managed"
+        };
+        CaseRecord {
+            case: case.to_string(),
+            status,
+            reason: reason.map(str::to_string),
+            started: "2025-01-31T02:14:07.123Z".to_string(),
+            duration_s: 0.25,
+            seed: 0x5eed,
+            kind: kind.to_string(),
+            size: 2 << 20,
+            metrics: Vec::new(),
+            evidence: vec![format!(
+                "{case}: all 512 pages in vram (verified by residency)"
+            )],
+            repro: format!("svmconf {case} --exact --seed 0x5eed --profile sim"),
+        }
+    }
+
+    pub fn with_metric(mut r: CaseRecord) -> CaseRecord {
+        r.metrics.push(Metric::new(
+            "prefetch_to_vram",
+            Unit::GBps,
+            vec![5.9, 6.0, 6.1, 6.0, 5.8],
+        ));
+        r
+    }
+
+    pub fn run() -> RunInfo {
+        RunInfo {
+            run_id: "20250131T021400Z-lab7".to_string(),
+            suite_version: "0.1.0".to_string(),
+            started: "2025-01-31T02:14:00Z".to_string(),
+            finished: Some("2025-01-31T02:20:00Z".to_string()),
+            host: "lab7".to_string(),
+            kernel_release: "6.14.0-svm-v4".to_string(),
+            backend: "sim".to_string(),
+            device: serde_json::json!({
+                "backend": "sim",
+                "name": "Reference device (profile sim)",
+                "arch": "sim",
+                "vram_bytes": 268435456u64,
+                "gpus": 1,
+            }),
+            profile: "sim".to_string(),
+            seed: 0x5eed,
+            command_line: vec![
+                "svmconf".to_string(),
+                "--profile".to_string(),
+                "sim".to_string(),
+            ],
+            fixtures: vec![FixtureDigest {
+                path: "fixtures/profiles/sim.yaml".to_string(),
+                sha256: "00".repeat(32),
+            }],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::record;
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(Status::Pass, false)]
+    #[case(Status::Fail, true)]
+    #[case(Status::Skip, false)]
+    #[case(Status::Timeout, true)]
+    #[case(Status::Crash, true)]
+    #[case(Status::DmesgWarn, true)]
+    #[case(Status::DmesgFail, true)]
+    #[case(Status::Incomplete, true)]
+    #[case(Status::Notrun, false)]
+    fn failures(#[case] status: Status, #[case] failure: bool) {
+        assert_eq!(status.is_failure(), failure);
+        let json = serde_json::to_string(&status).unwrap();
+        assert_eq!(json, format!("\"{}\"", status.name()));
+    }
+
+    #[rstest]
+    #[case("prefetch::to_vram::2MiB", "managed", "prefetch::to_vram")]
+    #[case(
+        "first_touch::untouched::malloc::4KiB",
+        "malloc",
+        "first_touch::untouched"
+    )]
+    #[case("eviction::device::2MiB", "managed", "eviction::device")]
+    #[case("odd::4KiB", "managed", "odd")]
+    fn group_drops_kind_and_size(#[case] case: &str, #[case] kind: &str, #[case] group: &str) {
+        let mut r = record(case, Status::Pass, None);
+        r.kind = kind.to_string();
+        assert_eq!(r.group(), group);
+    }
+
+    #[test]
+    fn io_reason_reads_as_a_clause() {
+        let e = io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(io_reason(&e), "permission denied");
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        let t = parse_rfc3339("2025-01-31T02:14:07.123456Z").unwrap();
+        assert_eq!(rfc3339(t), "2025-01-31T02:14:07.123Z");
+        assert!(parse_rfc3339(&now_rfc3339()).is_some());
+    }
+}

@@ -1,0 +1,206 @@
+//! `run.json`: what ran, where, when and with which fixtures. Written when a run starts, so a
+//! run that never finishes is still described, and written again with `finished` at the end.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{now_rfc3339, write_atomically, ResultsError};
+use crate::device::DeviceInfo;
+
+/// The run description's file name inside a results folder.
+pub const RUN_INFO_FILE: &str = "run.json";
+
+/// A fixture file a run used, with its digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FixtureDigest {
+    /// Relative to the repository: `fixtures/profiles/sim.yaml`.
+    pub path: String,
+    /// SHA-256 of the file, lowercase hex.
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub run_id: String,
+    /// The svmconf version that ran (CARGO_PKG_VERSION).
+    pub suite_version: String,
+    /// RFC 3339 UTC.
+    pub started: String,
+    /// RFC 3339 UTC; absent while running and after a crash.
+    #[serde(default)]
+    pub finished: Option<String>,
+    pub host: String,
+    /// `uname -r`: the kernel under test.
+    pub kernel_release: String,
+    pub backend: String,
+    /// The backend's DeviceInfo as it reported itself.
+    pub device: serde_json::Value,
+    /// The profile's name.
+    pub profile: String,
+    pub seed: u64,
+    pub command_line: Vec<String>,
+    pub fixtures: Vec<FixtureDigest>,
+}
+
+impl RunInfo {
+    /// A run starting now on this machine.
+    pub fn start(
+        run_id: impl Into<String>,
+        device: &DeviceInfo,
+        profile: impl Into<String>,
+        seed: u64,
+        command_line: Vec<String>,
+        fixtures: Vec<FixtureDigest>,
+    ) -> RunInfo {
+        RunInfo {
+            run_id: run_id.into(),
+            suite_version: env!("CARGO_PKG_VERSION").to_string(),
+            started: now_rfc3339(),
+            finished: None,
+            host: proc_line("/proc/sys/kernel/hostname"),
+            kernel_release: proc_line("/proc/sys/kernel/osrelease"),
+            backend: device.backend.clone(),
+            // DeviceInfo holds only strings, numbers and booleans: it always converts.
+            device: serde_json::to_value(device)
+                .unwrap_or_else(|e| serde_json::json!({ "unencodable": e.to_string() })),
+            profile: profile.into(),
+            seed,
+            command_line,
+            fixtures,
+        }
+    }
+
+    /// A run id that sorts by time and says where it ran: `20250131T021400Z-lab7`.
+    pub fn make_run_id(started: time::OffsetDateTime, host: &str) -> String {
+        let t = started.to_offset(time::UtcOffset::UTC);
+        let host: String = host
+            .split('.')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            if host.is_empty() { "unknown" } else { &host }
+        )
+    }
+
+    /// Marks the run finished now.
+    pub fn finish(&mut self) {
+        self.finished = Some(now_rfc3339());
+    }
+
+    /// Writes `dir/run.json`, replacing it whole; returns its path.
+    pub fn write(&self, dir: &Path) -> Result<PathBuf, ResultsError> {
+        let path = dir.join(RUN_INFO_FILE);
+        let mut text = serde_json::to_vec_pretty(self).map_err(|e| ResultsError::Encode {
+            path: path.clone(),
+            what: "the run description",
+            message: e.to_string(),
+        })?;
+        text.push(b'\n');
+        write_atomically(&path, &text)?;
+        Ok(path)
+    }
+
+    pub fn read(path: &Path) -> Result<RunInfo, ResultsError> {
+        let bytes = std::fs::read(path).map_err(|source| ResultsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|source| ResultsError::BadRunInfo {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// The device's human name, from the recorded DeviceInfo.
+    pub fn device_name(&self) -> &str {
+        self.device
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or(&self.backend)
+    }
+}
+
+/// The first line of a /proc file, or "unknown" where there is none (not Linux, a sandbox).
+fn proc_line(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.lines().next().map(|l| l.trim().to_string()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Capabilities;
+    use crate::results::test_support::run;
+
+    #[test]
+    fn written_then_rewritten_with_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = DeviceInfo {
+            backend: "sim".into(),
+            name: "Reference device (profile sim)".into(),
+            arch: "sim".into(),
+            vram_bytes: 256 << 20,
+            gpus: 1,
+            caps: Capabilities::default(),
+        };
+        let mut r = RunInfo::start("r1", &info, "sim", 7, vec!["svmconf".into()], vec![]);
+        assert_eq!(r.suite_version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(r.device["arch"], "sim");
+        assert_eq!(r.device_name(), "Reference device (profile sim)");
+        assert!(!r.host.is_empty() && !r.kernel_release.is_empty());
+        let path = r.write(dir.path()).unwrap();
+        assert_eq!(RunInfo::read(&path).unwrap().finished, None);
+        r.finish();
+        r.write(dir.path()).unwrap();
+        let back = RunInfo::read(&path).unwrap();
+        assert!(back.finished.is_some());
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = run();
+        let path = r.write(dir.path()).unwrap();
+        assert_eq!(RunInfo::read(&path).unwrap(), r);
+    }
+
+    #[test]
+    fn run_id_sorts_by_time_and_names_the_host() {
+        let t = crate::results::parse_rfc3339("2025-01-31T02:14:00.5Z").unwrap();
+        assert_eq!(
+            RunInfo::make_run_id(t, "lab7.example.org"),
+            "20250131T021400Z-lab7"
+        );
+        assert_eq!(RunInfo::make_run_id(t, ""), "20250131T021400Z-unknown");
+    }
+
+    #[test]
+    fn bad_run_json_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(RUN_INFO_FILE);
+        std::fs::write(&path, "{}").unwrap();
+        let e = RunInfo::read(&path).unwrap_err().to_string();
+        assert!(e.contains("run.json`: not a run description"), "{e}");
+    }
+}
