@@ -2,6 +2,8 @@
 //! allocations (drm_pagemap_devmem: the BO that holds migrated pages), the LRU TTM evicts by,
 //! and the accounting of evictions and their transient system resource.
 
+use std::collections::VecDeque;
+
 use super::object::{Mapper, ObjId};
 use super::rng::Rng;
 use super::slab::Slab;
@@ -48,6 +50,14 @@ pub(super) struct Vram {
     pub disabled: bool,
     pub devmem: Slab<Devmem>,
     tick: u64,
+    /// GPU uses of SVM allocations in order, as (stamp, devmem); an entry whose stamp is no
+    /// longer its allocation's `last_use` is stale and skipped. Stamps only grow, so the
+    /// front is the least recently used: victims in O(1) however many allocations live.
+    lru: VecDeque<(u64, u32)>,
+    /// The allocation stamped last: touching it again changes no order.
+    newest: Option<u32>,
+    /// Frames held by SVM (unpinned) allocations.
+    svm_frames: u64,
     pub transient: EvictionTransient,
 }
 
@@ -63,6 +73,9 @@ impl Vram {
             disabled: false,
             devmem: Slab::default(),
             tick: 0,
+            lru: VecDeque::new(),
+            newest: None,
+            svm_frames: 0,
             transient: EvictionTransient::default(),
         }
     }
@@ -109,20 +122,39 @@ impl Vram {
         self.arena.page_mut(frame as u64)
     }
 
-    pub fn add(&mut self, mut devmem: Devmem) -> u32 {
-        devmem.last_use = self.stamp();
-        self.devmem.insert(devmem)
+    pub fn add(&mut self, devmem: Devmem) -> u32 {
+        if !devmem.pinned {
+            self.svm_frames += devmem.frames.len() as u64;
+        }
+        let id = self.devmem.insert(devmem);
+        self.newest = None;
+        self.touch(id);
+        id
     }
 
-    /// The GPU used the allocation now (the LRU order TTM evicts by).
+    /// The GPU used the allocation now (the LRU order TTM evicts by). Called per page, so the
+    /// common case, the same allocation again, returns at once.
     pub fn touch(&mut self, id: u32) {
-        let stamp = self.stamp();
-        self.devmem[id].last_use = stamp;
+        if self.newest == Some(id) {
+            return;
+        }
+        self.tick += 1;
+        let devmem = &mut self.devmem[id];
+        devmem.last_use = self.tick;
+        self.newest = Some(id);
+        if !devmem.pinned {
+            self.lru.push_back((self.tick, id));
+            self.compact_lru();
+        }
     }
 
-    fn stamp(&mut self) -> u64 {
-        self.tick += 1;
-        self.tick
+    /// Drops stale entries once they outnumber the live ones, keeping the queue O(live).
+    fn compact_lru(&mut self) {
+        if self.lru.len() > 64 + 2 * self.devmem.len() {
+            let devmem = &self.devmem;
+            self.lru
+                .retain(|&(stamp, id)| is_current(devmem, stamp, id));
+        }
     }
 
     /// `pages` pages left the allocation; its frames go back when the last one has.
@@ -131,6 +163,12 @@ impl Vram {
         devmem.resident -= pages;
         if devmem.resident == 0 {
             if let Some(gone) = self.devmem.remove(id) {
+                if !gone.pinned {
+                    self.svm_frames -= gone.frames.len() as u64;
+                }
+                if self.newest == Some(id) {
+                    self.newest = None;
+                }
                 // Reversed so that the next allocation takes them in ascending order.
                 self.free.extend(gone.frames.into_iter().rev());
             }
@@ -138,22 +176,28 @@ impl Vram {
     }
 
     /// The SVM allocation TTM evicts next: least recently used, or most with `evict-mru`.
-    pub fn victim(&self, most_recent: bool) -> Option<u32> {
-        let svm = self.devmem.iter().filter(|(_, d)| !d.pinned);
-        if most_recent {
-            svm.max_by_key(|(_, d)| d.last_use).map(|(id, _)| id)
-        } else {
-            svm.min_by_key(|(_, d)| d.last_use).map(|(id, _)| id)
+    pub fn victim(&mut self, most_recent: bool) -> Option<u32> {
+        loop {
+            let end = if most_recent {
+                self.lru.back()
+            } else {
+                self.lru.front()
+            };
+            let &(stamp, id) = end?;
+            if is_current(&self.devmem, stamp, id) {
+                return Some(id);
+            }
+            if most_recent {
+                self.lru.pop_back();
+            } else {
+                self.lru.pop_front();
+            }
         }
     }
 
     /// Frames that evicting every SVM allocation would free.
     pub fn evictable_frames(&self) -> u64 {
-        self.devmem
-            .iter()
-            .filter(|(_, d)| !d.pinned)
-            .map(|(_, d)| d.frames.len() as u64)
-            .sum()
+        self.svm_frames
     }
 
     /// One TTM eviction of an allocation of `size` bytes that moved `bytes` to RAM. With
@@ -177,6 +221,12 @@ impl Vram {
         }
         self.garbage = Some(seed);
     }
+}
+
+/// Whether an LRU entry is still its allocation's last use (stamps are unique, so an entry of
+/// a freed id that was reused never matches).
+fn is_current(devmem: &Slab<Devmem>, stamp: u64, id: u32) -> bool {
+    devmem.get(id).is_some_and(|d| d.last_use == stamp)
 }
 
 /// Seed-determined noise, not zeros: a page read after a reset must not pass as a fresh page.
@@ -239,6 +289,28 @@ mod tests {
         assert_eq!(v.victim(false), Some(b));
         assert_eq!(v.victim(true), Some(a));
         assert_eq!(v.evictable_frames(), 2);
+        v.release_pages(a, 1);
+        assert_eq!(
+            v.victim(true),
+            Some(b),
+            "a freed allocation is never a victim"
+        );
+        let c = v.add(devmem(vec![0]));
+        assert_eq!(c, a, "the id is reused");
+        v.touch(b);
+        assert_eq!(v.victim(false), Some(c));
+        assert_eq!(v.evictable_frames(), 2);
+    }
+
+    #[test]
+    fn the_lru_queue_stays_proportional_to_live_allocations() {
+        let mut v = Vram::new(8 * PAGE_SIZE);
+        let ids: Vec<u32> = (0..4).map(|f| v.add(devmem(vec![f]))).collect();
+        for round in 0..1000 {
+            v.touch(ids[round % 4]);
+        }
+        assert!(v.lru.len() <= 64 + 2 * 4 + 1, "{} entries", v.lru.len());
+        assert_eq!(v.victim(false), Some(ids[0]));
     }
 
     #[test]
