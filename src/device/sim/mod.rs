@@ -11,11 +11,19 @@
 //! processes that `fork` and `spawn_process` make.
 //!
 //! Where the policy is silent the sim decides, and says so beside the code:
-//! - ranges and VA alignment: `space.rs`; a mixed range migrates only its system pages;
+//! - ranges and VA alignment: `space.rs`; a range partly in VRAM migrates only its system
+//!   pages (migrate_vma collects only those), as a devmem allocation of that many pages;
+//! - prefetch to VRAM maps what it migrated, so the next kernel takes no fault there;
+//!   prefetch of pages that need not move, or of shared memory, takes no time: `prefetch.rs`;
+//! - XNACK off still counts a fault per range on first GPU touch, and maps it in place;
+//! - a kernel's result (verify's counts, touch-read's sum) is a GPU access like any other:
+//!   it faults, migrates and counts in `KernelRun::faults`: `kernels.rs`;
+//! - any operation of a process, not only prefetch, CPU access and launch, first runs part
+//!   of its pending launch; observations (residency, events, VRAM use) do not;
 //! - device buffers are pinned, and are not inherited by fork: `mm.rs`, `gpu.rs`;
+//! - the eviction through a partial unmap is not TTM's: it takes no transient resource;
 //! - eviction accounting (`EvictionTransient`) and `vram_used` are GPU-wide, not per process;
 //! - a reset leaves surviving processes' VRAM pages holding garbage: `gpu.rs`;
-//! - prefetch of pages that need not move, or of shared memory, takes no time;
 //! - one GPU: `profile.gpus` is reported as it is and `policy.max_gpus` is for the suite to
 //!   read; no migration between GPUs exists here.
 
