@@ -1,0 +1,74 @@
+//! The memory behind an allocation: its system backing and, per page, whether it is
+//! device-private and in which devmem allocation and VRAM frame. An object is what fork shares
+//! between processes for shared mappings, so residency is per object, not per process.
+
+use super::gpu::Pid;
+use super::store::Store;
+use super::vram::Vram;
+use crate::device::Location;
+
+pub(super) type ObjId = u32;
+
+/// A page's devmem allocation when it is in system memory.
+pub(super) const NO_DEVMEM: u32 = u32::MAX;
+
+/// One process's allocation mapping an object: whose events a migration is and which buffer
+/// id they carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Mapper {
+    pub pid: Pid,
+    pub buf: u32,
+}
+
+#[derive(Debug)]
+pub(super) struct Object {
+    /// The system pages. A page in VRAM keeps its old system copy, which is what a
+    /// migrate-to-ram that copies nothing would expose.
+    pub sys: Store,
+    /// Per page: the devmem allocation holding it, or [`NO_DEVMEM`].
+    pub devmem: Vec<u32>,
+    /// Per page: its VRAM frame while it is in a devmem allocation.
+    pub frame: Vec<u32>,
+    /// The allocations that map this object (more than one after fork of a shared mapping).
+    pub mappers: Vec<Mapper>,
+}
+
+impl Object {
+    pub fn new(pages: u64, mapper: Mapper) -> Object {
+        Object {
+            sys: Store::new(pages),
+            devmem: vec![NO_DEVMEM; pages as usize],
+            frame: vec![NO_DEVMEM; pages as usize],
+            mappers: vec![mapper],
+        }
+    }
+
+    pub fn in_vram(&self, page: u64) -> bool {
+        self.devmem[page as usize] != NO_DEVMEM
+    }
+
+    pub fn location(&self, page: u64) -> Location {
+        if self.in_vram(page) {
+            Location::Vram
+        } else {
+            Location::System
+        }
+    }
+
+    /// A copy of the current contents with every page in system memory: fork's private copy.
+    /// The pages of `self` stay where they are.
+    pub fn snapshot(&self, vram: &Vram, mapper: Mapper) -> Object {
+        let mut copy = Object {
+            sys: self.sys.clone(),
+            ..Object::new(self.devmem.len() as u64, mapper)
+        };
+        for (page, &frame) in self.frame.iter().enumerate() {
+            if frame != NO_DEVMEM {
+                copy.sys
+                    .page_mut(page as u64)
+                    .copy_from_slice(vram.frame(frame));
+            }
+        }
+        copy
+    }
+}

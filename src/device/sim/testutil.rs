@@ -1,0 +1,124 @@
+//! What the sim's own tests share: a small profile, and CPU/GPU fill and check helpers.
+
+use super::{Breaks, SimDevice};
+use crate::device::{Buf, Device, KernelRun, Location, MigrationEvent, Span, Trigger};
+use crate::kernels::Launch;
+use crate::pattern::Pattern;
+use crate::profile::{Limits, Policy, Profile, SimCost};
+
+pub const SEED: u64 = 0x5eed;
+pub const MIB: u64 = 1 << 20;
+
+pub fn cost() -> SimCost {
+    SimCost {
+        migrate_gbps: 10.0,
+        migration_fixed_us: 10.0,
+        gpu_fault_us: 5.0,
+        cpu_fault_us: 8.0,
+        launch_us: 4.0,
+        vram_gbps: 1000.0,
+        remote_gbps: 25.0,
+        cpu_gbps: 20.0,
+        reset_exit_ms: 50.0,
+    }
+}
+
+/// 16 MiB of VRAM: small enough that eviction is cheap to provoke.
+pub fn profile() -> Profile {
+    Profile {
+        name: "test".to_string(),
+        description: "the sim's unit tests".to_string(),
+        arch: "sim".to_string(),
+        vram_bytes: 16 * MIB,
+        gpus: 1,
+        xnack: true,
+        limits: Limits {
+            link: "PCIe Gen5 x16".to_string(),
+            link_peak_gbps: 63.0,
+            memory_peak_gbps: 5300.0,
+        },
+        policy: Policy::default(),
+        sim: Some(cost()),
+    }
+}
+
+pub fn device() -> SimDevice {
+    device_with(|_| {}, Breaks::default())
+}
+
+pub fn broken(name: &str) -> SimDevice {
+    match Breaks::parse(name) {
+        Ok(breaks) => device_with(|_| {}, breaks),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+pub fn device_with(edit: impl FnOnce(&mut Profile), breaks: Breaks) -> SimDevice {
+    let mut p = profile();
+    edit(&mut p);
+    SimDevice::new(&p, SEED, breaks).expect("test profile is valid")
+}
+
+pub fn with_policy(edit: impl FnOnce(&mut Policy)) -> SimDevice {
+    device_with(|p| edit(&mut p.policy), Breaks::default())
+}
+
+pub fn pattern(generation: u32) -> Pattern {
+    Pattern::new(SEED, generation)
+}
+
+pub fn cpu_fill(dev: &mut dyn Device, buf: Buf, span: Span, generation: u32) {
+    let mut words = vec![0u32; span.words() as usize];
+    pattern(generation).fill(span.first_word(), &mut words);
+    dev.cpu_write(buf, span, &words).expect("cpu write");
+}
+
+pub fn gpu_fill(dev: &mut dyn Device, buf: Buf, span: Span, generation: u32) -> KernelRun {
+    dev.launch(&Launch::Fill {
+        buf,
+        span,
+        seed: SEED,
+        generation,
+    })
+    .expect("gpu fill")
+}
+
+pub fn cpu_words(dev: &mut dyn Device, buf: Buf, span: Span) -> Vec<u32> {
+    let mut words = vec![0u32; span.words() as usize];
+    dev.cpu_read(buf, span, &mut words).expect("cpu read");
+    words
+}
+
+/// The CPU reads the span back and finds generation `generation` in every word.
+pub fn cpu_check(dev: &mut dyn Device, buf: Buf, span: Span, generation: u32) {
+    let words = cpu_words(dev, buf, span);
+    if let Err(m) = pattern(generation).check(span.first_word(), &words) {
+        panic!("allocation {} {span}, generation {generation}: {m}", buf.id);
+    }
+}
+
+pub fn residency(dev: &mut dyn Device, buf: Buf) -> Vec<Location> {
+    dev.residency(buf, buf.all())
+        .expect("sim observes residency")
+        .expect("all pages mapped")
+}
+
+pub fn count(dev: &mut dyn Device, buf: Buf, want: Location) -> usize {
+    residency(dev, buf)
+        .into_iter()
+        .filter(|l| *l == want)
+        .count()
+}
+
+pub fn events(dev: &mut dyn Device) -> Vec<MigrationEvent> {
+    dev.take_events().expect("sim reports events")
+}
+
+/// (first page, pages) of each event with `trigger`.
+pub fn moves(events: &[MigrationEvent], trigger: Trigger) -> Vec<(u64, u64)> {
+    events
+        .iter()
+        .filter(|e| e.trigger == trigger)
+        .map(|e| (e.first_page, e.pages))
+        .collect()
+}
