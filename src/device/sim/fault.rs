@@ -6,6 +6,7 @@
 
 use super::clock::Meter;
 use super::gpu::{Gpu, Pid};
+use super::migrate::WHOLE_ALLOCATION;
 use super::object::{Mapper, ObjId};
 use crate::device::{AllocKind, Location, Result, Trigger};
 
@@ -120,7 +121,7 @@ impl Gpu {
             let ns = self.clock.cpu_fault_ns();
             self.clock.charge(meter, ns);
             let only = if self.policy.cpu_fault_migrates_whole_allocation {
-                0..u64::MAX
+                WHOLE_ALLOCATION
             } else {
                 page..page + 1
             };

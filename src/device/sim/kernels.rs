@@ -11,13 +11,13 @@ use std::time::Duration;
 use super::fault::{Home, Progress};
 use super::gpu::{Gpu, Pid};
 use super::space::{check_words, Space};
+use super::store::PAGE_WORDS;
 use crate::device::{Buf, DeviceError, KernelRun, Pending, Result, Span, WORDS_PER_PAGE};
 use crate::kernels::Launch;
 use crate::pattern::Pattern;
 
 /// How long a hung fault storm (`storm-hang`) runs before `wait` gives up.
 const HANG: Duration = Duration::from_secs(10);
-const PAGE_WORDS: usize = WORDS_PER_PAGE as usize;
 
 /// Words one step reads or writes in one allocation, `weight` accesses per word (atomics
 /// repeat).

@@ -13,6 +13,9 @@ use super::object::{Mapper, ObjId, NO_DEVMEM};
 use super::vram::Devmem;
 use crate::device::{Location, Trigger, PAGE_SIZE, WORDS_PER_PAGE};
 
+/// `only` for [`Gpu::migrate_to_ram`] of every page the devmem allocation holds.
+pub(super) const WHOLE_ALLOCATION: Range<u64> = 0..u64::MAX;
+
 /// The bit the `corrupt-migrate-to-ram` break flips.
 const CORRUPT_BIT: u32 = 1 << 8;
 
@@ -69,7 +72,7 @@ impl Gpu {
     }
 
     /// Migrates the pages of devmem allocation `devmem` that lie in `only` back to system
-    /// memory (all of them for `0..u64::MAX`), invalidating every GPU mapping of them; the
+    /// memory (all of them for [`WHOLE_ALLOCATION`]), invalidating every GPU mapping of them; the
     /// allocation's frames go back once its last page has left. Returns the pages moved.
     pub(super) fn migrate_to_ram(
         &mut self,
@@ -167,7 +170,7 @@ impl Gpu {
     fn ttm_evict(&mut self, victim: u32, meter: &mut Meter) {
         let d = &self.vram.devmem[victim];
         let (owner, size) = (d.owner, d.bytes());
-        let moved = self.migrate_to_ram(victim, 0..u64::MAX, owner, Trigger::Eviction, meter);
+        let moved = self.migrate_to_ram(victim, WHOLE_ALLOCATION, owner, Trigger::Eviction, meter);
         let transient = self.policy.eviction_transient_system;
         self.vram
             .account_eviction(moved * PAGE_SIZE, size, transient);

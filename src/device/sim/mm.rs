@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use super::clock::Meter;
 use super::gpu::{Gpu, Pid};
+use super::migrate::WHOLE_ALLOCATION;
 use super::object::{Mapper, Object, NO_DEVMEM};
 use super::space::{check_bounds, Alloc, HINT_ACCESSED_BY, HINT_READ_MOSTLY};
 use super::vram::Devmem;
@@ -140,7 +141,7 @@ impl Gpu {
             if self.breaks.partial_unmap_keeps_range {
                 self.zero_devmem(devmem);
             } else if self.policy.partial_unmap_evicts {
-                self.migrate_to_ram(devmem, 0..u64::MAX, who, Trigger::Eviction, &mut meter);
+                self.migrate_to_ram(devmem, WHOLE_ALLOCATION, who, Trigger::Eviction, &mut meter);
             }
         }
         Ok(())
@@ -311,7 +312,7 @@ mod tests {
         assert_eq!(moves(&events(&mut dev), Trigger::Eviction), want);
         let kept = [Span::pages(0, 100), Span::pages(110, 402)];
         for span in kept {
-            let res = dev.residency(buf, span).unwrap().unwrap();
+            let res = residency_of(&mut dev, buf, span);
             assert!(res.iter().all(|l| *l == rest));
         }
         for span in kept {
@@ -361,16 +362,6 @@ mod tests {
             count_in(&mut dev, buf, Span::pages(0, 100), Location::Vram),
             100
         );
-    }
-
-    fn count_in(
-        dev: &mut dyn Device,
-        buf: crate::device::Buf,
-        span: Span,
-        want: Location,
-    ) -> usize {
-        let res = dev.residency(buf, span).unwrap().unwrap();
-        res.into_iter().filter(|l| *l == want).count()
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::device::WORDS_PER_PAGE;
 
 /// Pages per segment: 2 MiB, the largest range chunk.
 const SEGMENT_PAGES: u64 = 512;
-const PAGE_WORDS: usize = WORDS_PER_PAGE as usize;
+pub(super) const PAGE_WORDS: usize = WORDS_PER_PAGE as usize;
 /// What an unwritten page reads as.
 static ZERO_PAGE: [u32; PAGE_WORDS] = [0; PAGE_WORDS];
 

@@ -98,16 +98,23 @@ pub fn cpu_check(dev: &mut dyn Device, buf: Buf, span: Span, generation: u32) {
 }
 
 pub fn residency(dev: &mut dyn Device, buf: Buf) -> Vec<Location> {
-    dev.residency(buf, buf.all())
+    residency_of(dev, buf, buf.all())
+}
+
+pub fn residency_of(dev: &mut dyn Device, buf: Buf, span: Span) -> Vec<Location> {
+    dev.residency(buf, span)
         .expect("sim observes residency")
         .expect("all pages mapped")
 }
 
 pub fn count(dev: &mut dyn Device, buf: Buf, want: Location) -> usize {
-    residency(dev, buf)
-        .into_iter()
-        .filter(|l| *l == want)
-        .count()
+    count_in(dev, buf, buf.all(), want)
+}
+
+/// Pages of `span` at `want`.
+pub fn count_in(dev: &mut dyn Device, buf: Buf, span: Span, want: Location) -> usize {
+    let res = residency_of(dev, buf, span);
+    res.into_iter().filter(|l| *l == want).count()
 }
 
 pub fn events(dev: &mut dyn Device) -> Vec<MigrationEvent> {
