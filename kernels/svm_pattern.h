@@ -48,6 +48,8 @@ SVM_HD static inline uint32_t svm_mix(uint32_t key, uint32_t low)
     uint32_t x = low ^ key;
     x *= SVM_M1;
     x ^= x >> 16;
+    /* The key again after a non-linear step, so no two generations are the same pages. */
+    x += (key << 16) | (key >> 16);
     x *= SVM_M2;
     x ^= x >> 13;
     return x;

@@ -28,7 +28,7 @@
 //!     kinds: [managed, malloc]      # managed malloc mmap shared file device; default: defaults.kinds
 //!     with: {preferred: unset}      # free-form parameters, typed by the body; default {}
 //!     repeat: {warmup: 1, reps: 3}  # default: defaults.repeat; reps >= 1
-//!     needs: [residency]            # capability names (fields of device::Capabilities)
+//!     needs: [residency]            # what the device must have (suites::Need names)
 //! ```
 //! A case expands over its kinds × sizes. An instance is named `NAME::SIZE` when the case lists
 //! no `kinds` (it runs on the default kinds, and the kind is named too if those are several),
@@ -43,7 +43,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::device::{AllocKind, Capabilities, PAGE_SIZE};
+use crate::device::{AllocKind, PAGE_SIZE};
 use crate::profile::Profile;
 use crate::results::{io_reason, FixtureDigest};
 use crate::timing::Repeat;
@@ -819,13 +819,13 @@ fn some_kinds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<AllocKind>>,
     kinds(d).map(Some)
 }
 
-/// The capability names a case may need: the fields of [`Capabilities`], so that the two
-/// cannot drift apart.
+/// The names a case may list under `needs:`: those of [`crate::suites::Need`], the one list
+/// the runner checks devices against.
 pub fn capability_names() -> Vec<String> {
-    match serde_json::to_value(Capabilities::default()) {
-        Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
-        _ => Vec::new(),
-    }
+    crate::suites::Need::ALL
+        .iter()
+        .map(|n| n.name().to_string())
+        .collect()
 }
 
 struct NeedName(String);

@@ -27,6 +27,10 @@ pub enum Need {
     Residency,
     /// Migration events with triggers can be read.
     Events,
+    /// VRAM in use can be read.
+    VramUsage,
+    /// CPU work and kernels can run at the same time.
+    Concurrency,
     /// VRAM buffer objects can be allocated to put pressure on VRAM.
     DeviceBuffers,
     /// Transient system memory of evictions can be measured.
@@ -42,20 +46,41 @@ pub enum Need {
 }
 
 impl Need {
+    pub const ALL: [Need; 12] = [
+        Need::Xnack,
+        Need::Residency,
+        Need::Events,
+        Need::VramUsage,
+        Need::Concurrency,
+        Need::DeviceBuffers,
+        Need::EvictionTransient,
+        Need::Fork,
+        Need::Processes,
+        Need::Reset,
+        Need::Destructive,
+        Need::MultiGpu,
+    ];
+
+    /// The name used in `needs:` of the fixtures.
+    pub fn name(self) -> &'static str {
+        match self {
+            Need::Xnack => "xnack",
+            Need::Residency => "residency",
+            Need::Events => "events",
+            Need::VramUsage => "vram_usage",
+            Need::Concurrency => "concurrency",
+            Need::DeviceBuffers => "device_buffers",
+            Need::EvictionTransient => "eviction_transient",
+            Need::Fork => "fork",
+            Need::Processes => "processes",
+            Need::Reset => "reset",
+            Need::Destructive => "destructive",
+            Need::MultiGpu => "multi_gpu",
+        }
+    }
+
     pub fn from_name(name: &str) -> Option<Need> {
-        Some(match name {
-            "xnack" => Need::Xnack,
-            "residency" => Need::Residency,
-            "events" => Need::Events,
-            "device_buffers" => Need::DeviceBuffers,
-            "eviction_transient" => Need::EvictionTransient,
-            "fork" => Need::Fork,
-            "processes" => Need::Processes,
-            "reset" => Need::Reset,
-            "destructive" => Need::Destructive,
-            "multi_gpu" => Need::MultiGpu,
-            _ => return None,
-        })
+        Need::ALL.into_iter().find(|n| n.name() == name)
     }
 
     /// `None` when the device has it; otherwise the skip reason, saying how to get it.
@@ -71,6 +96,8 @@ impl Need {
             ),
             Need::Residency if !c.residency => missing("report page residency"),
             Need::Events if !c.events => missing("report migration events"),
+            Need::VramUsage if !c.vram_usage => missing("report VRAM in use"),
+            Need::Concurrency if !c.concurrency => missing("run CPU work beside a kernel"),
             Need::DeviceBuffers if !c.device_buffers => missing("allocate VRAM buffer objects"),
             Need::EvictionTransient if !c.eviction_transient => {
                 missing("measure the transient system memory of eviction")

@@ -29,11 +29,16 @@ pub const BODIES: &[Body] = &[
     },
 ];
 
-/// SVM data resident in VRAM, then VRAM buffer objects fill VRAM: the SVM data is evicted to
-/// system memory intact, and migrates back on the next GPU touch once the buffers are freed.
-/// Parameter `pressure`: the fraction of VRAM the buffers take (default 0.9).
+/// SVM data resident in VRAM, then a VRAM buffer object that fits only if some of it goes: the
+/// SVM data is evicted to system memory intact, and migrates back on the next GPU touch once the
+/// buffer is freed. Parameter `evict_fraction`: how much of the SVM data must make room
+/// (default 0.5).
 fn device_buffers(ctx: &mut Ctx) -> CaseResult {
-    let pressure: f64 = ctx.param("pressure", 0.9)?;
+    let fraction: f64 = ctx.param("evict_fraction", 0.5)?;
+    check!(
+        fraction > 0.0 && fraction <= 1.0,
+        "fixtures: evict_fraction {fraction} must be in (0, 1]"
+    );
     let vram = ctx.dev.info().vram_bytes;
     let buf = ctx.alloc(ctx.kind, ctx.size)?;
     let all = buf.all();
@@ -42,14 +47,16 @@ fn device_buffers(ctx: &mut Ctx) -> CaseResult {
     ctx.expect_location(buf, all, Location::Vram, "GPU first touch", &before)?;
     let transient_before = ctx.dev.eviction_transient().unwrap_or_default();
 
-    // The operation under test: VRAM buffer objects that do not fit beside the SVM data.
-    let bo_bytes = ((vram as f64 * pressure) as u64 / PAGE_SIZE * PAGE_SIZE).max(PAGE_SIZE);
-    check!(bo_bytes + ctx.size > vram, "fixtures: pressure {pressure} with {} bytes of SVM data does not exceed VRAM ({vram} bytes)", ctx.size);
+    // The operation under test: a VRAM buffer object that does not fit beside the SVM data.
+    let used = ctx.dev.vram_used().unwrap_or(ctx.size);
+    let evicted = ((ctx.size as f64 * fraction) as u64)
+        .next_multiple_of(PAGE_SIZE)
+        .min(ctx.size);
+    let bo_bytes = vram - used + evicted;
     let before = ctx.observe();
     let wall = Instant::now();
     let bo = ctx.alloc(AllocKind::DeviceBuffer, bo_bytes)?;
     let took = wall.elapsed();
-    let evicted = ctx.size.min(bo_bytes + ctx.size - vram);
     ctx.note(format!(
         "{bo_bytes} bytes of VRAM buffers beside {} bytes of SVM data in {vram} bytes of VRAM",
         ctx.size
@@ -197,8 +204,10 @@ fn lru_order(ctx: &mut Ctx) -> CaseResult {
     ctx.gpu_verify(bufs[0], bufs[0].all(), generation(0))?; // the first is now the most recent
     let used = ctx.dev.vram_used().unwrap_or(3 * size);
 
-    // The operation under test: a VRAM buffer that fits only if one allocation goes.
-    let bo_bytes = vram - used + PAGE_SIZE;
+    // The operation under test: a VRAM buffer that fits only if one allocation's worth goes.
+    // An allocation may span several ranges (devmem allocations); the least recently used of
+    // all of them are the second allocation's, so exactly it must go.
+    let bo_bytes = vram - used + size;
     let bo = ctx.alloc(AllocKind::DeviceBuffer, bo_bytes)?;
     let expect = [Location::Vram, Location::System, Location::Vram];
     for (i, (buf, want)) in bufs.iter().zip(expect).enumerate() {

@@ -19,7 +19,13 @@ use time::OffsetDateTime;
 
 use crate::timing::Metric;
 
-pub use journal::Journal;
+pub use journal::{Journal, JOURNAL_FILE};
+pub use run_info::RUN_INFO_FILE;
+
+/// The JUnit report in a run folder.
+pub const JUNIT_FILE: &str = "junit.xml";
+/// The report a person reads, in a run folder.
+pub const SUMMARY_FILE: &str = "summary.md";
 pub use junit::write_junit;
 pub use run_info::{FixtureDigest, RunInfo};
 pub use summary::{render_summary, write_summary};

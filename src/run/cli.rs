@@ -96,7 +96,12 @@ impl Options {
                 Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
                 _ => (arg.clone(), None),
             };
-            let mut value = |flag: &'static str| inline.clone().or_else(|| args.next()).ok_or(UsageError::Missing { flag });
+            let mut value = |flag: &'static str| {
+                inline
+                    .clone()
+                    .or_else(|| args.next())
+                    .ok_or(UsageError::Missing { flag })
+            };
             match flag.as_str() {
                 "--backend" => {
                     let v = value("--backend")?;
@@ -120,7 +125,10 @@ impl Options {
 
     /// The svmconf options that change what a case does, as a command line repeats them.
     pub fn repro_flags(&self, backend: &str, profile: &str) -> String {
-        let mut s = format!("--backend {backend} --profile {profile} --seed {}", self.seed);
+        let mut s = format!(
+            "--backend {backend} --profile {profile} --seed {}",
+            self.seed
+        );
         if let Some(b) = &self.sim_break {
             s += &format!(" --sim-break {b}");
         }
@@ -144,7 +152,11 @@ mod tests {
     use rstest::rstest;
 
     fn parse(args: &[&str]) -> Result<Options, UsageError> {
-        Options::parse(std::iter::once("svmconf").chain(args.iter().copied()).map(String::from))
+        Options::parse(
+            std::iter::once("svmconf")
+                .chain(args.iter().copied())
+                .map(String::from),
+        )
     }
 
     #[rstest]
@@ -167,11 +179,24 @@ mod tests {
 
     #[test]
     fn own_options_are_taken_and_the_rest_goes_to_libtest() {
-        let o = parse(&["--seed", "0x10", "prefetch", "--exact", "--profile=mi60", "--test-threads", "1", "--allow-destructive"]).unwrap();
+        let o = parse(&[
+            "--seed",
+            "0x10",
+            "prefetch",
+            "--exact",
+            "--profile=mi60",
+            "--test-threads",
+            "1",
+            "--allow-destructive",
+        ])
+        .unwrap();
         assert_eq!(o.seed, 16);
         assert_eq!(o.profile.as_deref(), Some("mi60"));
         assert!(o.allow_destructive);
-        assert_eq!(o.libtest, ["svmconf", "prefetch", "--exact", "--test-threads", "1"]);
+        assert_eq!(
+            o.libtest,
+            ["svmconf", "prefetch", "--exact", "--test-threads", "1"]
+        );
     }
 
     #[test]

@@ -59,11 +59,14 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
     let options = Options::parse(args.clone())?;
     let libtest = Arguments::from_iter(options.libtest.clone());
     let opened = open_backend(&options)?;
-    let plan = Plan::new(&options, &opened.profile.value)?;
+    let plan = Plan::new(&options, &opened.profile)?;
 
     let trials_probe = plan.trial_names();
     if !libtest.list && (libtest.filter.is_some() || !libtest.skip.is_empty()) {
-        let probe: Vec<Trial> = trials_probe.iter().map(|n| Trial::test(n.clone(), || Ok(()))).collect();
+        let probe: Vec<Trial> = trials_probe
+            .iter()
+            .map(|n| Trial::test(n.clone(), || Ok(())))
+            .collect();
         if probe.iter().all(|t| libtest.is_filtered_out(t)) {
             return Err(SetupError::Plan(format!(
                 "the filter {} matches no case of {} (see `svmconf --list`)",
@@ -73,16 +76,19 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         }
     }
     if libtest.list {
-        let trials = plan.instances.iter().map(|i| Trial::test(i.name.clone(), || Ok(()))).collect();
-        libtest_mimic::run(&libtest, trials);
+        let trials = plan
+            .instances
+            .iter()
+            .map(|i| Trial::test(i.name.clone(), || Ok(())))
+            .collect();
+        let _listed = libtest_mimic::run(&libtest, trials);
         return Ok(ExitCode::SUCCESS);
     }
 
-    let dir = results::create_run_dir(&options.results, &run_id(&options, &opened))?;
-    let info = results::RunInfo::begin(
-        dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-        &opened.backend,
-        serde_json::to_value(&opened.info).unwrap_or_default(),
+    let (run_id, dir) = create_run_dir(&options.results, &opened, options.seed)?;
+    let mut info = results::RunInfo::start(
+        run_id,
+        &opened.info,
         &opened.profile.value.name,
         options.seed,
         args,
@@ -95,14 +101,21 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
             return Err(e.into());
         }
     };
-    println!("svmconf: {} on {} (profile {}, seed {}), results in {}", plan.instances.len(), opened.info.name, opened.profile.value.name, options.seed, dir.display());
+    println!(
+        "svmconf: {} on {} (profile {}, seed {}), results in {}",
+        plan.instances.len(),
+        opened.info.name,
+        opened.profile.value.name,
+        options.seed,
+        dir.display()
+    );
 
     let shared = Arc::new(Shared {
         options: options.clone(),
         profile: opened.profile.value.clone(),
         info: opened.info.clone(),
         backend: opened.backend.clone(),
-        breaks: opened.breaks.clone(),
+        breaks: opened.breaks,
         journal: Mutex::new(journal),
         destructive: options.allow_destructive.then_some(Destructive(())),
     });
@@ -112,21 +125,23 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         .zip(plan.bodies)
         .map(|(instance, body)| {
             let shared = Arc::clone(&shared);
-            Trial::ignorable_test(instance.name.clone(), move || shared.run_case(&instance, body))
+            Trial::ignorable_test(instance.name.clone(), move || {
+                shared.run_case(&instance, body)
+            })
         })
         .collect();
     let conclusion = libtest_mimic::run(&libtest, trials);
 
-    let records = results::read_journal(&dir.join(results::JOURNAL))?;
-    let info = info.finish();
+    let records = results::journal::read(&dir.join(results::JOURNAL_FILE))?;
+    info.finish();
     info.write(&dir)?;
-    results::write_junit(&records, &info, &dir.join(results::JUNIT))?;
+    results::write_junit(&records, &info, &dir.join(results::JUNIT_FILE))?;
     if let Some(extra) = &options.junit {
         results::write_junit(&records, &info, extra)?;
     }
-    results::write_summary(&records, &info, &dir.join(results::SUMMARY))?;
+    results::write_summary(&records, &info, &dir.join(results::SUMMARY_FILE))?;
     print_failures(&records);
-    println!("svmconf: results in {} ({}, {}, {}, {})", dir.display(), results::JOURNAL, results::JUNIT, results::SUMMARY, results::RUN_INFO);
+    println!("svmconf: results in {}", dir.display());
     Ok(conclusion.exit_code())
 }
 
@@ -152,9 +167,48 @@ fn print_failures(records: &[CaseRecord]) {
     }
 }
 
-/// The run folder's name: when, on what, with which seed; unique within the results folder.
-fn run_id(options: &Options, opened: &Opened) -> String {
-    format!("{}-{}-{}-s{}", results::timestamp_compact(), opened.backend, opened.profile.value.name, options.seed)
+/// Makes the run folder `<time>-<host>-<backend>-<profile>-s<seed>` under `root`, with a numeric
+/// suffix when a run of the same second already has that name. Nothing is left on failure.
+fn create_run_dir(
+    root: &Path,
+    opened: &Opened,
+    seed: u64,
+) -> Result<(String, PathBuf), results::ResultsError> {
+    let create_err = |path: &Path, source| results::ResultsError::CreateDir {
+        path: path.to_path_buf(),
+        source,
+    };
+    let made_root = !root.exists();
+    std::fs::create_dir_all(root).map_err(|e| create_err(root, e))?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let base = format!(
+        "{}-{}-{}-s{seed}",
+        results::RunInfo::make_run_id(time::OffsetDateTime::now_utc(), host.trim()),
+        opened.backend,
+        opened.profile.value.name
+    );
+    for n in 0..100 {
+        let id = if n == 0 {
+            base.clone()
+        } else {
+            format!("{base}.{n}")
+        };
+        let dir = root.join(&id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok((id, dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                if made_root {
+                    let _ = std::fs::remove_dir(root);
+                }
+                return Err(create_err(&dir, e));
+            }
+        }
+    }
+    Err(create_err(
+        &root.join(base),
+        std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+    ))
 }
 
 /// A backend chosen and its profile loaded, before any case runs.
@@ -182,13 +236,19 @@ fn open_backend(options: &Options) -> Result<Opened, SetupError> {
     match options.backend {
         // No GPU backend is built into this binary yet: auto means the reference device.
         Backend::Auto | Backend::Sim => {
-            let profile = crate::fixtures::load_profile(&root, options.profile.as_deref().unwrap_or("sim"))?;
+            let profile =
+                crate::fixtures::load_profile(&root, options.profile.as_deref().unwrap_or("sim"))?;
             let breaks = Breaks::parse(options.sim_break.as_deref().unwrap_or(""))
                 .map_err(|e| SetupError::Plan(format!("--sim-break: {e}")))?;
-            let dev = SimDevice::new(&profile.value, options.seed, breaks.clone())
+            let dev = SimDevice::new(&profile.value, options.seed, breaks)
                 .map_err(|e| SetupError::Plan(format!("--profile {}: {e}", profile.value.name)))?;
             let info = dev.info().clone();
-            Ok(Opened { backend: "sim".into(), profile, info, breaks })
+            Ok(Opened {
+                backend: "sim".into(),
+                profile,
+                info,
+                breaks,
+            })
         }
     }
 }
@@ -206,7 +266,7 @@ struct Shared {
 
 impl Shared {
     fn run_case(&self, instance: &CaseInstance, body: Body) -> Result<Completion, Failed> {
-        let started = results::timestamp_rfc3339();
+        let started = results::now_rfc3339();
         let clock = Instant::now();
         let seed = case_seed(self.options.seed, &instance.name);
         let repro = format!(
@@ -246,9 +306,16 @@ impl Shared {
                 record.reason = Some(message);
             }
         }
-        let appended = self.journal.lock().map_err(|_| Failed::from("journal lock poisoned"))?.append(&record);
+        let appended = self
+            .journal
+            .lock()
+            .map_err(|_| Failed::from("journal lock poisoned"))?
+            .append(&record);
         if let Err(e) = appended {
-            return Err(Failed::from(format!("{}: the result could not be recorded: {e}", record.case)));
+            return Err(Failed::from(format!(
+                "{}: the result could not be recorded: {e}",
+                record.case
+            )));
         }
         match record.status {
             Status::Skip => Ok(Completion::ignored_with(record.reason.unwrap_or_default())),
@@ -257,7 +324,13 @@ impl Shared {
         }
     }
 
-    fn run_body(&self, instance: &CaseInstance, body: Body, seed: u64, record: &mut CaseRecord) -> Result<(), Stop> {
+    fn run_body(
+        &self,
+        instance: &CaseInstance,
+        body: Body,
+        seed: u64,
+        record: &mut CaseRecord,
+    ) -> Result<(), Stop> {
         let mut dev = self.open_device(seed)?;
         let mut ctx = Ctx::new(
             dev.as_mut(),
@@ -269,8 +342,13 @@ impl Shared {
             instance.repeat,
             self.destructive.as_ref(),
         );
-        let result = catch_unwind(AssertUnwindSafe(|| (body.run)(&mut ctx)))
-            .unwrap_or_else(|panic| Err(Stop::Fail(format!("the case panicked: {}", panic_text(&panic)))));
+        let result =
+            catch_unwind(AssertUnwindSafe(|| (body.run)(&mut ctx))).unwrap_or_else(|panic| {
+                Err(Stop::Fail(format!(
+                    "the case panicked: {}",
+                    panic_text(&panic)
+                )))
+            });
         let (metrics, evidence) = ctx.take_record();
         record.metrics = metrics;
         record.evidence = evidence;
@@ -279,7 +357,7 @@ impl Shared {
 
     fn open_device(&self, seed: u64) -> Result<Box<dyn Device>, Stop> {
         match self.backend.as_str() {
-            "sim" => SimDevice::new(&self.profile, seed, self.breaks.clone())
+            "sim" => SimDevice::new(&self.profile, seed, self.breaks)
                 .map(|d| Box::new(d) as Box<dyn Device>)
                 .map_err(|e| Stop::Fail(format!("cannot open the reference device: {e}"))),
             other => Err(Stop::Fail(format!("backend {other} cannot open a device"))),

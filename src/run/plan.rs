@@ -14,7 +14,7 @@ pub struct Plan {
     /// The body of each instance, same order.
     pub bodies: Vec<Body>,
     /// Fixture files used, with digests, for run.json.
-    pub fixtures: Vec<fixtures::FixtureDigest>,
+    pub fixtures: Vec<crate::results::FixtureDigest>,
 }
 
 impl Plan {
@@ -22,7 +22,10 @@ impl Plan {
         let root = super::fixtures_root(options);
         let cases = fixtures::load_cases(&root)?;
         let instances = cases.value.instances(&profile.value)?;
-        let registry: HashMap<&str, Body> = suites::registry().into_iter().map(|b| (b.name, b)).collect();
+        let registry: HashMap<&str, Body> = suites::registry()
+            .into_iter()
+            .map(|b| (b.name, b))
+            .collect();
 
         let mut bodies = Vec::with_capacity(instances.len());
         for i in &instances {
@@ -38,15 +41,31 @@ impl Plan {
                 ))
             })?;
             if let Some(bad) = i.needs.iter().find(|n| Need::from_name(n).is_none()) {
-                return Err(SetupError::Plan(format!("{}: case `{}`: unknown need `{bad}`", cases.path.display(), i.name)));
+                return Err(SetupError::Plan(format!(
+                    "{}: case `{}`: unknown need `{bad}`",
+                    cases.path.display(),
+                    i.name
+                )));
             }
             bodies.push(*body);
         }
-        let unused: Vec<&str> = registry.keys().filter(|b| !instances.iter().any(|i| i.body == **b)).copied().collect();
+        let unused: Vec<&str> = registry
+            .keys()
+            .filter(|b| !instances.iter().any(|i| i.body == **b))
+            .copied()
+            .collect();
         if !unused.is_empty() {
-            return Err(SetupError::Plan(format!("{}: no case runs the bodies {}", cases.path.display(), unused.join(", "))));
+            return Err(SetupError::Plan(format!(
+                "{}: no case runs the bodies {}",
+                cases.path.display(),
+                unused.join(", ")
+            )));
         }
-        Ok(Plan { instances, bodies, fixtures: vec![profile.digest(), cases.digest()] })
+        Ok(Plan {
+            instances,
+            bodies,
+            fixtures: vec![profile.digest(), cases.digest()],
+        })
     }
 
     pub fn trial_names(&self) -> Vec<String> {
@@ -56,5 +75,8 @@ impl Plan {
 
 /// The needs of a body and of its instance's fixtures.
 pub fn needs<'a>(body: Body, instance: &'a CaseInstance) -> impl Iterator<Item = Need> + 'a {
-    body.needs.iter().copied().chain(instance.needs.iter().filter_map(|n| Need::from_name(n)))
+    body.needs
+        .iter()
+        .copied()
+        .chain(instance.needs.iter().filter_map(|n| Need::from_name(n)))
 }
