@@ -236,8 +236,9 @@ fn open_backend(options: &Options) -> Result<Opened, SetupError> {
     match options.backend {
         // No GPU backend is built into this binary yet: auto means the reference device.
         Backend::Auto | Backend::Sim => {
-            let profile =
-                crate::fixtures::load_profile(&root, options.profile.as_deref().unwrap_or("sim"))?;
+            let name = options.profile.as_deref().unwrap_or("sim");
+            let profile = crate::fixtures::load_profile(&root, name)
+                .map_err(|e| SetupError::Plan(format!("--profile {name}: {e}")))?;
             let breaks = Breaks::parse(options.sim_break.as_deref().unwrap_or(""))
                 .map_err(|e| SetupError::Plan(format!("--sim-break: {e}")))?;
             let dev = SimDevice::new(&profile.value, options.seed, breaks)

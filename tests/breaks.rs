@@ -1,0 +1,192 @@
+//! Every migration path's cases catch a sim that breaks that path, with the right diagnosis.
+//!
+//! Each row runs one case twice: on the healthy reference device, where it passes, and with one
+//! `--sim-break` switch, where it must fail and say why. A check that passes both ways would be
+//! a check that cannot fail.
+
+mod common;
+
+use common::{journal, run_dir, svmconf, text};
+use rstest::rstest;
+
+#[rstest]
+// first touch: a GPU-fault migration that copies nothing shows as zero pages.
+#[case(
+    "zero-on-first-touch",
+    "first_touch::cpu_written::managed::2MiB+4KiB",
+    "513 zero"
+)]
+#[case(
+    "zero-on-first-touch",
+    "first_touch::cpu_written::managed::2MiB+4KiB",
+    "page 0: zero (never copied)"
+)]
+#[case(
+    "ignore-preferred-system",
+    "first_touch::preferred_system::managed::2MiB",
+    "preferred location system maps the pages in place: 512 of 512 pages"
+)]
+#[case(
+    "shared-migrates",
+    "first_touch::in_place::shared::64KiB",
+    "shared memory is mapped in place, never migrated: 16 of 16 pages"
+)]
+// prefetch: a page copied from its neighbour, a migrate-back that leaves the old data, a clock
+// faster than the link.
+#[case(
+    "misplace-prefetch",
+    "prefetch::round_trip::managed::2MiB",
+    "page 0: misplaced (holds page 1's words)"
+)]
+#[case(
+    "stale-migrate-to-ram",
+    "prefetch::rounds::16MiB",
+    "page 0: stale (generation 1, expected 2)"
+)]
+#[case(
+    "ignore-prefetch",
+    "prefetch::partial::2MiB",
+    "the prefetched span: 256 of 256 pages"
+)]
+#[case(
+    "fast-clock",
+    "prefetch::round_trip::managed::64MiB",
+    "measurement error: prefetch_to_vram_gbps"
+)]
+// CPU fault: a bit flipped on the way back to system memory.
+#[case(
+    "corrupt-migrate-to-ram",
+    "cpu_fault::read::managed::2MiB",
+    "corrupt (1 word, expected ^ actual = 0x"
+)]
+// fault storm: a fault never serviced, an increment lost in a migration.
+#[case("storm-hang", "fault_storm::scattered::managed::64MiB", "timed out")]
+#[case(
+    "lost-atomic-update",
+    "fault_storm::ping_pong::2MiB",
+    "increments lost; first at word 0"
+)]
+// TTM eviction: a page lost on the way out, the wrong allocation evicted.
+#[case(
+    "lose-page-on-eviction",
+    "ttm_eviction::oversubscribe::8MiB",
+    "zero (never copied)"
+)]
+#[case(
+    "lose-page-on-eviction",
+    "ttm_eviction::device_buffers::2MiB",
+    "zero (never copied)"
+)]
+#[case(
+    "evict-mru",
+    "ttm_eviction::lru_order::2MiB",
+    "allocation 0 (touched first, then again last): 512 of 512 pages are not in vram"
+)]
+// GPU reset: the holder survives; or nothing migrates afterwards.
+#[case(
+    "reset-keeps-processes",
+    "gpu_reset::holder_ends::2MiB",
+    "the process holding VRAM was still running"
+)]
+#[case(
+    "no-vram-after-reset",
+    "gpu_reset::holder_ends::2MiB",
+    "a process after the reset migrates to VRAM: 512 of 512 pages"
+)]
+// VMA changes: copy-on-write shared, a read-only mapping written, a partially unmapped range
+// that loses the rest, shared memory migrated.
+#[case(
+    "cow-shares-pages",
+    "vma::fork_cow::managed::2MiB",
+    "in the forked child: CPU verify"
+)]
+#[case(
+    "readonly-gpu-write-allowed",
+    "vma::readonly_gpu_write::mmap::64KiB",
+    "a GPU write to a read-only mapping completed"
+)]
+#[case(
+    "partial-unmap-keeps-range",
+    "vma::partial_unmap::managed::2MiB",
+    "zero (never copied)"
+)]
+#[case(
+    "shared-migrates",
+    "vma::in_place::file::64KiB",
+    "GPU writes to file memory stay in place: 16 of 16 pages"
+)]
+fn a_broken_path_fails_its_case_with_the_right_diagnosis(
+    #[case] brk: &str,
+    #[case] case: &str,
+    #[case] diagnosis: &str,
+) {
+    let run = |extra: &[&str]| {
+        let results = tempfile::tempdir().expect("a temporary folder");
+        let mut args = vec![
+            "--results",
+            results.path().to_str().unwrap_or_default(),
+            "--allow-destructive",
+            case,
+            "--exact",
+        ];
+        args.extend_from_slice(extra);
+        let out = svmconf(&args);
+        let records = journal(&run_dir(results.path()));
+        assert_eq!(records.len(), 1, "{case} ran alone: {}", text(&out));
+        (out, records.into_iter().next().unwrap_or_default())
+    };
+
+    let (healthy_out, healthy) = run(&[]);
+    assert!(
+        healthy_out.status.success(),
+        "{case} passes on the healthy sim: {}",
+        text(&healthy_out)
+    );
+    assert_eq!(healthy["status"], "pass");
+
+    let (broken_out, broken) = run(&["--sim-break", brk]);
+    assert_eq!(
+        broken_out.status.code(),
+        Some(101),
+        "{case} fails with {brk}: {}",
+        text(&broken_out)
+    );
+    assert_eq!(broken["status"], "fail", "{case} with {brk}");
+    let reason = broken["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(diagnosis),
+        "{case} with {brk}: expected `{diagnosis}` in:\n{reason}"
+    );
+    let repro = broken["repro"].as_str().unwrap_or_default();
+    assert!(
+        repro.contains(&format!("--sim-break {brk}")) && repro.contains(case),
+        "the repro command repeats the break: {repro}"
+    );
+    assert!(
+        text(&broken_out).contains(repro),
+        "the failure prints its repro command"
+    );
+}
+
+/// multi_gpu has no behaviour to break on a one-GPU policy: its cases skip, and the reason comes
+/// from the device and the profile rather than from the case.
+#[test]
+fn multi_gpu_cases_skip_because_the_policy_has_one_gpu() {
+    let results = tempfile::tempdir().expect("a temporary folder");
+    let out = svmconf(&[
+        "--results",
+        results.path().to_str().unwrap_or_default(),
+        "multi_gpu::",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let records = journal(&run_dir(results.path()));
+    assert_eq!(records.len(), 2);
+    for r in records {
+        assert_eq!(r["status"], "skip");
+        let reason = r["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("device has 1 GPU(s), policy.max_gpus = 1"),
+            "{reason}"
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! The binary as its users drive it: a whole run and its results folder, --list, --exact, and
+//! bad input, each checked from the outside (exit status, files, messages).
+
+mod common;
+
+use common::{journal, record, run_dir, svmconf, text};
+use rstest::rstest;
+
+/// One whole run on the reference device; the results folder is complete, JUnit parses back and
+/// agrees with the journal case by case, and every case passed or skipped with a reason.
+#[test]
+fn a_whole_run_leaves_a_complete_results_folder_and_junit_that_agrees_with_the_journal() {
+    let results = tempfile::tempdir().expect("a temporary folder");
+    let out = svmconf(&["--results", results.path().to_str().unwrap_or_default()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dir = run_dir(results.path());
+    for file in ["run.json", "journal.jsonl", "junit.xml", "summary.md"] {
+        assert!(dir.join(file).is_file(), "{file} in {}", dir.display());
+    }
+
+    let records = journal(&dir);
+    assert!(records.len() >= 60, "{} cases", records.len());
+    for r in &records {
+        let status = r["status"].as_str().unwrap_or_default();
+        assert!(
+            status == "pass" || status == "skip",
+            "{}: {status}: {}",
+            r["case"],
+            r["reason"]
+        );
+        if status == "skip" {
+            assert!(
+                !r["reason"].as_str().unwrap_or_default().is_empty(),
+                "{} skipped without a reason",
+                r["case"]
+            );
+        }
+    }
+
+    let xml = std::fs::read_to_string(dir.join("junit.xml")).expect("junit.xml is readable");
+    let doc = roxmltree::Document::parse(&xml).expect("junit.xml is well-formed XML");
+    let cases: Vec<roxmltree::Node> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(
+        cases.len(),
+        records.len(),
+        "one testcase per journal record"
+    );
+    for case in cases {
+        let name = case.attribute("name").expect("a testcase has a name");
+        let r = record(&records, name);
+        let skipped = case.children().find(|n| n.has_tag_name("skipped"));
+        assert_eq!(
+            skipped.is_some(),
+            r["status"] == "skip",
+            "{name}: skipped element vs journal"
+        );
+        if let Some(s) = skipped {
+            assert_eq!(
+                s.attribute("message"),
+                r["reason"].as_str(),
+                "{name}: skip reason"
+            );
+        }
+        assert!(
+            case.children()
+                .all(|n| !n.has_tag_name("failure") && !n.has_tag_name("error")),
+            "{name}"
+        );
+        let time: f64 = case
+            .attribute("time")
+            .and_then(|t| t.parse().ok())
+            .expect("a numeric time");
+        let journal_time = r["duration_s"].as_f64().unwrap_or(-1.0);
+        assert!(
+            (time - journal_time).abs() < 1e-3,
+            "{name}: time {time} vs journal {journal_time}"
+        );
+        let out = case
+            .children()
+            .find(|n| n.has_tag_name("system-out"))
+            .and_then(|n| n.text())
+            .unwrap_or_default();
+        assert!(
+            out.contains(r["repro"].as_str().unwrap_or("?")),
+            "{name}: system-out holds the repro command: {out}"
+        );
+    }
+    let passed_with_metrics = records
+        .iter()
+        .filter(|r| r["metrics"].as_array().is_some_and(|m| !m.is_empty()))
+        .count();
+    assert!(passed_with_metrics > 10, "timed cases record metrics");
+
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap_or_default())
+            .expect("run.json is JSON");
+    for field in [
+        "host",
+        "kernel_release",
+        "backend",
+        "device",
+        "profile",
+        "seed",
+        "command_line",
+        "suite_version",
+        "finished",
+    ] {
+        assert!(!run[field].is_null(), "run.json has {field}");
+    }
+    let digests = run["fixtures"].as_array().expect("fixture digests");
+    assert_eq!(digests.len(), 2, "profile and case matrix");
+    assert!(digests
+        .iter()
+        .all(|d| d["sha256"].as_str().is_some_and(|h| h.len() == 64)));
+}
+
+#[test]
+fn list_names_at_least_sixty_cases_covering_every_path() {
+    let out = svmconf(&["--list"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .collect();
+    assert!(names.len() >= 60, "{} cases listed", names.len());
+    for path in [
+        "first_touch",
+        "prefetch",
+        "cpu_fault",
+        "fault_storm",
+        "ttm_eviction",
+        "gpu_reset",
+        "vma",
+        "multi_gpu",
+    ] {
+        assert!(
+            names.iter().any(|n| n.starts_with(&format!("{path}::"))),
+            "no {path} case in --list"
+        );
+    }
+    for size in ["4KiB", "64KiB", "2MiB", "2MiB+4KiB", "64MiB", "vram/4"] {
+        assert!(
+            names.iter().any(|n| n.ends_with(&format!("::{size}"))),
+            "no case of size {size}"
+        );
+    }
+}
+
+/// A case run alone with --exact gets the verdict, evidence and figures it got in a whole run.
+#[rstest]
+#[case::timed_pass("prefetch::round_trip::managed::2MiB+4KiB", &[])]
+#[case::skip("gpu_reset::holder_ends::2MiB", &[])]
+#[case::failure("cpu_fault::read::managed::2MiB", &["--sim-break", "corrupt-migrate-to-ram"])]
+fn exact_repeats_a_case_with_the_same_verdict(#[case] name: &str, #[case] extra: &[&str]) {
+    let run = |filter: Option<&str>| {
+        let results = tempfile::tempdir().expect("a temporary folder");
+        let mut args = vec!["--results", results.path().to_str().unwrap_or_default()];
+        args.extend_from_slice(extra);
+        match filter {
+            Some(f) => args.extend([f, "--exact"]),
+            None => args.push(name.split("::").next().unwrap_or_default()),
+        }
+        let out = svmconf(&args);
+        let records = journal(&run_dir(results.path()));
+        (out.status.code(), records)
+    };
+    let (_, whole) = run(None);
+    let (code, alone) = run(Some(name));
+    assert_eq!(alone.len(), 1, "--exact runs only {name}");
+    let (a, b) = (record(&whole, name), &alone[0]);
+    for field in ["status", "reason", "seed", "metrics", "evidence", "repro"] {
+        assert_eq!(a[field], b[field], "{name}: {field}");
+    }
+    assert_eq!(code, Some(if b["status"] == "fail" { 101 } else { 0 }));
+}
+
+/// Each bad input: exit status 2, a message naming what and where, no results folder left.
+#[rstest]
+#[case::unknown_backend(&["--backend", "cuda"], "--backend: unknown backend `cuda` (known: auto, sim)")]
+#[case::unknown_profile(&["--profile", "mi250"], "--profile mi250: no profile named `mi250` in `fixtures/profiles` (available: mi300x, mi60, sim)")]
+#[case::profile_without_sim_model(&["--profile", "mi300x"], "profile `mi300x` has no `sim:` cost model")]
+#[case::bad_seed(&["--seed", "many"], "--seed: expected a non-negative integer, got `many`")]
+#[case::unknown_break(&["--sim-break", "melt"], "melt")]
+#[case::filter_matches_nothing(&["no_such_case"], "the filter `no_such_case` matches no case")]
+#[case::exact_matches_nothing(&["prefetch::round_trip", "--exact"], "matches no case")]
+fn bad_input_is_named_and_leaves_nothing(#[case] args: &[&str], #[case] message: &str) {
+    let results = tempfile::tempdir().expect("a temporary folder");
+    let folder = results.path().join("results");
+    let mut all = vec!["--results", folder.to_str().unwrap_or_default()];
+    all.extend_from_slice(args);
+    let out = svmconf(&all);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(message),
+        "expected `{message}` in: {}",
+        text(&out)
+    );
+    assert!(!folder.exists(), "nothing is created on bad input");
+}
+
+#[test]
+fn an_unwritable_results_folder_is_named_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "not a folder").expect("write a file");
+    let under_file = file.join("results");
+    let out = svmconf(&[
+        "--results",
+        under_file.to_str().unwrap_or_default(),
+        "prefetch::partial",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let msg = text(&out);
+    assert!(
+        msg.contains("cannot create results folder") && msg.contains("a-file"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap_or_default(),
+        "not a folder"
+    );
+    assert_eq!(
+        std::fs::read_dir(tmp.path())
+            .map(|d| d.count())
+            .unwrap_or(0),
+        1,
+        "nothing else was created"
+    );
+}
+
+/// Malformed or unknown YAML in the fixtures: the message names file, line, column and field.
+#[rstest]
+#[case::unknown_key(
+    "cases.yaml",
+    "  - name: prefetch::partial\n",
+    "  - name: prefetch::partial\n    sizez: [2MiB]\n",
+    "cases.yaml:",
+    "unknown field `sizez`"
+)]
+#[case::not_yaml("cases.yaml", "cases:\n", "cases: [unclosed\n", "cases.yaml:", "")]
+#[case::unknown_size(
+    "cases.yaml",
+    "    sizes: [2MiB, 64MiB]\n    with: {threads: 4}",
+    "    sizes: [2MiB, 3MiB]\n    with: {threads: 4}",
+    "cases.yaml:",
+    "unknown size `3MiB`"
+)]
+#[case::profile_typo(
+    "profiles/sim.yaml",
+    "vram_bytes:",
+    "vram_byts:",
+    "profiles/sim.yaml:",
+    "unknown field `vram_byts`"
+)]
+fn malformed_fixtures_are_named_by_file_line_and_field(
+    #[case] file: &str,
+    #[case] from: &str,
+    #[case] to: &str,
+    #[case] place: &str,
+    #[case] what: &str,
+) {
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let fixtures = tmp.path().join("fixtures");
+    copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures"),
+        &fixtures,
+    );
+    let path = fixtures.join(file);
+    let original = std::fs::read_to_string(&path).expect("the fixture exists");
+    assert!(original.contains(from), "{file} holds `{from}`");
+    std::fs::write(&path, original.replacen(from, to, 1)).expect("write the broken fixture");
+
+    let folder = tmp.path().join("results");
+    let out = svmconf(&[
+        "--fixtures",
+        fixtures.to_str().unwrap_or_default(),
+        "--results",
+        folder.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let msg = text(&out);
+    let located = msg.lines().any(|l| {
+        l.contains(place)
+            && l.split(place)
+                .nth(1)
+                .is_some_and(|rest| rest.chars().next().is_some_and(|c| c.is_ascii_digit()))
+    });
+    assert!(located, "file:line in: {msg}");
+    assert!(msg.contains(what), "`{what}` in: {msg}");
+    assert!(!folder.exists(), "nothing is created on bad input");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create a folder");
+    for entry in std::fs::read_dir(from).expect("read a folder").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy a file");
+        }
+    }
+}
