@@ -235,15 +235,16 @@ impl<'a> Ctx<'a> {
         let bad = out[0] as u64 | (out[1] as u64) << 32;
         if bad != 0 {
             let words = self.read_words(buf, span)?;
+            // The first line is the diagnosis: it is what reports show of a failure.
             let report = match self.pattern(generation).check(span.first_word(), &words) {
                 Err(m) => m.to_string(),
-                Ok(()) => {
-                    "the CPU read back correct data: the GPU saw different bytes than the CPU"
-                        .into()
-                }
+                Ok(()) => format!(
+                    "the GPU counted {bad} bad words but the CPU read back correct data: \
+                     the GPU saw different bytes than the CPU"
+                ),
             };
             return Err(Stop::fail(format!(
-                "GPU verify of {span} in allocation {} found {bad} bad words\n{report}",
+                "GPU verify of {span} in allocation {} (generation {generation}): {report}",
                 buf.id
             )));
         }
@@ -270,7 +271,7 @@ impl<'a> Ctx<'a> {
         let took = self.dev.cpu_read(buf, span, &mut words)?;
         if let Err(m) = self.pattern(generation).check(span.first_word(), &words) {
             return Err(Stop::fail(format!(
-                "CPU verify of {span} in allocation {} (generation {generation}):\n{m}",
+                "CPU verify of {span} in allocation {} (generation {generation}): {m}",
                 buf.id
             )));
         }
@@ -288,9 +289,9 @@ impl<'a> Ctx<'a> {
     /// Checks that every page of the span is at `want`, with the best evidence this device has,
     /// and notes which evidence that was. `why` says what should have put them there.
     ///
-    /// Residency is checked page by page. Without it, migration events (drained before the step
-    /// by [`Ctx::drain_events`]) must cover the span. Without either, VRAM usage must have
-    /// moved by at least the span (`vram_before` from [`Ctx::vram_used`]). Otherwise only the
+    /// Residency is checked page by page. Without it, migration events since the snapshot
+    /// `since` (from [`Ctx::observe`]) must cover the span. Without either, VRAM in use must have
+    /// moved by at least the span since the snapshot. Otherwise only the
     /// data can be checked, and the note says so.
     pub fn expect_location(
         &mut self,

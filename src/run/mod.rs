@@ -61,19 +61,18 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
     let opened = open_backend(&options)?;
     let plan = Plan::new(&options, &opened.profile)?;
 
-    let trials_probe = plan.trial_names();
-    if !libtest.list && (libtest.filter.is_some() || !libtest.skip.is_empty()) {
-        let probe: Vec<Trial> = trials_probe
-            .iter()
-            .map(|n| Trial::test(n.clone(), || Ok(())))
-            .collect();
-        if probe.iter().all(|t| libtest.is_filtered_out(t)) {
-            return Err(SetupError::Plan(format!(
-                "the filter {} matches no case of {} (see `svmconf --list`)",
-                describe_filter(&libtest),
-                probe.len()
-            )));
-        }
+    // The cases the libtest filters select, known before anything is created.
+    let selected = plan
+        .instances
+        .iter()
+        .filter(|i| !libtest.is_filtered_out(&Trial::test(i.name.clone(), || Ok(()))))
+        .count();
+    if !libtest.list && selected == 0 && (libtest.filter.is_some() || !libtest.skip.is_empty()) {
+        return Err(SetupError::Plan(format!(
+            "the filter {} matches no case of {} (see `svmconf --list`)",
+            describe_filter(&libtest),
+            plan.instances.len()
+        )));
     }
     if libtest.list {
         let trials = plan
@@ -102,7 +101,7 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         }
     };
     println!(
-        "svmconf: {} on {} (profile {}, seed {}), results in {}",
+        "svmconf: {selected} of {} cases on {} (profile {}, seed {}); results in {}",
         plan.instances.len(),
         opened.info.name,
         opened.profile.value.name,

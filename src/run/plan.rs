@@ -67,10 +67,6 @@ impl Plan {
             fixtures: vec![profile.digest(), cases.digest()],
         })
     }
-
-    pub fn trial_names(&self) -> Vec<String> {
-        self.instances.iter().map(|i| i.name.clone()).collect()
-    }
 }
 
 /// The needs of a body and of its instance's fixtures.
