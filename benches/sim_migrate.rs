@@ -3,6 +3,8 @@
 //! range), each repeated; then the peak resident memory of the process. The sim copies every
 //! migrated byte, so this is the ceiling on how big a case the suite can run on it.
 //!
+//! It runs on the default profile, `fixtures/profiles/sim.yaml`.
+//!
 //! `cargo bench --bench sim_migrate`
 
 use std::time::{Duration, Instant};
@@ -12,38 +14,16 @@ use svmconf::device::sim::{Breaks, SimDevice};
 use svmconf::device::{AllocKind, Device, Location};
 use svmconf::kernels::Launch;
 use svmconf::pattern::Pattern;
-use svmconf::profile::{Limits, Policy, Profile, SimCost};
+use svmconf::profile::Profile;
 use svmconf::timing::{gbps, Stats};
 
 const SIZE: u64 = 64 << 20;
 const REPS: usize = 10;
 
-fn profile() -> Profile {
-    Profile {
-        name: "bench".to_string(),
-        description: "sim_migrate bench".to_string(),
-        arch: "sim".to_string(),
-        vram_bytes: 1 << 30,
-        gpus: 1,
-        xnack: true,
-        limits: Limits {
-            link: "PCIe Gen5 x16".to_string(),
-            link_peak_gbps: 63.0,
-            memory_peak_gbps: 5300.0,
-        },
-        policy: Policy::default(),
-        sim: Some(SimCost {
-            migrate_gbps: 8.0,
-            migration_fixed_us: 20.0,
-            gpu_fault_us: 10.0,
-            cpu_fault_us: 15.0,
-            launch_us: 5.0,
-            vram_gbps: 4000.0,
-            remote_gbps: 50.0,
-            cpu_gbps: 20.0,
-            reset_exit_ms: 100.0,
-        }),
-    }
+/// The default profile, the one the suite runs with: `fixtures/profiles/sim.yaml`.
+fn profile() -> Result<Profile> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    Ok(svmconf::fixtures::load_profile(&root, "sim")?.value)
 }
 
 fn wall<T>(f: impl FnOnce() -> Result<T>) -> Result<Duration> {
@@ -71,7 +51,7 @@ fn peak_rss_mib() -> Option<u64> {
 }
 
 fn main() -> Result<()> {
-    let mut dev = SimDevice::new(&profile(), 1, Breaks::default()).context("bench profile")?;
+    let mut dev = SimDevice::new(&profile()?, 1, Breaks::default()).context("profile sim")?;
     let buf = dev.alloc(AllocKind::Managed, SIZE)?;
     let sum = dev.alloc(AllocKind::Managed, 8)?;
     let mut words = vec![0u32; (SIZE / 4) as usize];
