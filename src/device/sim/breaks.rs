@@ -119,6 +119,7 @@ mod tests {
         Trigger, PAGE_SIZE,
     };
     use crate::kernels::Launch;
+    use crate::pattern::Diagnosis;
     use crate::timing::gbps;
 
     use super::*;
@@ -152,7 +153,7 @@ mod tests {
         dev: &mut dyn Device,
         buf: Buf,
         generation: u32,
-    ) -> Option<crate::pattern::Mismatch> {
+    ) -> Option<Box<crate::pattern::Mismatch>> {
         let words = cpu_words(dev, buf, buf.all());
         pattern(generation).check(0, &words).err()
     }
@@ -371,6 +372,16 @@ mod tests {
             cpu_fill(child.as_mut(), buf, buf.all(), 2);
             let seen = if dev.breaks().cow_shares_pages { 2 } else { 1 };
             cpu_check(dev, buf, buf.all(), seen);
+            // What the parent's own check reports: every page newer than it wrote.
+            let m = cpu_mismatch(dev, buf, 1);
+            if dev.breaks().cow_shares_pages {
+                let m = m.expect("the child's write leaked");
+                assert_eq!((m.counts.newer, m.bad_pages), (16, 16), "{m}");
+                let newer = Diagnosis::Newer { generation: 2 };
+                assert!(m.diagnoses().all(|d| *d == newer), "{m}");
+            } else {
+                assert!(m.is_none());
+            }
         }
     }
 
