@@ -101,6 +101,11 @@ use rstest::rstest;
     "in the forked child: CPU verify"
 )]
 #[case(
+    "cow-shares-pages",
+    "vma::fork_cow::managed::2MiB",
+    "page 0: newer (generation 2, expected 1)"
+)]
+#[case(
     "readonly-gpu-write-allowed",
     "vma::readonly_gpu_write::mmap::64KiB",
     "a GPU write to a read-only mapping completed"
