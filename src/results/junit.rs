@@ -59,8 +59,8 @@ fn test_case(r: &CaseRecord) -> TestCase {
     let headline = xml_text(r.headline());
     let full = cdata(r.reason.as_deref().unwrap_or(""));
     let mut tc = match r.status {
-        Status::Pass => TestCase::success(&name, time),
-        Status::Fail | Status::DmesgWarn | Status::DmesgFail => {
+        Status::Pass | Status::Flake | Status::ExpectedFail => TestCase::success(&name, time),
+        Status::Fail | Status::DmesgWarn | Status::DmesgFail | Status::UnexpectedPass => {
             let mut tc = TestCase::failure(&name, time, r.status.name(), &headline);
             set_cause(&mut tc, full);
             tc

@@ -49,10 +49,17 @@ pub enum Status {
     Incomplete,
     /// Planned but never started (the run was stopped first).
     Notrun,
+    /// Failed, then passed on a retry (`--retries`); or failed as a known flake of the
+    /// expectations file.
+    Flake,
+    /// Failed as the expectations file says it does.
+    ExpectedFail,
+    /// The expectations file says it fails, and it passed: the list is out of date.
+    UnexpectedPass,
 }
 
 impl Status {
-    pub const ALL: [Status; 9] = [
+    pub const ALL: [Status; 12] = [
         Status::Pass,
         Status::Fail,
         Status::Skip,
@@ -62,12 +69,34 @@ impl Status {
         Status::DmesgFail,
         Status::Incomplete,
         Status::Notrun,
+        Status::Flake,
+        Status::ExpectedFail,
+        Status::UnexpectedPass,
     ];
 
     /// Whether the run should be red. A kernel warning during a migration is a kernel bug even
-    /// when the data came back right, so dmesg-warn counts; skip and notrun do not.
+    /// when the data came back right, so dmesg-warn counts; skip and notrun do not, nor does a
+    /// result the expectations file foresaw (expected failure, flake). An unexpected pass does:
+    /// the expectations are wrong and must be updated.
     pub fn is_failure(self) -> bool {
-        !matches!(self, Status::Pass | Status::Skip | Status::Notrun)
+        !matches!(
+            self,
+            Status::Pass | Status::Skip | Status::Notrun | Status::Flake | Status::ExpectedFail
+        )
+    }
+
+    /// Whether the case ran and did not pass: what a retry is for, and what an expected failure
+    /// must be.
+    pub fn is_bad_outcome(self) -> bool {
+        matches!(
+            self,
+            Status::Fail
+                | Status::Timeout
+                | Status::Crash
+                | Status::DmesgWarn
+                | Status::DmesgFail
+                | Status::Incomplete
+        )
     }
 
     /// The name as written in the journal: `dmesg_warn`.
@@ -82,6 +111,9 @@ impl Status {
             Status::DmesgFail => "dmesg_fail",
             Status::Incomplete => "incomplete",
             Status::Notrun => "notrun",
+            Status::Flake => "flake",
+            Status::ExpectedFail => "expected_fail",
+            Status::UnexpectedPass => "unexpected_pass",
         }
     }
 }
@@ -116,9 +148,117 @@ pub struct CaseRecord {
     pub evidence: Vec<String>,
     /// The one command line that repeats this case.
     pub repro: String,
+    /// Which run of the case this is under `--repeat N` (1..=N); 0 when not repeated.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repetition: u32,
+    /// Earlier attempts of this case that did not pass, before the one recorded (`--retries`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retries: Vec<Attempt>,
+    /// Kernel log records attributed to the case (between its start and end markers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_log: Vec<LogLine>,
+    /// Taint flags the kernel gained while the case ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taint: Option<TaintChange>,
+    /// The case process's output, where the case ran in a child process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<CaseOutput>,
+    /// What the expectations file said of the case, where it said anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expectation: Option<ExpectationNote>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// One earlier attempt of a retried case.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub status: Status,
+    /// The first line of its reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub started: String,
+    pub duration_s: f64,
+}
+
+/// A record of the kernel log (`/dev/kmsg`), as attributed to a case.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Syslog level: 0 emerg .. 7 debug.
+    pub level: u8,
+    /// The kernel's sequence number of the record.
+    pub seq: u64,
+    /// Microseconds since boot, as the kernel stamps it.
+    pub ts_us: u64,
+    pub text: String,
+    /// Why the line matters, where it does: `WARNING`, `BUG`, `oops`, `call trace`,
+    /// `GPU page fault`, or `level warning` for any other line at or below warning that the
+    /// allow-list does not excuse. `None`: the line is informational or allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
+}
+
+/// `/proc/sys/kernel/tainted` before and after a case, when it changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaintChange {
+    pub before: u64,
+    pub after: u64,
+    /// The flags gained, by name: `W (warn)`.
+    pub gained: Vec<String>,
+    /// Whether a gained flag stops the run (die, warn, machine check, bad page, soft lockup).
+    pub bad: bool,
+}
+
+/// Where a child process's output went, and its last lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseOutput {
+    /// Relative to the run folder: `output/<case>.stdout`.
+    pub stdout_file: String,
+    pub stderr_file: String,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    /// The last few KiB of each, for reports.
+    pub stdout_tail: String,
+    pub stderr_tail: String,
+}
+
+/// The expectations file's entry that matched a case, and what the case did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectationNote {
+    /// `fail`, `flake` or `skip`.
+    pub expected: String,
+    /// The reason or link the file gives.
+    pub reason: String,
+    /// The status the case had before the expectation was applied.
+    pub observed: Status,
 }
 
 impl CaseRecord {
+    /// A record with nothing in it yet, to be filled in: `..CaseRecord::blank()`.
+    pub fn blank() -> CaseRecord {
+        CaseRecord {
+            case: String::new(),
+            status: Status::Notrun,
+            reason: None,
+            started: String::new(),
+            duration_s: 0.0,
+            seed: 0,
+            kind: String::new(),
+            size: 0,
+            metrics: Vec::new(),
+            evidence: Vec::new(),
+            repro: String::new(),
+            repetition: 0,
+            retries: Vec::new(),
+            kernel_log: Vec::new(),
+            taint: None,
+            output: None,
+            expectation: None,
+        }
+    }
+
     /// The first line of the reason, for one-line displays; empty when there is none.
     pub fn headline(&self) -> &str {
         self.reason
@@ -265,6 +405,7 @@ pub(crate) mod test_support {
                 "{case}: all 512 pages in vram (verified by residency)"
             )],
             repro: format!("svmconf {case} --exact --seed 0x5eed --profile sim"),
+            ..CaseRecord::blank()
         }
     }
 
@@ -324,6 +465,9 @@ mod tests {
     #[case(Status::DmesgFail, true)]
     #[case(Status::Incomplete, true)]
     #[case(Status::Notrun, false)]
+    #[case(Status::Flake, false)]
+    #[case(Status::ExpectedFail, false)]
+    #[case(Status::UnexpectedPass, true)]
     fn failures(#[case] status: Status, #[case] failure: bool) {
         assert_eq!(status.is_failure(), failure);
         let json = serde_json::to_string(&status).unwrap();

@@ -286,6 +286,7 @@ impl Shared {
             metrics: Vec::new(),
             evidence: Vec::new(),
             repro,
+            ..CaseRecord::blank()
         };
 
         let unmet = plan::needs(body, instance)
