@@ -27,7 +27,7 @@ pub const JUNIT_FILE: &str = "junit.xml";
 /// The report a person reads, in a run folder.
 pub const SUMMARY_FILE: &str = "summary.md";
 pub use junit::write_junit;
-pub use run_info::{FixtureDigest, RunInfo};
+pub use run_info::{FixtureDigest, Observer, RunInfo, ShardSpec};
 pub use summary::{render_summary, write_summary};
 
 /// How a case ended, in the vocabulary of igt_runner and deqp-runner.
@@ -445,6 +445,8 @@ pub(crate) mod test_support {
                 path: "fixtures/profiles/sim.yaml".to_string(),
                 sha256: "00".repeat(32),
             }],
+            shard: None,
+            observers: Vec::new(),
         }
     }
 }

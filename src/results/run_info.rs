@@ -41,6 +41,29 @@ pub struct RunInfo {
     pub seed: u64,
     pub command_line: Vec<String>,
     pub fixtures: Vec<FixtureDigest>,
+    /// `--shard K/N`: which part of the suite this run holds; absent for a whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardSpec>,
+    /// What the runner could and could not observe (kernel log, taint, ...), each said once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observers: Vec<Observer>,
+}
+
+/// `--shard K/N`: the K-th of N parts, 1-based.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardSpec {
+    pub index: u32,
+    pub count: u32,
+}
+
+/// One source of evidence beside the cases themselves, and whether this run had it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observer {
+    /// `kernel_log`, `taint`, ...
+    pub name: String,
+    pub available: bool,
+    /// Where it was read from, or why it could not be.
+    pub detail: String,
 }
 
 impl RunInfo {
@@ -68,6 +91,8 @@ impl RunInfo {
             seed,
             command_line,
             fixtures,
+            shard: None,
+            observers: Vec::new(),
         }
     }
 
