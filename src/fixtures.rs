@@ -21,6 +21,7 @@
 //!   kinds: [managed]              # default [managed]
 //!   sizes: [2MiB]                 # default none: then every case lists its sizes
 //!   repeat: {warmup: 1, reps: 5}  # default {warmup: 1, reps: 5}
+//!   timeout_s: 300                # per-case limit under process isolation; default 300
 //! cases:
 //!   - name: first_touch::untouched  # suite::case, snake_case segments; unique
 //!     body: first_touch::gpu_touch  # the registered body; default: the name
@@ -29,6 +30,7 @@
 //!     with: {preferred: unset}      # free-form parameters, typed by the body; default {}
 //!     repeat: {warmup: 1, reps: 3}  # default: defaults.repeat; reps >= 1
 //!     needs: [residency]            # what the device must have (suites::Need names)
+//!     timeout_s: 600                # default: defaults.timeout_s; > 0
 //! ```
 //! A case expands over its kinds × sizes. An instance is named `NAME::SIZE` when the case lists
 //! no `kinds` (it runs on the default kinds, and the kind is named too if those are several),
@@ -379,6 +381,9 @@ pub struct Defaults {
     pub sizes: Vec<String>,
     #[serde(default)]
     pub repeat: Repeat,
+    /// Seconds a case may run before the runner ends it (process isolation only).
+    #[serde(default = "default_timeout_s")]
+    pub timeout_s: f64,
 }
 
 impl Default for Defaults {
@@ -387,8 +392,16 @@ impl Default for Defaults {
             kinds: default_kinds(),
             sizes: Vec::new(),
             repeat: Repeat::default(),
+            timeout_s: default_timeout_s(),
         }
     }
+}
+
+/// Generous for a 64 MiB fault storm on a slow link; a hang is the case this catches.
+pub const DEFAULT_TIMEOUT_S: f64 = 300.0;
+
+fn default_timeout_s() -> f64 {
+    DEFAULT_TIMEOUT_S
 }
 
 fn default_kinds() -> Vec<AllocKind> {
@@ -413,6 +426,8 @@ pub struct CaseSpec {
     pub repeat: Option<Repeat>,
     #[serde(default, deserialize_with = "needs")]
     pub needs: Vec<String>,
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
 }
 
 /// A size as written: bytes, or a fraction of the profile's VRAM.
@@ -475,6 +490,8 @@ pub struct CaseInstance {
     pub params: Value,
     pub repeat: Repeat,
     pub needs: Vec<String>,
+    /// Seconds the case may run under process isolation.
+    pub timeout_s: f64,
 }
 
 // --- the case matrix: loading and checks -----------------------------------------------------
@@ -550,6 +567,7 @@ impl CaseMatrix {
                 params,
                 repeat: p.spec.repeat.unwrap_or(self.defaults.repeat),
                 needs: p.spec.needs.clone(),
+                timeout_s: p.spec.timeout_s.unwrap_or(self.defaults.timeout_s),
             });
         }
         Ok(out)
@@ -647,6 +665,19 @@ impl CaseMatrix {
             ));
         }
         check_repeat(root().key("defaults").key("repeat"), &self.defaults.repeat)?;
+        let check_timeout = |path: FieldPath, t: f64| {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(at(
+                    path,
+                    format!("expected a positive number of seconds, got {t}"),
+                ));
+            }
+            Ok(())
+        };
+        check_timeout(
+            root().key("defaults").key("timeout_s"),
+            self.defaults.timeout_s,
+        )?;
 
         let mut first_of_name: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, case) in self.cases.iter().enumerate() {
@@ -712,6 +743,9 @@ impl CaseMatrix {
             }
             if let Some(r) = &case.repeat {
                 check_repeat(here.clone().key("repeat"), r)?;
+            }
+            if let Some(t) = case.timeout_s {
+                check_timeout(here.clone().key("timeout_s"), t)?;
             }
         }
 
