@@ -1,7 +1,10 @@
-//! `journal.jsonl`: the one record of a run, one JSON [`CaseRecord`] per line.
+//! `journal.jsonl`: the one record of a run, one JSON object per line.
 //!
-//! Each record is written whole and synced to disk before the runner moves on, so a kernel
-//! panic or a power cut loses at most the case that was running. A crash in the middle of a
+//! A case writes two lines: `{"event": "start", ...}` ([`Start`]) before it runs and its
+//! [`CaseRecord`] (`{"event": "end", ...}`) when it has finished. Each is written whole and synced
+//! to disk before the runner moves on, so a kernel panic, a power cut or a SIGKILL of the runner
+//! loses no finished case, and a start without an end names the case that was running: a resumed
+//! run records it as incomplete. A crash in the middle of a
 //! write leaves a torn last line; reading tolerates it, and reopening the journal cuts it off so
 //! that the lines after it stay readable. A bad line anywhere else is corruption and is named.
 //!
@@ -12,7 +15,62 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use super::{sync_dir, CaseRecord, ResultsError};
+
+/// A case about to run: the journal line written before it starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Start {
+    pub case: String,
+    /// RFC 3339 UTC.
+    pub started: String,
+    /// Which run under `--repeat` (1..=N); 0 when not repeated.
+    #[serde(default)]
+    pub repetition: u32,
+    /// 1 for the first attempt, 2 for the first retry, ...
+    pub attempt: u32,
+}
+
+/// One line of the journal.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Entry {
+    Start(Start),
+    End(Box<CaseRecord>),
+}
+
+impl Entry {
+    fn encode(&self) -> serde_json::Result<Vec<u8>> {
+        let (event, mut value) = match self {
+            Entry::Start(s) => ("start", serde_json::to_value(s)?),
+            Entry::End(r) => ("end", serde_json::to_value(r)?),
+        };
+        if let serde_json::Value::Object(map) = &mut value {
+            // `event` first, so a person reading the file sees what each line is.
+            let mut tagged = serde_json::Map::new();
+            tagged.insert("event".into(), event.into());
+            tagged.append(map);
+            value = serde_json::Value::Object(tagged);
+        }
+        serde_json::to_vec(&value)
+    }
+
+    /// A line without `event` is a case record, as journals were first written.
+    fn decode(line: &[u8]) -> serde_json::Result<Entry> {
+        let mut value: serde_json::Value = serde_json::from_slice(line)?;
+        let event = value
+            .as_object_mut()
+            .and_then(|m| m.remove("event"))
+            .and_then(|e| e.as_str().map(str::to_string));
+        match event.as_deref() {
+            Some("start") => Ok(Entry::Start(serde_json::from_value(value)?)),
+            None | Some("end") => Ok(Entry::End(Box::new(serde_json::from_value(value)?))),
+            Some(other) => Err(serde::de::Error::custom(format!(
+                "unknown event `{other}`, expected `start` or `end`"
+            ))),
+        }
+    }
+}
 
 /// The journal's file name inside a results folder.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -57,11 +115,20 @@ impl Journal {
         &self.path
     }
 
-    /// Appends one record as one line and syncs it to disk before returning.
+    /// Appends a finished case's record as one line and syncs it before returning.
     pub fn append(&mut self, record: &CaseRecord) -> Result<(), ResultsError> {
-        let mut line = serde_json::to_vec(record).map_err(|e| ResultsError::Encode {
+        self.write(&Entry::End(Box::new(record.clone())))
+    }
+
+    /// Appends the line saying a case is about to run, and syncs it before returning.
+    pub fn append_start(&mut self, start: &Start) -> Result<(), ResultsError> {
+        self.write(&Entry::Start(start.clone()))
+    }
+
+    fn write(&mut self, entry: &Entry) -> Result<(), ResultsError> {
+        let mut line = entry.encode().map_err(|e| ResultsError::Encode {
             path: self.path.clone(),
-            what: "a case record",
+            what: "a journal entry",
             message: e.to_string(),
         })?;
         line.push(b'\n');
@@ -75,9 +142,20 @@ impl Journal {
     }
 }
 
-/// Reads every record of a journal. A torn last line (no newline after it) is a crash during a
-/// write and is dropped; any other line that is not a record is an error naming its number.
+/// Reads the finished cases' records of a journal, in the order they finished.
 pub fn read(path: &Path) -> Result<Vec<CaseRecord>, ResultsError> {
+    Ok(read_entries(path)?
+        .into_iter()
+        .filter_map(|e| match e {
+            Entry::End(r) => Some(*r),
+            Entry::Start(_) => None,
+        })
+        .collect())
+}
+
+/// Reads every line of a journal. A torn last line (no newline after it) is a crash during a
+/// write and is dropped; any other line that is not an entry is an error naming its number.
+pub fn read_entries(path: &Path) -> Result<Vec<Entry>, ResultsError> {
     let bytes = std::fs::read(path).map_err(|source| ResultsError::Read {
         path: path.to_path_buf(),
         source,
@@ -95,7 +173,7 @@ pub fn read(path: &Path) -> Result<Vec<CaseRecord>, ResultsError> {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice::<CaseRecord>(line) {
+        match Entry::decode(line) {
             Ok(r) => records.push(r),
             Err(_) if i + 1 == count && !ends_whole => break,
             Err(source) => {
@@ -180,8 +258,47 @@ mod tests {
             "{shown}"
         );
         assert!(
-            shown.contains("journal.jsonl` line 2: not a case record"),
+            shown.contains("journal.jsonl` line 2: not a journal entry"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn starts_and_ends_interleave_and_read_keeps_the_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::create(dir.path()).unwrap();
+        let start = |case: &str| Start {
+            case: case.into(),
+            started: "2025-01-31T02:14:07.123Z".into(),
+            repetition: 0,
+            attempt: 1,
+        };
+        let [a, b, _] = three().try_into().unwrap();
+        j.append_start(&start(&a.case)).unwrap();
+        j.append_start(&start(&b.case)).unwrap();
+        j.append(&b).unwrap();
+        j.append(&a).unwrap();
+        j.append_start(&start("crash::in_flight::4KiB")).unwrap();
+        let entries = read_entries(j.path()).unwrap();
+        assert_eq!(entries.len(), 5);
+        assert_eq!(entries[4], Entry::Start(start("crash::in_flight::4KiB")));
+        assert_eq!(read(j.path()).unwrap(), vec![b, a]);
+        let text = std::fs::read_to_string(j.path()).unwrap();
+        assert!(text.lines().all(|l| l.starts_with("{\"event\":")), "{text}");
+    }
+
+    #[test]
+    fn a_line_without_event_is_a_record_and_an_unknown_event_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(JOURNAL_FILE);
+        let plain = serde_json::to_string(&three()[0]).unwrap();
+        std::fs::write(&path, format!("{plain}\n")).unwrap();
+        assert_eq!(read(&path).unwrap(), vec![three()[0].clone()]);
+        std::fs::write(&path, format!("{plain}\n{{\"event\": \"pause\"}}\n")).unwrap();
+        let e = read(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("line 2") && e.contains("unknown event `pause`"),
+            "{e}"
         );
     }
 

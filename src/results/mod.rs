@@ -299,7 +299,7 @@ pub enum ResultsError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot read `{}`: {}", path.display(), io_reason(source))]
     Read { path: PathBuf, source: io::Error },
-    #[error("`{}` line {line}: not a case record ({source}); expected one JSON object per line", path.display())]
+    #[error("`{}` line {line}: not a journal entry ({source}); expected one JSON object per line", path.display())]
     CorruptLine {
         path: PathBuf,
         line: usize,
