@@ -24,6 +24,35 @@ impl Backend {
     }
 }
 
+/// Where a case runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// Each case in a child process of its own (the same binary, `NAME --exact`), in its own
+    /// process group, under a timeout: a crash or a hang costs one case, not the run.
+    Process,
+    /// Each case on a thread of the runner: fastest; a crash ends the run (`--resume` goes on).
+    None,
+}
+
+impl Isolation {
+    pub const NAMES: &'static str = "process, none";
+
+    fn parse(s: &str) -> Option<Isolation> {
+        match s {
+            "process" => Some(Isolation::Process),
+            "none" => Some(Isolation::None),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::Process => "process",
+            Isolation::None => "none",
+        }
+    }
+}
+
 /// svmconf's own options.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -40,11 +69,40 @@ pub struct Options {
     pub sim_break: Option<String>,
     /// The fixtures folder; `None`: `./fixtures`, else the one the binary was built with.
     pub fixtures: Option<PathBuf>,
+    /// `None`: the backend's default (process on hardware, none on sim).
+    pub isolate: Option<Isolation>,
+    /// Overrides every case's timeout from the fixtures, in seconds.
+    pub timeout_s: Option<f64>,
+    /// Seconds between SIGTERM and SIGKILL for a case past its timeout.
+    pub kill_grace_s: f64,
+    /// The kernel log to read: `/dev/kmsg`, or a file of kmsg records (tests, replays).
+    pub kmsg: PathBuf,
+    /// Where the kernel's taint is read: `/proc/sys/kernel/tainted`, or a file (tests).
+    pub tainted: PathBuf,
+    pub continue_on_taint: bool,
+    /// A run folder to continue.
+    pub resume: Option<PathBuf>,
+    /// An extra copy of the KTAP report.
+    pub ktap: Option<PathBuf>,
+    /// `--shard K/N` as written; checked where the shard is chosen.
+    pub shard: Option<String>,
+    /// Extra attempts for a case that does not pass.
+    pub retries: u32,
+    /// Runs of each case.
+    pub repeat: u32,
+    pub preflight: bool,
+    /// The runner's own test cases instead of the suite (crash, hang, output, kernel log).
+    pub runner_selftest: bool,
+    /// Set on a case's child process: run the one case here and write its record to this file.
+    pub child_verdict: Option<PathBuf>,
     /// Everything else, for libtest-mimic, program name first.
     pub libtest: Vec<String>,
 }
 
 pub const DEFAULT_SEED: u64 = 1;
+pub const DEFAULT_KILL_GRACE_S: f64 = 10.0;
+pub const DEV_KMSG: &str = "/dev/kmsg";
+pub const PROC_TAINTED: &str = "/proc/sys/kernel/tainted";
 
 pub const USAGE: &str = "\
 svmconf: conformance suite for GPU shared virtual memory migration
@@ -61,6 +119,25 @@ SVMCONF OPTIONS:
   --sim-break A,B       break migration paths of the sim on purpose (see --sim-break help)
   --fixtures DIR        fixtures folder (default ./fixtures, else the one built in)
 
+RUNNER OPTIONS:
+  --isolate process|none  each case in a child process with a timeout (default on GPUs), or
+                        on a thread of the runner (default on sim)
+  --timeout SECS        every case's limit under process isolation (default: the fixtures')
+  --kill-grace SECS     between SIGTERM and SIGKILL of a case past its limit (default 10)
+  --retries N           run a case that does not pass up to N more times; a later pass is a flake
+  --repeat N            run every case N times (stress)
+  --shard K/N           run the K-th of N parts of the suite (svmconf merge joins them)
+  --resume DIR          continue the run in DIR after its last finished case
+  --ktap FILE           also write the KTAP report to FILE
+  --continue-on-taint   go on after a case taints the kernel (default: stop, the rest notrun)
+  --no-preflight        run even where the device differs from the profile
+  --kmsg FILE           kernel log to read (default /dev/kmsg; a file of kmsg records)
+  --tainted FILE        kernel taint to read (default /proc/sys/kernel/tainted)
+  --runner-selftest     run the runner's own test cases (crash, hang, output) instead
+
+SUBCOMMAND:
+  svmconf merge OUT RUN_DIR...  join the runs of shards into OUT and write its reports
+
 LIBTEST OPTIONS (as any Rust test binary): --list, --exact, --skip PATTERN, --ignored,
   --include-ignored, --test-threads N, --format pretty|terse|json, -q, FILTER.
 ";
@@ -73,6 +150,12 @@ pub enum UsageError {
     Backend(String),
     #[error("--seed: expected a non-negative integer, got `{0}`")]
     Seed(String),
+    #[error("--isolate: unknown isolation `{0}` (known: {names})", names = Isolation::NAMES)]
+    Isolate(String),
+    #[error("{flag}: expected a positive number of seconds, got `{value}`")]
+    Seconds { flag: &'static str, value: String },
+    #[error("{flag}: expected a count, got `{value}`")]
+    Count { flag: &'static str, value: String },
 }
 
 impl Options {
@@ -89,6 +172,20 @@ impl Options {
             allow_destructive: false,
             sim_break: None,
             fixtures: None,
+            isolate: None,
+            timeout_s: None,
+            kill_grace_s: DEFAULT_KILL_GRACE_S,
+            kmsg: PathBuf::from(DEV_KMSG),
+            tainted: PathBuf::from(PROC_TAINTED),
+            continue_on_taint: false,
+            resume: None,
+            ktap: None,
+            shard: None,
+            retries: 0,
+            repeat: 1,
+            preflight: true,
+            runner_selftest: false,
+            child_verdict: None,
             libtest: vec![program],
         };
         while let Some(arg) = args.next() {
@@ -117,6 +214,23 @@ impl Options {
                 "--sim-break" => o.sim_break = Some(value("--sim-break")?),
                 "--fixtures" => o.fixtures = Some(value("--fixtures")?.into()),
                 "--allow-destructive" => o.allow_destructive = true,
+                "--isolate" => {
+                    let v = value("--isolate")?;
+                    o.isolate = Some(Isolation::parse(&v).ok_or(UsageError::Isolate(v))?);
+                }
+                "--timeout" => o.timeout_s = Some(seconds("--timeout", value("--timeout")?)?),
+                "--kill-grace" => o.kill_grace_s = seconds("--kill-grace", value("--kill-grace")?)?,
+                "--kmsg" => o.kmsg = value("--kmsg")?.into(),
+                "--tainted" => o.tainted = value("--tainted")?.into(),
+                "--continue-on-taint" => o.continue_on_taint = true,
+                "--resume" => o.resume = Some(value("--resume")?.into()),
+                "--ktap" => o.ktap = Some(value("--ktap")?.into()),
+                "--shard" => o.shard = Some(value("--shard")?),
+                "--retries" => o.retries = count("--retries", value("--retries")?, 0)?,
+                "--repeat" => o.repeat = count("--repeat", value("--repeat")?, 1)?,
+                "--no-preflight" => o.preflight = false,
+                "--runner-selftest" => o.runner_selftest = true,
+                "--child-verdict" => o.child_verdict = Some(value("--child-verdict")?.into()),
                 _ => o.libtest.push(arg),
             }
         }
@@ -135,7 +249,82 @@ impl Options {
         if self.allow_destructive {
             s += " --allow-destructive";
         }
+        if let Some(f) = &self.fixtures {
+            s += &format!(" --fixtures {}", shell_word(&f.to_string_lossy()));
+        }
+        if self.runner_selftest {
+            s += " --runner-selftest";
+        }
         s
+    }
+
+    /// The arguments a case's child process gets: everything that changes what the case does,
+    /// then the one case, run here.
+    pub fn child_args(
+        &self,
+        backend: &str,
+        profile: &str,
+        fixtures: &std::path::Path,
+        case: &str,
+        verdict: &std::path::Path,
+    ) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "--backend".into(),
+            backend.into(),
+            "--profile".into(),
+            profile.into(),
+            "--seed".into(),
+            self.seed.to_string(),
+            "--fixtures".into(),
+            fixtures.to_string_lossy().into_owned(),
+            "--isolate".into(),
+            "none".into(),
+            "--no-preflight".into(),
+            "--child-verdict".into(),
+            verdict.to_string_lossy().into_owned(),
+        ];
+        if let Some(b) = &self.sim_break {
+            a.extend(["--sim-break".into(), b.clone()]);
+        }
+        if self.allow_destructive {
+            a.push("--allow-destructive".into());
+        }
+        if self.runner_selftest {
+            a.push("--runner-selftest".into());
+        }
+        a.extend([
+            case.into(),
+            "--exact".into(),
+            "--test-threads".into(),
+            "1".into(),
+        ]);
+        a
+    }
+}
+
+/// `s` as one word of a POSIX shell command line.
+pub fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=+,@%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn seconds(flag: &'static str, value: String) -> Result<f64, UsageError> {
+    match value.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(UsageError::Seconds { flag, value }),
+    }
+}
+
+fn count(flag: &'static str, value: String, min: u32) -> Result<u32, UsageError> {
+    match value.parse::<u32>() {
+        Ok(v) if v >= min => Ok(v),
+        _ => Err(UsageError::Count { flag, value }),
     }
 }
 
@@ -173,6 +362,13 @@ mod tests {
     #[case(&["--seed", "-3"], UsageError::Seed("-3".into()))]
     #[case(&["--seed=x"], UsageError::Seed("x".into()))]
     #[case(&["--profile"], UsageError::Missing { flag: "--profile" })]
+    #[case(&["--isolate", "vm"], UsageError::Isolate("vm".into()))]
+    #[case(&["--timeout", "0"], UsageError::Seconds { flag: "--timeout", value: "0".into() })]
+    #[case(&["--timeout=inf"], UsageError::Seconds { flag: "--timeout", value: "inf".into() })]
+    #[case(&["--kill-grace", "-1"], UsageError::Seconds { flag: "--kill-grace", value: "-1".into() })]
+    #[case(&["--retries", "two"], UsageError::Count { flag: "--retries", value: "two".into() })]
+    #[case(&["--repeat", "0"], UsageError::Count { flag: "--repeat", value: "0".into() })]
+    #[case(&["--resume"], UsageError::Missing { flag: "--resume" })]
     fn usage_errors(#[case] args: &[&str], #[case] want: UsageError) {
         assert_eq!(parse(args).unwrap_err(), want);
     }
@@ -197,6 +393,65 @@ mod tests {
             o.libtest,
             ["svmconf", "prefetch", "--exact", "--test-threads", "1"]
         );
+    }
+
+    #[test]
+    fn runner_options_are_taken() {
+        let o = parse(&[
+            "--isolate=process",
+            "--timeout",
+            "2.5",
+            "--retries",
+            "2",
+            "--repeat",
+            "3",
+            "--shard",
+            "2/3",
+            "--no-preflight",
+            "--continue-on-taint",
+            "--kmsg",
+            "k.txt",
+        ])
+        .unwrap();
+        assert_eq!(o.isolate, Some(Isolation::Process));
+        assert_eq!((o.timeout_s, o.retries, o.repeat), (Some(2.5), 2, 3));
+        assert_eq!(o.shard.as_deref(), Some("2/3"));
+        assert!(!o.preflight && o.continue_on_taint);
+        assert_eq!(o.kmsg, PathBuf::from("k.txt"));
+        assert_eq!(o.libtest, ["svmconf"]);
+    }
+
+    #[test]
+    fn a_child_gets_what_changes_the_case_and_the_one_case() {
+        let o = parse(&["--seed", "7", "--sim-break", "fast-clock", "--retries", "3"]).unwrap();
+        let a = o.child_args(
+            "sim",
+            "sim",
+            std::path::Path::new("fx"),
+            "prefetch::partial::2MiB",
+            std::path::Path::new("v.json"),
+        );
+        let line = a.join(" ");
+        assert!(
+            line.starts_with("--backend sim --profile sim --seed 7 --fixtures fx"),
+            "{line}"
+        );
+        assert!(line.contains("--isolate none") && line.contains("--child-verdict v.json"));
+        assert!(line.contains("--sim-break fast-clock"), "{line}");
+        assert!(!line.contains("--retries"), "{line}");
+        assert!(
+            line.ends_with("prefetch::partial::2MiB --exact --test-threads 1"),
+            "{line}"
+        );
+    }
+
+    #[rstest]
+    #[case("plain-word_1.2", "plain-word_1.2")]
+    #[case("two words", "'two words'")]
+    #[case("it's", "'it'\\''s'")]
+    #[case("", "''")]
+    fn shell_words(#[case] s: &str, #[case] want: &str) {
+        assert_eq!(shell_word(s), want);
     }
 
     #[test]

@@ -1,26 +1,29 @@
 //! Running the suite: plan the cases from the fixtures, run each on a fresh device, record it in
 //! the journal as it finishes, and derive every report from the journal at the end.
 
+mod child;
 pub mod cli;
+mod executor;
+mod observe;
 mod plan;
+mod progress;
+mod resume;
+pub mod selftest;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use libtest_mimic::{Arguments, Trial};
 
-use crate::case::{Ctx, Stop};
 use crate::device::sim::{Breaks, SimDevice};
 use crate::device::{Destructive, Device, DeviceInfo};
-use crate::fixtures::CaseInstance;
 use crate::profile::Profile;
-use crate::results::{self, CaseRecord, Status};
-use crate::suites::Body;
+use crate::results::{self, CaseRecord};
 use cli::{Backend, Options};
+use executor::Runner;
 pub use plan::Plan;
+use progress::Progress;
 
 /// Exit status for bad input: flags, fixtures, the results folder.
 pub const EXIT_USAGE: u8 = 2;
@@ -56,10 +59,17 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         print!("{}", cli::USAGE);
         return Ok(ExitCode::SUCCESS);
     }
-    let options = Options::parse(args.clone())?;
+    let (options, args, resumed) = resume::options(args)?;
     let libtest = Arguments::from_iter(options.libtest.clone());
     let opened = open_backend(&options)?;
-    let plan = Plan::new(&options, &opened.profile)?;
+    let mut plan = if options.runner_selftest {
+        Plan::selftest()
+    } else {
+        Plan::new(&options, &opened.profile)?
+    };
+    if let Some(verdict) = &options.child_verdict {
+        return child_case(&options, &opened, plan, &libtest, verdict);
+    }
 
     // The cases the libtest filters select, known before anything is created.
     let selected = plan
@@ -84,52 +94,98 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let (run_id, dir) = create_run_dir(&options.results, &opened, options.seed)?;
-    let mut info = results::RunInfo::start(
-        run_id,
-        &opened.info,
-        &opened.profile.value.name,
-        options.seed,
-        args,
-        plan.fixtures.clone(),
-    );
-    let journal = match results::Journal::create(&dir).and_then(|j| info.write(&dir).map(|_| j)) {
-        Ok(j) => j,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e.into());
+    let (dir, mut info, journal, finished) = match &resumed {
+        Some(r) => (
+            r.dir.clone(),
+            r.info.clone(),
+            r.journal()?,
+            r.finished.clone(),
+        ),
+        None => {
+            let (run_id, dir) = create_run_dir(&options.results, &opened, options.seed)?;
+            let info = results::RunInfo::start(
+                run_id,
+                &opened.info,
+                &opened.profile.value.name,
+                options.seed,
+                args,
+                plan.fixtures.clone(),
+            );
+            let journal =
+                match results::Journal::create(&dir).and_then(|j| info.write(&dir).map(|_| j)) {
+                    Ok(j) => j,
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(&dir);
+                        return Err(e.into());
+                    }
+                };
+            (dir, info, journal, Default::default())
         }
     };
+    let isolation = options.isolate.unwrap_or(if opened.backend == "sim" {
+        cli::Isolation::None
+    } else {
+        cli::Isolation::Process
+    });
     println!(
-        "svmconf: {selected} of {} cases on {} (profile {}, seed {}); results in {}",
+        "svmconf: {} {selected} of {} cases on {} (profile {}, seed {}, isolation {}); results in {}",
+        if resumed.is_some() { "resuming" } else { "running" },
         plan.instances.len(),
         opened.info.name,
         opened.profile.value.name,
         options.seed,
+        isolation.name(),
         dir.display()
     );
-
-    let shared = Arc::new(Shared {
+    let runner = Arc::new(Runner {
         options: options.clone(),
         profile: opened.profile.value.clone(),
+        profile_arg: options
+            .profile
+            .clone()
+            .unwrap_or_else(|| opened.profile.value.name.clone()),
         info: opened.info.clone(),
         backend: opened.backend.clone(),
         breaks: opened.breaks,
-        journal: Mutex::new(journal),
+        fixtures: fixtures_root(&options),
+        isolation,
+        dir: Some(dir.clone()),
+        journal: Some(Mutex::new(journal)),
         destructive: options.allow_destructive.then_some(Destructive(())),
+        observers: observe::Observers::default(),
+        finished,
+        stop: Mutex::new(None),
+        stopped: Default::default(),
+        progress: Some(Progress::start(
+            selected,
+            libtest.format.is_none() && !libtest.quiet,
+        )),
     });
+    if let Some(r) = &resumed {
+        runner.record_incomplete(&r.in_flight, &plan.instances)?;
+    }
     let trials = plan
         .instances
-        .into_iter()
-        .zip(plan.bodies)
+        .drain(..)
+        .zip(plan.bodies.drain(..))
         .map(|(instance, body)| {
-            let shared = Arc::clone(&shared);
+            let runner = Arc::clone(&runner);
             Trial::ignorable_test(instance.name.clone(), move || {
-                shared.run_case(&instance, body)
+                runner.run_case(&instance, body)
             })
         })
         .collect();
-    let conclusion = libtest_mimic::run(&libtest, trials);
+    let _conclusion = libtest_mimic::run(&libtest, trials);
+    if let Some(mut r) = Arc::into_inner(runner) {
+        if let Some(p) = r.progress.take() {
+            p.finish();
+        }
+        for note in r.observers.notes {
+            if !info.observers.contains(&note) {
+                info.observers.push(note);
+            }
+        }
+    }
 
     let records = results::journal::read(&dir.join(results::JOURNAL_FILE))?;
     info.finish();
@@ -141,7 +197,68 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
     results::write_summary(&records, &info, &dir.join(results::SUMMARY_FILE))?;
     print_failures(&records);
     println!("svmconf: results in {}", dir.display());
-    Ok(conclusion.exit_code())
+    Ok(exit_code(&records))
+}
+
+/// 101 when any case's result was not foreseen (libtest's code for a failed test), else 0.
+fn exit_code(records: &[CaseRecord]) -> ExitCode {
+    if records.iter().any(|r| r.status.is_failure()) {
+        ExitCode::from(101)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// A case's child process: runs the one case here and writes its record for the runner.
+fn child_case(
+    options: &Options,
+    opened: &Opened,
+    plan: Plan,
+    libtest: &Arguments,
+    verdict: &Path,
+) -> Result<ExitCode, SetupError> {
+    // The runner waits for this process; if the runner dies, this case must not go on alone
+    // with the GPU.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    let wanted = libtest.filter.as_deref().unwrap_or("");
+    let Some((instance, body)) = plan
+        .instances
+        .into_iter()
+        .zip(plan.bodies)
+        .find(|(i, _)| i.name == wanted)
+    else {
+        return Err(SetupError::Plan(format!(
+            "--child-verdict: no case is named `{wanted}`"
+        )));
+    };
+    let runner = Runner {
+        options: options.clone(),
+        profile: opened.profile.value.clone(),
+        profile_arg: options
+            .profile
+            .clone()
+            .unwrap_or_else(|| opened.profile.value.name.clone()),
+        info: opened.info.clone(),
+        backend: opened.backend.clone(),
+        breaks: opened.breaks,
+        fixtures: fixtures_root(options),
+        isolation: cli::Isolation::None,
+        dir: None,
+        journal: None,
+        destructive: options.allow_destructive.then_some(Destructive(())),
+        observers: observe::Observers::default(),
+        finished: Default::default(),
+        stop: Mutex::new(None),
+        stopped: Default::default(),
+        progress: None,
+    };
+    let base = runner.blank_record(&instance, 0);
+    let record = runner.attempt_here(&instance, body, &base);
+    println!("svmconf: {} {}", record.case, record.status);
+    let bytes = serde_json::to_vec(&record)
+        .map_err(|e| SetupError::Plan(format!("--child-verdict: cannot encode the record: {e}")))?;
+    results::write_atomically(verdict, &bytes)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn describe_filter(args: &Arguments) -> String {
@@ -251,140 +368,6 @@ fn open_backend(options: &Options) -> Result<Opened, SetupError> {
             })
         }
     }
-}
-
-/// What every case of a run shares.
-struct Shared {
-    options: Options,
-    profile: Profile,
-    info: DeviceInfo,
-    backend: String,
-    breaks: Breaks,
-    journal: Mutex<results::Journal>,
-    destructive: Option<Destructive>,
-}
-
-impl Shared {
-    fn run_case(&self, instance: &CaseInstance, body: Body) -> Result<Completion, Failed> {
-        let started = results::now_rfc3339();
-        let clock = Instant::now();
-        let seed = case_seed(self.options.seed, &instance.name);
-        let repro = format!(
-            "svmconf '{}' --exact {}",
-            instance.name,
-            self.options.repro_flags(&self.backend, &self.profile.name)
-        );
-        let mut record = CaseRecord {
-            case: instance.name.clone(),
-            status: Status::Pass,
-            reason: None,
-            started,
-            duration_s: 0.0,
-            seed,
-            kind: instance.kind.name().to_string(),
-            size: instance.size,
-            metrics: Vec::new(),
-            evidence: Vec::new(),
-            repro,
-            ..CaseRecord::blank()
-        };
-
-        let unmet = plan::needs(body, instance)
-            .find_map(|need| need.unmet(&self.info, &self.profile, self.destructive.is_some()));
-        let outcome = match unmet {
-            Some(reason) => Err(Stop::Skip(reason)),
-            None => self.run_body(instance, body, seed, &mut record),
-        };
-        record.duration_s = clock.elapsed().as_secs_f64();
-        match outcome {
-            Ok(()) => record.status = Status::Pass,
-            Err(Stop::Skip(reason)) => {
-                record.status = Status::Skip;
-                record.reason = Some(reason);
-            }
-            Err(Stop::Fail(message)) => {
-                record.status = Status::Fail;
-                record.reason = Some(message);
-            }
-        }
-        let appended = self
-            .journal
-            .lock()
-            .map_err(|_| Failed::from("journal lock poisoned"))?
-            .append(&record);
-        if let Err(e) = appended {
-            return Err(Failed::from(format!(
-                "{}: the result could not be recorded: {e}",
-                record.case
-            )));
-        }
-        match record.status {
-            Status::Skip => Ok(Completion::ignored_with(record.reason.unwrap_or_default())),
-            Status::Pass => Ok(Completion::Completed),
-            _ => Err(Failed::from(failure_text(&record))),
-        }
-    }
-
-    fn run_body(
-        &self,
-        instance: &CaseInstance,
-        body: Body,
-        seed: u64,
-        record: &mut CaseRecord,
-    ) -> Result<(), Stop> {
-        let mut dev = self.open_device(seed)?;
-        let mut ctx = Ctx::new(
-            dev.as_mut(),
-            &self.profile,
-            seed,
-            instance.size,
-            instance.kind,
-            &instance.params,
-            instance.repeat,
-            self.destructive.as_ref(),
-        );
-        let result =
-            catch_unwind(AssertUnwindSafe(|| (body.run)(&mut ctx))).unwrap_or_else(|panic| {
-                Err(Stop::Fail(format!(
-                    "the case panicked: {}",
-                    panic_text(&panic)
-                )))
-            });
-        let (metrics, evidence) = ctx.take_record();
-        record.metrics = metrics;
-        record.evidence = evidence;
-        result
-    }
-
-    fn open_device(&self, seed: u64) -> Result<Box<dyn Device>, Stop> {
-        match self.backend.as_str() {
-            "sim" => SimDevice::new(&self.profile, seed, self.breaks)
-                .map(|d| Box::new(d) as Box<dyn Device>)
-                .map_err(|e| Stop::Fail(format!("cannot open the reference device: {e}"))),
-            other => Err(Stop::Fail(format!("backend {other} cannot open a device"))),
-        }
-    }
-}
-
-/// What libtest prints for a failed case: the message with its evidence, then the repro line.
-fn failure_text(r: &CaseRecord) -> String {
-    let mut s = r.reason.clone().unwrap_or_default();
-    for e in &r.evidence {
-        s += &format!("\n  evidence: {e}");
-    }
-    for m in &r.metrics {
-        s += &format!("\n  metric: {m}");
-    }
-    s += &format!("\n  repeat with: {}", r.repro);
-    s
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// Each case's own seed: the run's seed mixed with the case name (FNV-1a, then splitmix64), so

@@ -69,6 +69,18 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The runner's own test cases (`--runner-selftest`), in place of the suite.
+    pub fn selftest() -> Plan {
+        let (instances, bodies) = super::selftest::plan().into_iter().unzip();
+        Plan {
+            instances,
+            bodies,
+            fixtures: Vec::new(),
+        }
+    }
+}
+
 /// The needs of a body and of its instance's fixtures.
 pub fn needs<'a>(body: Body, instance: &'a CaseInstance) -> impl Iterator<Item = Need> + 'a {
     body.needs

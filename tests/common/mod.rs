@@ -37,8 +37,16 @@ pub fn run_dir(results: &Path) -> PathBuf {
     dirs.into_iter().next().unwrap_or_default()
 }
 
-/// Every record of a run folder's journal, as JSON.
+/// Every finished case's record in a run folder's journal, as JSON.
 pub fn journal(dir: &Path) -> Vec<serde_json::Value> {
+    entries(dir)
+        .into_iter()
+        .filter(|e| e["event"] == "end")
+        .collect()
+}
+
+/// Every line of a run folder's journal, starts and ends, as JSON.
+pub fn entries(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("journal.jsonl"))
         .expect("journal.jsonl is readable")
         .lines()
