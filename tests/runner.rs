@@ -1,0 +1,319 @@
+//! The runner against the lab's bad nights: cases that crash, hang, flood their output or warn
+//! in the kernel log, and a runner killed at any moment. Driven through the runner's own test
+//! cases (`--runner-selftest`), which misbehave on purpose.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{entries, journal, run_dir, text};
+
+/// The runner with the self-test cases, writing to `results`; `env` is the folder the
+/// kernel-playing cases write to (its `kmsg` and `tainted` files).
+fn selftest(results: &Path, env: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_svmconf"));
+    c.args(["--runner-selftest", "--results"])
+        .arg(results)
+        .args(args)
+        .env("SVMCONF_SELFTEST_DIR", env)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+/// A small deterministic generator for the kill moments, so a failure repeats.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn a_runner_killed_at_random_moments_resumes_and_loses_nothing() {
+    const KILLS: usize = 20;
+    const REPEAT: usize = 3;
+    let root = tempfile::tempdir().expect("a temporary folder");
+    let env = root.path().join("env");
+    std::fs::create_dir_all(&env).expect("the self-test folder");
+    let mut rng = Lcg(0x5eed);
+    let mut kills = 0;
+    let mut runs = 0;
+    let mut total_incomplete = 0;
+    while kills < KILLS {
+        runs += 1;
+        let results = root.path().join(format!("results{runs}"));
+        let mut dir: Option<PathBuf> = None;
+        let mut kills_this_run = 0;
+        loop {
+            let mut cmd = match &dir {
+                None => selftest(
+                    &results,
+                    &env,
+                    &[
+                        "--isolate",
+                        "process",
+                        "--repeat",
+                        &REPEAT.to_string(),
+                        "--test-threads",
+                        "1",
+                        "tick",
+                    ],
+                ),
+                Some(d) => {
+                    let mut c = Command::new(env!("CARGO_BIN_EXE_svmconf"));
+                    c.arg("--resume").arg(d).env("SVMCONF_SELFTEST_DIR", &env);
+                    c
+                }
+            };
+            let mut child = cmd
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("svmconf starts");
+            // Anywhere from before the first case to after the exports.
+            std::thread::sleep(Duration::from_millis(5 + rng.below(400)));
+            let killed = kills < KILLS && child.kill().is_ok();
+            let status = child.wait().expect("svmconf ends");
+            if dir.is_none() {
+                match std::fs::read_dir(&results) {
+                    Ok(mut d) => dir = d.next().map(|e| e.expect("an entry").path()),
+                    Err(_) => continue, // killed before it made the run folder: start again
+                }
+            }
+            let Some(d) = &dir else { continue };
+            if killed && status.code().is_none() {
+                kills += 1;
+                kills_this_run += 1;
+                // What is on disk after a SIGKILL is always a readable journal.
+                if d.join("journal.jsonl").exists() {
+                    let _ = journal(d);
+                }
+                continue;
+            }
+            assert!(
+                matches!(status.code(), Some(0 | 101)),
+                "a run of passing cases ends 0, or 101 with an incomplete case: {status:?}"
+            );
+            let incomplete = journal(d).iter().any(|r| r["status"] == "incomplete");
+            assert_eq!(status.code() == Some(101), incomplete, "{status:?}");
+            break;
+        }
+        let d = dir.expect("a run folder");
+        let records = journal(&d);
+        let mut names: Vec<(String, u64)> = records
+            .iter()
+            .map(|r| {
+                (
+                    r["case"].as_str().unwrap_or_default().to_string(),
+                    r["repetition"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        names.sort();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(
+            before,
+            names.len(),
+            "a case recorded twice in {}",
+            d.display()
+        );
+        assert_eq!(
+            names.len(),
+            24 * REPEAT,
+            "every repetition of every tick recorded once"
+        );
+        let incomplete = records
+            .iter()
+            .filter(|r| r["status"] == "incomplete")
+            .count();
+        total_incomplete += incomplete;
+        assert!(
+            incomplete <= kills_this_run,
+            "{incomplete} incomplete after {kills_this_run} kills"
+        );
+        assert!(records
+            .iter()
+            .all(|r| r["status"] == "pass" || r["status"] == "incomplete"));
+        // Each incomplete case had started and never ended before a resume.
+        for r in records.iter().filter(|r| r["status"] == "incomplete") {
+            assert!(r["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("the run ended while attempt 1 of this case was running"));
+        }
+        let junit = std::fs::read_to_string(d.join("junit.xml")).expect("junit.xml");
+        let doc = roxmltree::Document::parse(&junit).expect("junit.xml is XML");
+        let cases = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .count();
+        assert_eq!(cases, 24 * REPEAT);
+        assert!(d.join("summary.md").is_file());
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("run.json")).expect("run.json"))
+                .expect("run.json is JSON");
+        assert!(info["finished"].is_string());
+    }
+    assert!(kills >= KILLS);
+    assert!(total_incomplete > 0, "no kill landed during a case");
+    eprintln!("{kills} kills over {runs} runs; {total_incomplete} cases were in flight");
+}
+
+#[test]
+fn every_misbehaving_case_gets_its_status_and_the_run_goes_on() {
+    let root = tempfile::tempdir().expect("a temporary folder");
+    let env = root.path().join("env");
+    std::fs::create_dir_all(&env).expect("the self-test folder");
+    let results = root.path().join("results");
+    let out = selftest(
+        &results,
+        &env,
+        &[
+            "--isolate",
+            "process",
+            "--kill-grace",
+            "0.5",
+            "--retries",
+            "1",
+            "--skip",
+            "tick",
+        ],
+    )
+    .output()
+    .expect("svmconf runs");
+    assert_eq!(out.status.code(), Some(101), "{}", text(&out));
+    let dir = run_dir(&results);
+    let records = journal(&dir);
+    let status = |case: &str| {
+        common::record(&records, &format!("runner_selftest::{case}"))["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    for (case, want) in [
+        ("pass", "pass"),
+        ("fail", "fail"),
+        ("segfault", "crash"),
+        ("abort", "crash"),
+        ("hang", "timeout"),
+        ("exit_early", "crash"),
+        ("chatty", "pass"),
+        ("flaky", "flake"),
+    ] {
+        assert_eq!(status(case), want, "{case}");
+    }
+    let reason = |case: &str| {
+        common::record(&records, &format!("runner_selftest::{case}"))["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(reason("segfault").contains("killed by SIGSEGV (signal 11)"));
+    assert!(reason("abort").contains("killed by SIGABRT (signal 6)"));
+    assert!(reason("hang").contains("timed out after 1.0 s"));
+    assert!(
+        reason("hang").contains("ended with SIGKILL"),
+        "{}",
+        reason("hang")
+    );
+    assert!(reason("exit_early").contains("exited with status 3 without a verdict"));
+
+    // Megabytes of output stay in their files; records and reports keep a tail.
+    let chatty = common::record(&records, "runner_selftest::chatty");
+    let stdout_bytes = chatty["output"]["stdout_bytes"].as_u64().unwrap_or(0);
+    assert!(stdout_bytes > 4 << 20, "{stdout_bytes}");
+    assert_eq!(chatty["output"]["stderr_bytes"], 1 << 20);
+    let tail = chatty["output"]["stdout_tail"].as_str().unwrap_or_default();
+    assert!(
+        tail.len() <= 4096 && tail.contains("chatty: done\n"),
+        "{tail}"
+    );
+    let file = dir.join(chatty["output"]["stdout_file"].as_str().unwrap_or_default());
+    assert_eq!(
+        std::fs::metadata(file).map(|m| m.len()).ok(),
+        Some(stdout_bytes)
+    );
+
+    // A retry has a start line of its own, and the flake keeps the failure it had.
+    let starts = entries(&dir)
+        .into_iter()
+        .filter(|e| e["event"] == "start" && e["case"] == "runner_selftest::flaky")
+        .count();
+    assert_eq!(starts, 2);
+    let flaky = common::record(&records, "runner_selftest::flaky");
+    assert_eq!(flaky["retries"][0]["status"], "fail");
+
+    // The reports say the same as the journal.
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).expect("junit.xml");
+    let doc = roxmltree::Document::parse(&junit).expect("junit.xml is XML");
+    for r in &records {
+        let name = r["case"].as_str().unwrap_or_default();
+        let tc = doc
+            .descendants()
+            .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some(name))
+            .unwrap_or_else(|| panic!("{name} in junit.xml"));
+        let failed = tc
+            .children()
+            .any(|c| c.has_tag_name("failure") || c.has_tag_name("error"));
+        let is_failure = !matches!(
+            r["status"].as_str(),
+            Some("pass" | "skip" | "notrun" | "flake" | "expected_fail")
+        );
+        assert_eq!(failed, is_failure, "{name}: {}", r["status"]);
+    }
+    let summary = std::fs::read_to_string(dir.join("summary.md")).expect("summary.md");
+    for case in ["segfault", "abort", "hang", "exit_early", "fail"] {
+        assert!(
+            summary.contains(&format!("runner_selftest::{case}")),
+            "summary names {case}"
+        );
+    }
+}
+
+#[test]
+fn the_same_cases_run_on_a_thread_give_the_same_verdicts_where_a_thread_can() {
+    let root = tempfile::tempdir().expect("a temporary folder");
+    let env = root.path().join("env");
+    std::fs::create_dir_all(&env).expect("the self-test folder");
+    let results = root.path().join("results");
+    let out = selftest(
+        &results,
+        &env,
+        &["--isolate", "none", "runner_selftest::pass", "--exact"],
+    )
+    .output()
+    .expect("svmconf runs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let records = journal(&run_dir(&results));
+    assert_eq!(records.len(), 1);
+    assert!(
+        records[0].get("output").is_none(),
+        "no child, no output files"
+    );
+}
+
+#[test]
+fn resume_refuses_what_is_not_a_run_and_changes_nothing() {
+    let root = tempfile::tempdir().expect("a temporary folder");
+    std::fs::write(root.path().join("notes.txt"), "mine").expect("a file");
+    let out = common::svmconf(&["--resume", root.path().to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("not a run folder svmconf can continue") && said.contains("run.json"),
+        "{said}"
+    );
+    let left: Vec<_> = std::fs::read_dir(root.path())
+        .expect("readable")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(left, ["notes.txt"]);
+}
