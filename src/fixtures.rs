@@ -109,14 +109,15 @@ pub enum FixtureError {
 
 // --- reading ---------------------------------------------------------------------------------
 
-struct Source {
-    text: String,
+/// A fixture file's text, with the name it is shown by and its digest.
+pub(crate) struct Source {
+    pub(crate) text: String,
     /// The path shown to the user and recorded in run.json.
-    shown: PathBuf,
-    sha256: String,
+    pub(crate) shown: PathBuf,
+    pub(crate) sha256: String,
 }
 
-fn read_source(root: &Path, file: &Path) -> Result<Source, FixtureError> {
+pub(crate) fn read_source(root: &Path, file: &Path) -> Result<Source, FixtureError> {
     let shown = shown_path(root, file);
     let bytes = std::fs::read(file).map_err(|source| FixtureError::Read {
         path: shown.clone(),
@@ -136,7 +137,7 @@ fn read_source(root: &Path, file: &Path) -> Result<Source, FixtureError> {
 
 /// `file` relative to the parent of `root` (so `fixtures/...`), or as given when it lies
 /// elsewhere: messages and run.json then read the same on every machine.
-fn shown_path(root: &Path, file: &Path) -> PathBuf {
+pub(crate) fn shown_path(root: &Path, file: &Path) -> PathBuf {
     let root_name = root
         .canonicalize()
         .ok()

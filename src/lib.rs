@@ -6,12 +6,14 @@
 
 pub mod case;
 pub mod device;
+pub mod expectations;
 pub mod fixtures;
 pub mod kernels;
 pub mod pattern;
 pub mod profile;
 pub mod results;
 pub mod run;
+pub mod shard;
 pub mod timing;
 pub mod yaml;
 

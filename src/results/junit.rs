@@ -1,20 +1,50 @@
-//! JUnit XML for the lab's CI, generated from the journal and run.json.
+//! JUnit XML for the lab's CI, generated from the journal and run.json, with the junit-report
+//! crate.
 //!
 //! One `<testsuite>` per suite, the first segment of the case name (`prefetch`, `eviction`),
 //! so the CI shows a count per migration path; each `<testcase>` carries the full instance name
 //! (what `svmconf NAME --exact` takes) and, as classname, the case without its kind and size
 //! (`prefetch::to_vram`), what CI interfaces group instances under.
 //!
-//! Status mapping: fail, dmesg_warn and dmesg_fail are `<failure>` (the case ran and the kernel
-//! or the data was wrong); timeout, crash and incomplete are `<error>` (the case did not
-//! finish); skip and notrun are `<skipped>`. Every testcase's `<system-out>` holds the repro
-//! command, the metrics and the evidence, so the CI page alone is enough to start debugging.
+//! Status mapping:
+//!
+//! | status          | testcase                                                          |
+//! |-----------------|-------------------------------------------------------------------|
+//! | pass            | passed                                                            |
+//! | fail            | `<failure type="fail">`                                           |
+//! | dmesg_warn      | `<failure type="dmesg_warn">`: the kernel warned, a kernel bug    |
+//! | dmesg_fail      | `<failure type="dmesg_fail">`                                     |
+//! | unexpected_pass | `<failure type="unexpected_pass" message="unexpected pass: the expectations file lists it as failing (REASON)">` |
+//! | timeout         | `<error type="timeout">`: the case did not finish                 |
+//! | crash           | `<error type="crash">`                                            |
+//! | incomplete      | `<error type="incomplete">`                                       |
+//! | skip            | `<skipped type="skip">` with the reason                           |
+//! | notrun          | `<skipped type="notrun">`                                         |
+//! | flake           | passed, with `flaky: failed N times before passing: ...`          |
+//! | expected_fail   | passed, with `expected failure: ...`                              |
+//!
+//! What junit-report 0.9 can write, and what it cannot: a testcase has only `name`, `time`,
+//! `classname` and `file` attributes, one result element, `<system-out>` and `<system-err>`;
+//! there is no `<properties>` (on a testcase or a testsuite), no testcase `timestamp`, and no
+//! Surefire `<flakyFailure>`/`<rerunFailure>`. So each testcase's `<system-out>` opens with the
+//! repro command and a `properties:` block of `key: value` lines (timestamp, status, seed,
+//! backend, device, profile, kind, size, repetition, retries, expectation, and each metric's
+//! median with its unit), one per line so that a CI log grep finds them; a flake is a passing
+//! testcase whose system-out says `flaky: failed N times before passing: REASONS`, and an
+//! expected failure is a passing testcase whose system-out says what failed and why it was
+//! expected. After that come the metrics with every sample, the evidence, the kernel log
+//! (flagged lines first, capped), the taint change, and the tail of the case process's stdout;
+//! `<system-err>` holds the tail of its stderr. The CI page alone is enough to start debugging.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use junit_report::{Duration, OffsetDateTime, ReportBuilder, TestCase, TestSuite};
 
 use super::{parse_rfc3339, write_atomically, CaseRecord, ResultsError, RunInfo, Status};
+
+/// Kernel log lines shown per case: flagged ones first, then the others.
+const KERNEL_LINES: usize = 40;
 
 /// Writes `path` as JUnit XML for `records` of `run`.
 pub fn write_junit(records: &[CaseRecord], run: &RunInfo, path: &Path) -> Result<(), ResultsError> {
@@ -33,7 +63,7 @@ pub fn write_junit(records: &[CaseRecord], run: &RunInfo, path: &Path) -> Result
         suite.hostname = xml_text(&run.host);
         suite.set_timestamp(suite_start(&list, run));
         suite.set_system_out(&cdata(&header));
-        suite.add_testcases(list.into_iter().map(test_case));
+        suite.add_testcases(list.into_iter().map(|r| test_case(r, run)));
         report.add_testsuite(suite);
     }
     let mut xml = Vec::new();
@@ -49,7 +79,7 @@ pub fn write_junit(records: &[CaseRecord], run: &RunInfo, path: &Path) -> Result
     write_atomically(path, &xml)
 }
 
-fn test_case(r: &CaseRecord) -> TestCase {
+fn test_case(r: &CaseRecord, run: &RunInfo) -> TestCase {
     let name = xml_text(&r.case);
     let time = Duration::saturating_seconds_f64(if r.duration_s.is_finite() {
         r.duration_s.max(0.0)
@@ -60,7 +90,17 @@ fn test_case(r: &CaseRecord) -> TestCase {
     let full = cdata(r.reason.as_deref().unwrap_or(""));
     let mut tc = match r.status {
         Status::Pass | Status::Flake | Status::ExpectedFail => TestCase::success(&name, time),
-        Status::Fail | Status::DmesgWarn | Status::DmesgFail | Status::UnexpectedPass => {
+        Status::UnexpectedPass => {
+            let why = r.expectation.as_ref().map_or("", |e| e.reason.as_str());
+            let message = xml_text(&format!(
+                "unexpected pass: the expectations file lists it as failing ({})",
+                one_line(why)
+            ));
+            let mut tc = TestCase::failure(&name, time, r.status.name(), &message);
+            set_cause(&mut tc, full);
+            tc
+        }
+        Status::Fail | Status::DmesgWarn | Status::DmesgFail => {
             let mut tc = TestCase::failure(&name, time, r.status.name(), &headline);
             set_cause(&mut tc, full);
             tc
@@ -82,7 +122,14 @@ fn test_case(r: &CaseRecord) -> TestCase {
     };
     tc.time = time;
     tc.set_classname(&xml_text(r.group()));
-    tc.set_system_out(&cdata(&system_out(r)));
+    tc.set_system_out(&cdata(&system_out(r, run)));
+    if let Some(err) = r.output.as_ref().filter(|o| !o.stderr_tail.is_empty()) {
+        tc.set_system_err(&cdata(&tail(
+            &err.stderr_tail,
+            err.stderr_bytes,
+            &err.stderr_file,
+        )));
+    }
     tc
 }
 
@@ -98,30 +145,172 @@ fn set_cause(tc: &mut TestCase, full: String) {
     }
 }
 
-/// What a person needs to repeat and understand the case.
-fn system_out(r: &CaseRecord) -> String {
-    let mut out = format!("repro: {}\n", r.repro);
-    out.push_str(&format!(
-        "status: {}, seed: {:#x}, kind: {}, size: {} bytes, started: {}\n",
-        r.status, r.seed, r.kind, r.size, r.started
-    ));
+/// What a person needs to repeat and understand the case; see the module documentation.
+fn system_out(r: &CaseRecord, run: &RunInfo) -> String {
+    let mut out = String::new();
+    // `write!` to a String cannot fail; the results are discarded for that reason.
+    let _ = writeln!(out, "repro: {}", r.repro);
+    out.push_str("properties:\n");
+    let mut property = |key: &str, value: &str| {
+        let _ = writeln!(out, "  {key}: {}", one_line(value));
+    };
+    property("timestamp", &r.started);
+    property("status", r.status.name());
+    property("seed", &format!("{:#x}", r.seed));
+    property("backend", &run.backend);
+    property("device", run.device_name());
+    property("profile", &run.profile);
+    property("kind", &r.kind);
+    property("size", &format!("{} bytes", r.size));
+    if r.repetition > 0 {
+        property("repetition", &r.repetition.to_string());
+    }
+    property("retries", &r.retries.len().to_string());
+    if let Some(e) = &r.expectation {
+        property(
+            "expectation",
+            &format!("{} ({}); observed {}", e.expected, e.reason, e.observed),
+        );
+    }
+    for m in &r.metrics {
+        let median = match m.stats {
+            Some(s) => format!("{:.3} {}", s.median, m.unit.symbol()),
+            None => "no valid samples".to_string(),
+        };
+        property(&format!("metric.{}", m.name), median.trim_end());
+    }
+
+    match r.status {
+        Status::Flake if !r.retries.is_empty() => {
+            let reasons: Vec<String> = r
+                .retries
+                .iter()
+                .map(|a| match &a.reason {
+                    Some(why) => format!("{}: {}", a.status, one_line(why)),
+                    None => a.status.to_string(),
+                })
+                .collect();
+            let n = r.retries.len();
+            let _ = writeln!(
+                out,
+                "flaky: failed {n} time{} before passing: {}",
+                if n == 1 { "" } else { "s" },
+                reasons.join("; ")
+            );
+        }
+        Status::Flake => {
+            let (observed, why) = r
+                .expectation
+                .as_ref()
+                .map_or((Status::Flake, ""), |e| (e.observed, e.reason.as_str()));
+            let _ = writeln!(
+                out,
+                "flaky: a known flake ({}); this run: {observed}: {}",
+                one_line(why),
+                one_line(r.headline())
+            );
+        }
+        Status::ExpectedFail => {
+            let (observed, why) = r
+                .expectation
+                .as_ref()
+                .map_or((Status::Fail, ""), |e| (e.observed, e.reason.as_str()));
+            let _ = writeln!(
+                out,
+                "expected failure: {observed}: {} (the expectations file lists it: {})",
+                one_line(r.headline()),
+                one_line(why)
+            );
+            if let Some(reason) = r.reason.as_deref().filter(|t| t.lines().count() > 1) {
+                out.push_str("reason:\n");
+                for line in reason.lines() {
+                    let _ = writeln!(out, "  {line}");
+                }
+            }
+        }
+        _ => {}
+    }
     if !r.metrics.is_empty() {
         out.push_str("metrics:\n");
         for m in &r.metrics {
-            out.push_str(&format!("  {m}\n"));
+            let _ = writeln!(out, "  {m}");
+            let samples: Vec<String> = m.samples.iter().map(|x| format!("{x}")).collect();
+            let _ = writeln!(out, "    samples: {}", samples.join(" "));
         }
     }
     if !r.evidence.is_empty() {
         out.push_str("evidence:\n");
         for e in &r.evidence {
-            out.push_str(&format!("  {e}\n"));
+            let _ = writeln!(out, "  {e}");
         }
+    }
+    if !r.kernel_log.is_empty() {
+        let flagged = r.kernel_log.iter().filter(|l| l.flag.is_some());
+        let others = r.kernel_log.iter().filter(|l| l.flag.is_none());
+        let _ = writeln!(
+            out,
+            "kernel log: {} lines, {} flagged{}",
+            r.kernel_log.len(),
+            flagged.clone().count(),
+            if r.kernel_log.len() > KERNEL_LINES {
+                format!("; the first {KERNEL_LINES} shown, flagged first")
+            } else {
+                String::new()
+            }
+        );
+        for l in flagged.chain(others).take(KERNEL_LINES) {
+            let flag = l
+                .flag
+                .as_deref()
+                .map_or(String::new(), |f| format!("[{f}] "));
+            let _ = writeln!(
+                out,
+                "  {flag}<{}> [{}.{:06}] {}",
+                l.level,
+                l.ts_us / 1_000_000,
+                l.ts_us % 1_000_000,
+                one_line(&l.text)
+            );
+        }
+    }
+    if let Some(t) = &r.taint {
+        let _ = writeln!(
+            out,
+            "taint: {:#x} -> {:#x}, gained {}{}",
+            t.before,
+            t.after,
+            t.gained.join(", "),
+            if t.bad { " (stops the run)" } else { "" }
+        );
+    }
+    if let Some(o) = r.output.as_ref().filter(|o| !o.stdout_tail.is_empty()) {
+        out.push_str(&tail(&o.stdout_tail, o.stdout_bytes, &o.stdout_file));
     }
     out
 }
 
+/// A stream's tail with a line saying how much of it this is and where the rest is.
+fn tail(text: &str, total: u64, file: &str) -> String {
+    let shown = text.len() as u64;
+    let mut out = if shown < total {
+        format!("{file}: the last {shown} of {total} bytes:\n")
+    } else {
+        format!("{file}: all {total} bytes:\n")
+    };
+    out.push_str(text);
+    if !text.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
+/// A value for a one-line `key: value` entry.
+fn one_line(text: &str) -> String {
+    text.replace("\r\n", " ").replace(['\n', '\r'], " ")
+}
+
 fn run_header(run: &RunInfo) -> String {
-    format!(
+    let mut s = format!(
         "run {} of svmconf {}\ndevice: {} ({} backend)\nprofile: {}, seed: {:#x}\n\
          host: {}, kernel: {}\nstarted: {}, finished: {}\ncommand: {}\n",
         run.run_id,
@@ -135,7 +324,24 @@ fn run_header(run: &RunInfo) -> String {
         run.started,
         run.finished.as_deref().unwrap_or("(did not finish)"),
         run.command_line.join(" "),
-    )
+    );
+    if let Some(shard) = run.shard {
+        let _ = writeln!(s, "shard: {shard}");
+    }
+    for o in &run.observers {
+        let _ = writeln!(
+            s,
+            "observer {}: {} ({})",
+            o.name,
+            if o.available {
+                "available"
+            } else {
+                "unavailable"
+            },
+            o.detail
+        );
+    }
+    s
 }
 
 /// The earliest start among the suite's records, else the run's start.
@@ -174,6 +380,91 @@ fn cdata(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::results::test_support::{record, run, with_metric};
+    use crate::results::{Attempt, CaseOutput, ExpectationNote, LogLine, TaintChange};
+
+    fn attempt(status: Status, reason: &str) -> Attempt {
+        Attempt {
+            status,
+            reason: Some(reason.to_string()),
+            started: "2025-01-31T02:14:01.000Z".to_string(),
+            duration_s: 0.1,
+        }
+    }
+
+    fn log(seq: u64, text: &str, flag: Option<&str>) -> LogLine {
+        LogLine {
+            level: if flag.is_some() { 4 } else { 6 },
+            seq,
+            ts_us: 5_000_123 + seq,
+            text: text.to_string(),
+            flag: flag.map(str::to_string),
+        }
+    }
+
+    /// What the lab runner records beyond the outcome: retries, expectations, kernel log,
+    /// taint, the child's output.
+    fn lab_records() -> Vec<CaseRecord> {
+        let mut flake = with_metric(record("retry::flaky::2MiB", Status::Flake, None));
+        flake.repetition = 2;
+        flake.retries = vec![
+            attempt(Status::Fail, "stale page at page 3"),
+            attempt(Status::Timeout, "no result after 60 s"),
+        ];
+        let mut known_flake = record(
+            "retry::known_flake::2MiB",
+            Status::Flake,
+            Some("no result after 60 s"),
+        );
+        known_flake.expectation = Some(ExpectationNote {
+            expected: "flake".into(),
+            reason: "LAB-31".into(),
+            observed: Status::Timeout,
+        });
+        let mut xfail = record(
+            "expect::known_bug::2MiB",
+            Status::ExpectedFail,
+            Some("lost 1 page\npage 7: zeros"),
+        );
+        xfail.expectation = Some(ExpectationNote {
+            expected: "fail".into(),
+            reason: "https://gitlab.freedesktop.org/drm/amd/-/issues/4242".into(),
+            observed: Status::Fail,
+        });
+        let mut xpass = record("expect::fixed_bug::2MiB", Status::UnexpectedPass, None);
+        xpass.expectation = Some(ExpectationNote {
+            expected: "fail".into(),
+            reason: "LAB-7".into(),
+            observed: Status::Pass,
+        });
+        let mut noisy = record(
+            "expect::noisy::4KiB",
+            Status::DmesgWarn,
+            Some("kernel warning during the case"),
+        );
+        noisy.kernel_log = (0..50)
+            .map(|i| log(i, &format!("amdgpu: info {i}"), None))
+            .collect();
+        noisy.kernel_log.push(log(
+            50,
+            "WARNING: CPU: 3 PID: 77 at drm_pagemap.c:301",
+            Some("WARNING"),
+        ));
+        noisy.taint = Some(TaintChange {
+            before: 0,
+            after: 0x200,
+            gained: vec!["W (warn)".into()],
+            bad: true,
+        });
+        noisy.output = Some(CaseOutput {
+            stdout_file: "output/expect::noisy::4KiB.stdout".into(),
+            stderr_file: "output/expect::noisy::4KiB.stderr".into(),
+            stdout_bytes: 9000,
+            stderr_bytes: 12,
+            stdout_tail: "verify pass 3 of 3\n".into(),
+            stderr_tail: "hipErr: 700\n".into(),
+        });
+        vec![flake, known_flake, xfail, xpass, noisy]
+    }
 
     fn records() -> Vec<CaseRecord> {
         let mut crash = record(
@@ -297,6 +588,189 @@ mod tests {
         assert!(!pass
             .children()
             .any(|c| c.has_tag_name("failure") || c.has_tag_name("error")));
+    }
+
+    fn system_out<'a>(tc: &roxmltree::Node<'a, 'a>) -> &'a str {
+        tc.children()
+            .find(|c| c.has_tag_name("system-out"))
+            .and_then(|c| c.text())
+            .unwrap_or_else(|| panic!("no system-out in {tc:?}"))
+    }
+
+    fn written(recs: &[CaseRecord]) -> String {
+        written_for(recs, &run())
+    }
+
+    fn written_for(recs: &[CaseRecord], info: &RunInfo) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junit.xml");
+        write_junit(recs, info, &path).unwrap();
+        std::fs::read_to_string(&path).unwrap()
+    }
+
+    #[test]
+    fn every_testcase_has_its_properties() {
+        let mut recs = records();
+        recs.extend(lab_records());
+        // Every property a value of its own, so that one shown in the place of another fails.
+        let mut info = run();
+        info.profile = "lab_profile".into();
+        info.device["name"] = "MI300X board 3".into();
+        let xml = written_for(&recs, &info);
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let cases: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .collect();
+        assert_eq!(cases.len(), recs.len());
+        for r in &recs {
+            let tc = cases
+                .iter()
+                .find(|c| attr(c, "name") == r.case)
+                .unwrap_or_else(|| panic!("no testcase {}", r.case));
+            let out = system_out(tc);
+            let props = format!(
+                "repro: {}\nproperties:\n  timestamp: {}\n  status: {}\n  seed: 0x5eed\n  \
+                 backend: sim\n  device: MI300X board 3\n  profile: lab_profile\n  \
+                 kind: {}\n  size: 2097152 bytes\n",
+                r.repro, r.started, r.status, r.kind
+            );
+            assert!(out.starts_with(&props), "{}:\n{out}", r.case);
+            assert!(
+                out.contains(&format!("\n  retries: {}\n", r.retries.len())),
+                "{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn lab_evidence_round_trips() {
+        let xml = written(&lab_records());
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let find = |name: &str| {
+            doc.descendants()
+                .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some(name))
+                .unwrap_or_else(|| panic!("no testcase {name}"))
+        };
+        let verdicts = |tc: roxmltree::Node| -> Vec<String> {
+            tc.children()
+                .filter(|c| c.is_element())
+                .map(|c| c.tag_name().name().to_string())
+                .filter(|t| !t.starts_with("system-"))
+                .collect()
+        };
+
+        // A flake passes, and says what failed before: junit-report has no flakyFailure.
+        let flake = find("retry::flaky::2MiB");
+        assert!(verdicts(flake).is_empty(), "{:?}", verdicts(flake));
+        let out = system_out(&flake);
+        for want in [
+            "\n  repetition: 2\n  retries: 2\n  metric.prefetch_to_vram: 6.000 GB/s\n",
+            "\nflaky: failed 2 times before passing: fail: stale page at page 3; \
+             timeout: no result after 60 s\n",
+            "\n  prefetch_to_vram = 6.000 GB/s (median of 5, min 5.800, max 6.100, IQR 0.100)\n    \
+             samples: 5.9 6 6.1 6 5.8\n",
+        ] {
+            assert!(out.contains(want), "missing {want:?} in\n{out}");
+        }
+        let known = find("retry::known_flake::2MiB");
+        assert!(verdicts(known).is_empty());
+        assert!(
+            system_out(&known).contains(
+                "\nflaky: a known flake (LAB-31); this run: timeout: no result after 60 s\n"
+            ),
+            "{}",
+            system_out(&known)
+        );
+
+        // An expected failure passes, and says what failed and why that was expected.
+        let xfail = find("expect::known_bug::2MiB");
+        assert!(verdicts(xfail).is_empty());
+        let out = system_out(&xfail);
+        for want in [
+            "\n  expectation: fail (https://gitlab.freedesktop.org/drm/amd/-/issues/4242); observed fail\n",
+            "\nexpected failure: fail: lost 1 page (the expectations file lists it: \
+             https://gitlab.freedesktop.org/drm/amd/-/issues/4242)\nreason:\n  lost 1 page\n  page 7: zeros\n",
+        ] {
+            assert!(out.contains(want), "missing {want:?} in\n{out}");
+        }
+
+        // An unexpected pass fails the run.
+        let xpass = find("expect::fixed_bug::2MiB");
+        let failure = xpass
+            .children()
+            .find(|c| c.has_tag_name("failure"))
+            .unwrap();
+        assert_eq!(attr(&failure, "type"), "unexpected_pass");
+        assert_eq!(
+            attr(&failure, "message"),
+            "unexpected pass: the expectations file lists it as failing (LAB-7)"
+        );
+        let suite = doc
+            .descendants()
+            .find(|n| n.has_tag_name("testsuite") && n.attribute("name") == Some("expect"))
+            .unwrap();
+        assert_eq!(attr(&suite, "failures"), "2");
+
+        // Kernel log: the flagged line first though it came last, then the rest, capped.
+        let noisy = find("expect::noisy::4KiB");
+        let out = system_out(&noisy);
+        let log_start = out.find("kernel log: ").unwrap();
+        let log_lines: Vec<&str> = out[log_start..]
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .collect();
+        assert!(
+            out[log_start..].starts_with(
+                "kernel log: 51 lines, 1 flagged; the first 40 shown, flagged first\n"
+            ),
+            "{out}"
+        );
+        assert_eq!(log_lines.len(), 40, "{out}");
+        assert_eq!(
+            log_lines[0],
+            "  [WARNING] <4> [5.000173] WARNING: CPU: 3 PID: 77 at drm_pagemap.c:301"
+        );
+        assert_eq!(log_lines[1], "  <6> [5.000123] amdgpu: info 0");
+        assert!(
+            out.contains("\ntaint: 0x0 -> 0x200, gained W (warn) (stops the run)\n"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with(
+                "output/expect::noisy::4KiB.stdout: the last 19 of 9000 bytes:\nverify pass 3 of 3\n"
+            ),
+            "{out}"
+        );
+        let err = noisy
+            .children()
+            .find(|c| c.has_tag_name("system-err"))
+            .and_then(|c| c.text())
+            .unwrap();
+        assert_eq!(
+            err,
+            "output/expect::noisy::4KiB.stderr: all 12 bytes:\nhipErr: 700\n"
+        );
+        // No stderr, no system-err.
+        assert!(!flake.children().any(|c| c.has_tag_name("system-err")));
+    }
+
+    #[test]
+    fn sharded_run_header_names_shard_and_observers() {
+        let mut info = run();
+        info.shard = Some(crate::shard::ShardSpec { index: 2, count: 4 });
+        info.observers = vec![crate::results::Observer {
+            name: "kernel_log".into(),
+            available: false,
+            detail: "/dev/kmsg: permission denied".into(),
+        }];
+        let header = run_header(&info);
+        assert!(header.contains("\nshard: 2/4\n"), "{header}");
+        assert!(
+            header.contains("\nobserver kernel_log: unavailable (/dev/kmsg: permission denied)\n"),
+            "{header}"
+        );
     }
 
     #[test]

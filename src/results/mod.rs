@@ -2,11 +2,14 @@
 //!
 //! The journal ([`journal`]) is the one record: a line per finished case, written and synced
 //! before the next case starts. `run.json` ([`run_info`]) says what ran where. JUnit
-//! ([`junit`]) and the morning summary ([`summary`]) are generated from those two alone, so a
-//! shard from another machine, or a run cut short by a crash, can be exported later.
+//! ([`junit`]), KTAP ([`ktap`]) and the morning summary ([`summary`]) are generated from those
+//! two alone, so a shard from another machine, or a run cut short by a crash, can be exported
+//! later, and the shards of one suite merged into one run ([`merge`]).
 
 pub mod journal;
 pub mod junit;
+pub mod ktap;
+pub mod merge;
 pub mod run_info;
 pub mod summary;
 
@@ -27,6 +30,8 @@ pub const JUNIT_FILE: &str = "junit.xml";
 /// The report a person reads, in a run folder.
 pub const SUMMARY_FILE: &str = "summary.md";
 pub use junit::write_junit;
+pub use ktap::{render_ktap, write_ktap, KTAP_FILE};
+pub use merge::{merge, MergeError, MergeReport};
 pub use run_info::{FixtureDigest, Observer, RunInfo, ShardSpec};
 pub use summary::{render_summary, write_summary};
 

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{now_rfc3339, write_atomically, ResultsError};
 use crate::device::DeviceInfo;
+/// Defined beside its parser and the hash that assigns cases to shards.
+pub use crate::shard::ShardSpec;
 
 /// The run description's file name inside a results folder.
 pub const RUN_INFO_FILE: &str = "run.json";
@@ -47,13 +49,6 @@ pub struct RunInfo {
     /// What the runner could and could not observe (kernel log, taint, ...), each said once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub observers: Vec<Observer>,
-}
-
-/// `--shard K/N`: the K-th of N parts, 1-based.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardSpec {
-    pub index: u32,
-    pub count: u32,
 }
 
 /// One source of evidence beside the cases themselves, and whether this run had it.

@@ -1,6 +1,11 @@
 //! `summary.md`: the page a person reads in the morning. What ran, how many of each outcome,
 //! every failure with its diagnosis and the command that repeats it, every figure measured, and
 //! the skips grouped by why, so that a missing capability shows up once, not per case.
+//!
+//! Then, each only when the run has any, so that a quiet night stays a short page: flakes with
+//! their failed attempts, expected failures and unexpected passes with the expectation's reason,
+//! the kernel log lines that were flagged, taint the kernel gained, and each crash, timeout and
+//! incomplete case with the tail of its output.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -132,7 +137,223 @@ pub fn render_summary(records: &[CaseRecord], run: &RunInfo) -> String {
         }
         s.push('\n');
     }
+
+    flakes(&mut s, records);
+    expected(&mut s, records);
+    kernel_findings(&mut s, records);
+    taint(&mut s, records);
+    crashes(&mut s, records);
     s
+}
+
+/// Kernel log rows in the findings table; the journal holds the rest.
+const KERNEL_ROWS: usize = 50;
+/// Lines of a case's output shown under a crash or timeout.
+const TAIL_LINES: usize = 20;
+
+fn flakes(s: &mut String, records: &[CaseRecord]) {
+    let flaky: Vec<&CaseRecord> = records
+        .iter()
+        .filter(|r| r.status == Status::Flake)
+        .collect();
+    if flaky.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "## Flakes\n");
+    for r in flaky {
+        if r.retries.is_empty() {
+            let why = r.expectation.as_ref().map_or("", |e| e.reason.as_str());
+            let observed = r.expectation.as_ref().map_or(r.status, |e| e.observed);
+            let _ = writeln!(
+                s,
+                "- {}: a known flake ({}); this run: {observed}: {}",
+                code(&r.case),
+                cell(why),
+                cell(r.headline())
+            );
+            continue;
+        }
+        let n = r.retries.len();
+        let _ = writeln!(
+            s,
+            "- {}: failed {n} time{} before passing",
+            code(&r.case),
+            if n == 1 { "" } else { "s" }
+        );
+        for a in &r.retries {
+            let _ = writeln!(
+                s,
+                "  - {} at {}: {}",
+                a.status,
+                a.started,
+                cell(a.reason.as_deref().unwrap_or("no reason recorded"))
+            );
+        }
+    }
+    s.push('\n');
+}
+
+fn expected(s: &mut String, records: &[CaseRecord]) {
+    let noted = |status: Status| {
+        records.iter().filter(move |r| r.status == status).map(|r| {
+            let note = r.expectation.as_ref();
+            (
+                r,
+                note.map_or("", |e| e.reason.as_str()),
+                note.map(|e| e.observed),
+            )
+        })
+    };
+    let mut xfail = noted(Status::ExpectedFail).peekable();
+    if xfail.peek().is_some() {
+        let _ = writeln!(
+            s,
+            "## Expected failures\n\n| case | observed | diagnosis | listed because |\n\
+             | --- | --- | --- | --- |"
+        );
+        for (r, why, observed) in xfail {
+            let observed = observed.map_or("-".to_string(), |o| o.to_string());
+            let _ = writeln!(
+                s,
+                "| {} | {observed} | {} | {} |",
+                code(&r.case),
+                cell(r.headline()),
+                cell(why)
+            );
+        }
+        s.push('\n');
+    }
+    let mut xpass = noted(Status::UnexpectedPass).peekable();
+    if xpass.peek().is_some() {
+        let _ = writeln!(
+            s,
+            "## Unexpected passes\n\nThe expectations file lists these as failing, and they \
+             passed: take them off the list.\n\n| case | listed because |\n| --- | --- |"
+        );
+        for (r, why, _) in xpass {
+            let _ = writeln!(s, "| {} | {} |", code(&r.case), cell(why));
+        }
+        s.push('\n');
+    }
+}
+
+fn kernel_findings(s: &mut String, records: &[CaseRecord]) {
+    let flagged: Vec<_> = records
+        .iter()
+        .flat_map(|r| {
+            r.kernel_log
+                .iter()
+                .filter_map(move |l| l.flag.as_deref().map(|f| (r, f, l)))
+        })
+        .collect();
+    if flagged.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "## Kernel log findings\n\n| case | flag | line |\n| --- | --- | --- |"
+    );
+    for (r, flag, line) in flagged.iter().take(KERNEL_ROWS) {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            code(&r.case),
+            cell(flag),
+            code(&line.text)
+        );
+    }
+    if flagged.len() > KERNEL_ROWS {
+        let _ = writeln!(
+            s,
+            "\n{} more flagged lines are in the journal.",
+            flagged.len() - KERNEL_ROWS
+        );
+    }
+    s.push('\n');
+}
+
+fn taint(s: &mut String, records: &[CaseRecord]) {
+    let tainted: Vec<_> = records
+        .iter()
+        .filter_map(|r| r.taint.as_ref().map(|t| (r, t)))
+        .collect();
+    if tainted.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "## Taint changes\n\n| case | before | after | gained | stops the run |\n\
+         | --- | --- | --- | --- | --- |"
+    );
+    for (r, t) in tainted {
+        let _ = writeln!(
+            s,
+            "| {} | {:#x} | {:#x} | {} | {} |",
+            code(&r.case),
+            t.before,
+            t.after,
+            cell(&t.gained.join(", ")),
+            if t.bad { "**yes**" } else { "no" }
+        );
+    }
+    s.push('\n');
+}
+
+fn crashes(s: &mut String, records: &[CaseRecord]) {
+    let died: Vec<&CaseRecord> = records
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.status,
+                Status::Crash | Status::Timeout | Status::Incomplete
+            )
+        })
+        .collect();
+    if died.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "## Crashes and timeouts\n");
+    for r in died {
+        let _ = writeln!(
+            s,
+            "### {}: {}{}\n",
+            code(&r.case),
+            r.status,
+            match r.headline() {
+                "" => String::new(),
+                h => format!(", {}", cell(h)),
+            }
+        );
+        let _ = writeln!(s, "Repeat with {}\n", code(&r.repro));
+        let Some(o) = &r.output else {
+            let _ = writeln!(s, "No output was captured.\n");
+            continue;
+        };
+        for (what, text, file) in [
+            ("stdout", &o.stdout_tail, &o.stdout_file),
+            ("stderr", &o.stderr_tail, &o.stderr_file),
+        ] {
+            if text.is_empty() {
+                continue;
+            }
+            let lines: Vec<&str> = text.lines().collect();
+            let shown = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+            let _ = writeln!(
+                s,
+                "{what}, the last {} lines ({}):\n",
+                shown.len(),
+                code(file)
+            );
+            let _ = writeln!(s, "{}\n", fenced(&shown.join("\n")));
+        }
+    }
+}
+
+/// A fenced code block with a fence longer than any run of backticks inside.
+fn fenced(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat((longest + 1).max(3));
+    format!("{fence}\n{text}\n{fence}")
 }
 
 /// Text for a table cell: one line, pipes escaped.
@@ -247,6 +468,150 @@ mod tests {
         let s = render_summary(&[], &run());
         assert!(s.contains("## Failures\n\nNone."), "{s}");
         assert!(s.contains("| **total** | 0 |"), "{s}");
+    }
+
+    fn lab_records() -> Vec<CaseRecord> {
+        use crate::results::{Attempt, CaseOutput, ExpectationNote, LogLine, TaintChange};
+        let mut flake = record("retry::flaky::2MiB", Status::Flake, None);
+        flake.retries = vec![Attempt {
+            status: Status::Fail,
+            reason: Some("stale page at page 3".into()),
+            started: "2025-01-31T02:14:01.000Z".into(),
+            duration_s: 0.1,
+        }];
+        let mut known = record(
+            "retry::known::2MiB",
+            Status::Flake,
+            Some("no result after 60 s"),
+        );
+        known.expectation = Some(ExpectationNote {
+            expected: "flake".into(),
+            reason: "LAB-31".into(),
+            observed: Status::Timeout,
+        });
+        let mut xfail = record(
+            "expect::bug::2MiB",
+            Status::ExpectedFail,
+            Some("lost 1 page"),
+        );
+        xfail.expectation = Some(ExpectationNote {
+            expected: "fail".into(),
+            reason: "LAB-9 | see the thread".into(),
+            observed: Status::DmesgFail,
+        });
+        let mut xpass = record("expect::fixed::2MiB", Status::UnexpectedPass, None);
+        xpass.expectation = Some(ExpectationNote {
+            expected: "fail".into(),
+            reason: "LAB-7".into(),
+            observed: Status::Pass,
+        });
+        let mut warned = record(
+            "expect::warned::4KiB",
+            Status::DmesgWarn,
+            Some("kernel warning"),
+        );
+        warned.kernel_log = vec![
+            LogLine {
+                level: 6,
+                seq: 1,
+                ts_us: 1,
+                text: "informational".into(),
+                flag: None,
+            },
+            LogLine {
+                level: 4,
+                seq: 2,
+                ts_us: 2,
+                text: "WARNING: CPU: 3 PID: 77 at drm_pagemap.c:301 | x".into(),
+                flag: Some("WARNING".into()),
+            },
+        ];
+        warned.taint = Some(TaintChange {
+            before: 0,
+            after: 0x200,
+            gained: vec!["W (warn)".into()],
+            bad: true,
+        });
+        let mut crash = record(
+            "eviction::lru::2MiB",
+            Status::Crash,
+            Some("killed by signal 11 (SIGSEGV)"),
+        );
+        let stdout: String = (1..=25).map(|i| format!("line {i}\n")).collect();
+        crash.output = Some(CaseOutput {
+            stdout_file: "output/eviction::lru::2MiB.stdout".into(),
+            stderr_file: "output/eviction::lru::2MiB.stderr".into(),
+            stdout_bytes: stdout.len() as u64,
+            stderr_bytes: 0,
+            stdout_tail: stdout,
+            stderr_tail: String::new(),
+        });
+        let cut = record("eviction::cut::2MiB", Status::Incomplete, None);
+        vec![flake, known, xfail, xpass, warned, crash, cut]
+    }
+
+    #[test]
+    fn lab_sections_show_what_the_runner_observed() {
+        let s = render_summary(&lab_records(), &run());
+        let sections = [
+            "## Flakes\n\n\
+             - `retry::flaky::2MiB`: failed 1 time before passing\n  \
+             - fail at 2025-01-31T02:14:01.000Z: stale page at page 3\n\
+             - `retry::known::2MiB`: a known flake (LAB-31); this run: timeout: no result after 60 s\n\n",
+            "## Expected failures\n\n| case | observed | diagnosis | listed because |\n\
+             | --- | --- | --- | --- |\n\
+             | `expect::bug::2MiB` | dmesg_fail | lost 1 page | LAB-9 \\| see the thread |\n\n",
+            "## Unexpected passes\n\nThe expectations file lists these as failing, and they \
+             passed: take them off the list.\n\n| case | listed because |\n| --- | --- |\n\
+             | `expect::fixed::2MiB` | LAB-7 |\n\n",
+            "## Kernel log findings\n\n| case | flag | line |\n| --- | --- | --- |\n\
+             | `expect::warned::4KiB` | WARNING | `WARNING: CPU: 3 PID: 77 at drm_pagemap.c:301 \\| x` |\n\n",
+            "## Taint changes\n\n| case | before | after | gained | stops the run |\n\
+             | --- | --- | --- | --- | --- |\n| `expect::warned::4KiB` | 0x0 | 0x200 | W (warn) | **yes** |\n\n",
+            "## Crashes and timeouts\n\n\
+             ### `eviction::lru::2MiB`: crash, killed by signal 11 (SIGSEGV)\n\n\
+             Repeat with `svmconf eviction::lru::2MiB --exact --seed 0x5eed --profile sim`\n\n\
+             stdout, the last 20 lines (`output/eviction::lru::2MiB.stdout`):\n\n```\nline 6\n",
+            "line 25\n```\n\n\
+             ### `eviction::cut::2MiB`: incomplete\n\n\
+             Repeat with `svmconf eviction::cut::2MiB --exact --seed 0x5eed --profile sim`\n\n\
+             No output was captured.\n",
+        ];
+        let mut at = 0;
+        for want in sections {
+            let found = s[at..]
+                .find(want)
+                .unwrap_or_else(|| panic!("missing, or out of order:\n{want}\n--- in ---\n{s}"));
+            at += found + want.len();
+        }
+        assert!(!s.contains("line 5\n"), "only the last 20 lines\n{s}");
+        assert!(
+            !s.contains("stderr, the last"),
+            "empty stderr is not shown\n{s}"
+        );
+        assert!(!s.contains("informational"), "only flagged lines\n{s}");
+    }
+
+    #[test]
+    fn a_quiet_run_has_no_lab_sections() {
+        let quiet = vec![record("prefetch::to_vram::2MiB", Status::Pass, None)];
+        let s = render_summary(&quiet, &run());
+        for heading in [
+            "## Flakes",
+            "## Expected failures",
+            "## Unexpected passes",
+            "## Kernel log findings",
+            "## Taint changes",
+            "## Crashes and timeouts",
+        ] {
+            assert!(!s.contains(heading), "{heading}\n{s}");
+        }
+    }
+
+    #[test]
+    fn output_fences_survive_backticks() {
+        assert_eq!(fenced("a"), "```\na\n```");
+        assert_eq!(fenced("x ```` y"), "`````\nx ```` y\n`````");
     }
 
     #[test]
