@@ -14,7 +14,13 @@ fn a_whole_run_leaves_a_complete_results_folder_and_junit_that_agrees_with_the_j
     let out = svmconf(&["--results", results.path().to_str().unwrap_or_default()]);
     assert!(out.status.success(), "{}", text(&out));
     let dir = run_dir(results.path());
-    for file in ["run.json", "journal.jsonl", "junit.xml", "summary.md"] {
+    for file in [
+        "run.json",
+        "journal.jsonl",
+        "junit.xml",
+        "summary.md",
+        "ktap.txt",
+    ] {
         assert!(dir.join(file).is_file(), "{file} in {}", dir.display());
     }
 
@@ -111,7 +117,7 @@ fn a_whole_run_leaves_a_complete_results_folder_and_junit_that_agrees_with_the_j
         assert!(!run[field].is_null(), "run.json has {field}");
     }
     let digests = run["fixtures"].as_array().expect("fixture digests");
-    assert_eq!(digests.len(), 2, "profile and case matrix");
+    assert_eq!(digests.len(), 3, "profile, case matrix and expectations");
     assert!(digests
         .iter()
         .all(|d| d["sha256"].as_str().is_some_and(|h| h.len() == 64)));
@@ -187,6 +193,10 @@ fn exact_repeats_a_case_with_the_same_verdict(#[case] name: &str, #[case] extra:
 #[case::unknown_break(&["--sim-break", "melt"], "melt")]
 #[case::filter_matches_nothing(&["no_such_case"], "the filter `no_such_case` matches no case")]
 #[case::exact_matches_nothing(&["prefetch::round_trip", "--exact"], "matches no case")]
+#[case::shard_past_the_count(&["--shard", "4/3"], "--shard: ")]
+#[case::shard_not_a_fraction(&["--shard", "two"], "--shard: ")]
+#[case::unknown_isolation(&["--isolate", "vm"], "--isolate: unknown isolation `vm` (known: process, none)")]
+#[case::zero_repeat(&["--repeat", "0"], "--repeat: expected a count, got `0`")]
 fn bad_input_is_named_and_leaves_nothing(#[case] args: &[&str], #[case] message: &str) {
     let results = tempfile::tempdir().expect("a temporary folder");
     let folder = results.path().join("results");
@@ -248,6 +258,20 @@ fn an_unwritable_results_folder_is_named_and_leaves_nothing() {
     "    sizes: [2MiB, 3MiB]\n    with: {threads: 4}",
     "cases.yaml:",
     "unknown size `3MiB`"
+)]
+#[case::expectation_without_reason(
+    "expectations/sim.yaml",
+    "fail: []",
+    "fail:\n  - case: prefetch::partial::2MiB\n",
+    "expectations/sim.yaml:",
+    "reason"
+)]
+#[case::expectation_bad_pattern(
+    "expectations/sim.yaml",
+    "fail: []",
+    "fail:\n  - pattern: \"prefetch::(\"\n    reason: a broken regex\n",
+    "expectations/sim.yaml:",
+    "prefetch::("
 )]
 #[case::profile_typo(
     "profiles/sim.yaml",

@@ -269,6 +269,23 @@ fn every_misbehaving_case_gets_its_status_and_the_run_goes_on() {
         );
         assert_eq!(failed, is_failure, "{name}: {}", r["status"]);
     }
+    let ktap = common::ktap_cases(&std::fs::read_to_string(dir.join("ktap.txt")).expect("ktap"));
+    assert_eq!(ktap.len(), records.len(), "every case once in ktap.txt");
+    for r in &records {
+        let name = r["case"].as_str().unwrap_or_default();
+        let (_, ok, directive) = ktap
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .unwrap_or_else(|| panic!("{name} in ktap.txt"));
+        let is_failure = !matches!(
+            r["status"].as_str(),
+            Some("pass" | "skip" | "notrun" | "flake" | "expected_fail")
+        );
+        assert_eq!(!ok, is_failure, "{name}: {} {directive}", r["status"]);
+        if r["status"] == "timeout" {
+            assert!(directive.starts_with("TIMEOUT"), "{name}: {directive}");
+        }
+    }
     let summary = std::fs::read_to_string(dir.join("summary.md")).expect("summary.md");
     for case in ["segfault", "abort", "hang", "exit_early", "fail"] {
         assert!(
@@ -316,4 +333,93 @@ fn resume_refuses_what_is_not_a_run_and_changes_nothing() {
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert_eq!(left, ["notes.txt"]);
+}
+
+/// The verdicts of a run, by case, from its journal.
+fn verdicts(dir: &Path) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = journal(dir)
+        .iter()
+        .map(|r| {
+            (
+                r["case"].as_str().unwrap_or_default().to_string(),
+                r["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn three_shards_merged_are_the_whole_run() {
+    let root = tempfile::tempdir().expect("a temporary folder");
+    let whole = root.path().join("whole");
+    let out = common::svmconf(&["--results", whole.to_str().unwrap_or_default(), "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut shard_dirs = Vec::new();
+    let mut sizes = Vec::new();
+    for k in 1..=3 {
+        let results = root.path().join(format!("shard{k}"));
+        let out = common::svmconf(&[
+            "--results",
+            results.to_str().unwrap_or_default(),
+            "--shard",
+            &format!("{k}/3"),
+            "-q",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let dir = run_dir(&results);
+        sizes.push(journal(&dir).len());
+        shard_dirs.push(dir);
+    }
+    assert!(
+        sizes.iter().all(|&n| n > 10),
+        "each shard holds a share: {sizes:?}"
+    );
+
+    let merged = root.path().join("merged");
+    let mut args = vec!["merge".to_string(), merged.to_string_lossy().into_owned()];
+    args.extend(shard_dirs.iter().map(|d| d.to_string_lossy().into_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = common::svmconf(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(verdicts(&merged), verdicts(&run_dir(&whole)));
+    for file in [
+        "run.json",
+        "journal.jsonl",
+        "junit.xml",
+        "ktap.txt",
+        "summary.md",
+    ] {
+        assert!(merged.join(file).is_file(), "{file} in the merged run");
+    }
+    let ktap =
+        common::ktap_cases(&std::fs::read_to_string(merged.join("ktap.txt")).unwrap_or_default());
+    assert_eq!(ktap.len(), verdicts(&merged).len());
+
+    // A run from another seed is not a shard of the same run: refused, nothing written.
+    let other = root.path().join("other");
+    let out = common::svmconf(&[
+        "--results",
+        other.to_str().unwrap_or_default(),
+        "--shard",
+        "3/3",
+        "--seed",
+        "2",
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let refused = root.path().join("refused");
+    let out = common::svmconf(&[
+        "merge",
+        refused.to_str().unwrap_or_default(),
+        shard_dirs[0].to_str().unwrap_or_default(),
+        shard_dirs[1].to_str().unwrap_or_default(),
+        run_dir(&other).to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("seed"), "{}", text(&out));
+    assert!(!refused.exists(), "a refused merge leaves nothing");
+    // And the shards it read are as they were.
+    assert_eq!(journal(&shard_dirs[0]).len(), sizes[0]);
 }

@@ -111,12 +111,14 @@ impl Runner {
         }
         if let Some(expected) = self.observers.expected(&instance.name) {
             if let Some(skip) = expected.skip_reason() {
-                return CaseRecord {
+                let mut record = CaseRecord {
                     status: Status::Skip,
                     reason: Some(skip),
                     started: results::now_rfc3339(),
                     ..base
                 };
+                self.observers.apply_expectation(&mut record);
+                return record;
             }
         }
         let unmet = plan::needs(body, instance)

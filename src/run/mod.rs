@@ -18,8 +18,10 @@ use libtest_mimic::{Arguments, Trial};
 
 use crate::device::sim::{Breaks, SimDevice};
 use crate::device::{Destructive, Device, DeviceInfo};
+use crate::expectations::Expectations;
 use crate::profile::Profile;
 use crate::results::{self, CaseRecord};
+use crate::shard::ShardSpec;
 use cli::{Backend, Options};
 use executor::Runner;
 pub use plan::Plan;
@@ -59,6 +61,9 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         print!("{}", cli::USAGE);
         return Ok(ExitCode::SUCCESS);
     }
+    if args.get(1).map(String::as_str) == Some("merge") {
+        return merge(&args[2..]);
+    }
     let (options, args, resumed) = resume::options(args)?;
     let libtest = Arguments::from_iter(options.libtest.clone());
     let opened = open_backend(&options)?;
@@ -70,6 +75,25 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
     if let Some(verdict) = &options.child_verdict {
         return child_case(&options, &opened, plan, &libtest, verdict);
     }
+    let shard = options
+        .shard
+        .as_deref()
+        .map(ShardSpec::parse)
+        .transpose()
+        .map_err(|e| SetupError::Plan(e.to_string()))?;
+    if let Some(shard) = shard {
+        plan.keep(|i| shard.holds(&i.name));
+    }
+    let expectations = if options.runner_selftest {
+        None
+    } else {
+        let root = fixtures_root(&options);
+        let loaded = Expectations::load(&root, &opened.profile.value.name)?;
+        if let Some(l) = &loaded {
+            plan.fixtures.push(l.digest());
+        }
+        loaded.map(|l| l.value)
+    };
 
     // The cases the libtest filters select, known before anything is created.
     let selected = plan
@@ -103,7 +127,7 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         ),
         None => {
             let (run_id, dir) = create_run_dir(&options.results, &opened, options.seed)?;
-            let info = results::RunInfo::start(
+            let mut info = results::RunInfo::start(
                 run_id,
                 &opened.info,
                 &opened.profile.value.name,
@@ -111,6 +135,7 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
                 args,
                 plan.fixtures.clone(),
             );
+            info.shard = shard;
             let journal =
                 match results::Journal::create(&dir).and_then(|j| info.write(&dir).map(|_| j)) {
                     Ok(j) => j,
@@ -152,7 +177,10 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         dir: Some(dir.clone()),
         journal: Some(Mutex::new(journal)),
         destructive: options.allow_destructive.then_some(Destructive(())),
-        observers: observe::Observers::default(),
+        observers: observe::Observers {
+            expectations,
+            ..Default::default()
+        },
         finished,
         stop: Mutex::new(None),
         stopped: Default::default(),
@@ -195,8 +223,49 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         results::write_junit(&records, &info, extra)?;
     }
     results::write_summary(&records, &info, &dir.join(results::SUMMARY_FILE))?;
+    results::write_ktap(&records, &info, &dir.join(results::KTAP_FILE))?;
+    if let Some(extra) = &options.ktap {
+        results::write_ktap(&records, &info, extra)?;
+    }
     print_failures(&records);
     println!("svmconf: results in {}", dir.display());
+    Ok(exit_code(&records))
+}
+
+/// `svmconf merge OUT RUN_DIR...`: the runs of shards joined into one, with its reports.
+fn merge(args: &[String]) -> Result<ExitCode, SetupError> {
+    let [out, runs @ ..] = args else {
+        return Err(SetupError::Plan(
+            "merge: expected `svmconf merge OUT RUN_DIR...`: a new folder, then the shards' run \
+             folders"
+                .into(),
+        ));
+    };
+    let runs: Vec<PathBuf> = runs.iter().map(PathBuf::from).collect();
+    let report = results::merge::merge(Path::new(out), &runs)
+        .map_err(|e| SetupError::Plan(format!("merge: {e}")))?;
+    println!(
+        "svmconf: merged {} runs, {} cases, into {}",
+        report.shards.len(),
+        report.records,
+        report.out_dir.display()
+    );
+    if !report.missing_shards.is_empty() {
+        println!(
+            "svmconf: shards missing: {}",
+            report
+                .missing_shards
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for note in &report.notes {
+        println!("svmconf: note: {note}");
+    }
+    let records = results::journal::read(&report.out_dir.join(results::JOURNAL_FILE))?;
+    print_failures(&records);
     Ok(exit_code(&records))
 }
 

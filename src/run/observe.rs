@@ -1,22 +1,18 @@
 //! What the runner watches around each case besides the case itself: the kernel log, the
 //! kernel's taint, and the expectations file's word on the case.
 
+use crate::expectations::{Expectations, Expected, ExpectedKind};
 use crate::results::{CaseRecord, Observer};
-
-/// The expectations file's entry for a case.
-pub struct Expected {
-    kind: &'static str,
-    reason: String,
-}
 
 impl Expected {
     pub fn is_fail(&self) -> bool {
-        self.kind == "fail"
+        self.kind == ExpectedKind::Fail
     }
 
     /// The reason a skip-listed case is not run.
     pub fn skip_reason(&self) -> Option<String> {
-        (self.kind == "skip").then(|| format!("skipped by the expectations file: {}", self.reason))
+        (self.kind == ExpectedKind::Skip)
+            .then(|| format!("skipped by the expectations file: {}", self.reason))
     }
 }
 
@@ -25,17 +21,23 @@ impl Expected {
 pub struct Observers {
     /// What run.json says of each source.
     pub notes: Vec<Observer>,
+    /// fixtures/expectations/<profile>.yaml, where there is one.
+    pub expectations: Option<Expectations>,
 }
 
 /// What was read when a case began.
 pub struct Watch;
 
 impl Observers {
-    pub fn expected(&self, _case: &str) -> Option<Expected> {
-        None
+    pub fn expected(&self, case: &str) -> Option<&Expected> {
+        self.expectations.as_ref()?.lookup(case)
     }
 
-    pub fn apply_expectation(&self, _record: &mut CaseRecord) {}
+    pub fn apply_expectation(&self, record: &mut CaseRecord) {
+        if let Some(e) = &self.expectations {
+            e.apply(record);
+        }
+    }
 
     pub fn begin(&self, _case: &str) -> Watch {
         Watch

@@ -70,6 +70,17 @@ impl Plan {
 }
 
 impl Plan {
+    /// Keeps the instances (and their bodies) for which `keep` holds.
+    pub fn keep(&mut self, keep: impl Fn(&CaseInstance) -> bool) {
+        let (instances, bodies) = std::mem::take(&mut self.instances)
+            .into_iter()
+            .zip(std::mem::take(&mut self.bodies))
+            .filter(|(i, _)| keep(i))
+            .unzip();
+        self.instances = instances;
+        self.bodies = bodies;
+    }
+
     /// The runner's own test cases (`--runner-selftest`), in place of the suite.
     pub fn selftest() -> Plan {
         let (instances, bodies) = super::selftest::plan().into_iter().unzip();

@@ -60,3 +60,51 @@ pub fn record<'a>(records: &'a [serde_json::Value], case: &str) -> &'a serde_jso
         .find(|r| r["case"] == case)
         .unwrap_or_else(|| panic!("no record of {case}"))
 }
+
+/// The case results of a KTAP report: (name, ok, directive) of each subtest line, the suites'
+/// own lines left out. Checks the version lines and that each plan matches its results.
+pub fn ktap_cases(text: &str) -> Vec<(String, bool, String)> {
+    let mut cases = Vec::new();
+    let mut plans: Vec<(usize, usize)> = Vec::new(); // (indent, planned)
+    let mut counts: std::collections::BTreeMap<usize, usize> = Default::default();
+    assert!(
+        text.starts_with("KTAP version 1\n"),
+        "KTAP starts with its version"
+    );
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let line = line.trim_start();
+        if let Some(plan) = line.strip_prefix("1..") {
+            // A new plan at this depth starts a new count.
+            counts.insert(indent, 0);
+            plans.push((indent, plan.parse().expect("a plan is 1..N")));
+            continue;
+        }
+        let (ok, rest) = match (line.strip_prefix("ok "), line.strip_prefix("not ok ")) {
+            (Some(r), _) => (true, r),
+            (_, Some(r)) => (false, r),
+            _ => continue,
+        };
+        *counts.entry(indent).or_default() += 1;
+        let (_, rest) = rest.split_once(' ').expect("ok N NAME");
+        let (name, directive) = match rest.split_once(" # ") {
+            Some((n, d)) => (n.to_string(), d.to_string()),
+            None => (rest.to_string(), String::new()),
+        };
+        if indent > 0 {
+            cases.push((name.clone(), ok, directive));
+        }
+        // The subtests of a suite end with its own result line.
+        if let Some(&(sub, planned)) = plans.last() {
+            if sub > indent {
+                assert_eq!(
+                    counts.get(&sub).copied().unwrap_or(0),
+                    planned,
+                    "plan of {name}"
+                );
+                plans.pop();
+            }
+        }
+    }
+    cases
+}
