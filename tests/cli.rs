@@ -318,6 +318,66 @@ fn malformed_fixtures_are_named_by_file_line_and_field(
     assert!(!folder.exists(), "nothing is created on bad input");
 }
 
+/// Known failures are data: a listed failure keeps the run green, a listed case that passes
+/// turns it red, a skip-listed case is not run; the exit status follows only the unexpected.
+#[test]
+fn expectations_decide_what_is_unexpected() {
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let fixtures = tmp.path().join("fixtures");
+    copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures"),
+        &fixtures,
+    );
+    let broken = "cpu_fault::read::managed::2MiB";
+    let healthy = "prefetch::partial::2MiB";
+    let skipped = "prefetch::partial::64MiB";
+    let write = |fail: &str| {
+        std::fs::write(
+            fixtures.join("expectations/sim.yaml"),
+            format!(
+                "fail:\n  - case: {fail}\n    reason: LAB-1\nskip:\n  - case: {skipped}\n    \
+                 reason: LAB-2\n"
+            ),
+        )
+        .expect("write the expectations");
+    };
+    let run = |results: &str, args: &[&str]| {
+        let folder = tmp.path().join(results);
+        let mut all = vec![
+            "--fixtures",
+            fixtures.to_str().unwrap_or_default(),
+            "--results",
+            folder.to_str().unwrap_or_default(),
+        ];
+        all.extend_from_slice(args);
+        let out = svmconf(&all);
+        (out, journal(&run_dir(&folder)))
+    };
+    // A migrate-to-ram that corrupts a word fails the CPU-fault case: listed, it is expected.
+    write(broken);
+    let (out, records) = run(
+        "r1",
+        &["--sim-break", "corrupt-migrate-to-ram", broken, "--exact"],
+    );
+    assert_eq!(records[0]["status"], "expected_fail", "{}", text(&out));
+    assert_eq!(records[0]["expectation"]["observed"], "fail");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // A listed case that passes is an unexpected pass, and the run is red.
+    write(healthy);
+    let (out, records) = run("r2", &["prefetch::partial::"]);
+    assert_eq!(
+        common::record(&records, healthy)["status"],
+        "unexpected_pass"
+    );
+    assert_eq!(common::record(&records, skipped)["status"], "skip");
+    assert!(common::record(&records, skipped)["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("LAB-2"));
+    assert_eq!(out.status.code(), Some(101), "{}", text(&out));
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).expect("create a folder");
     for entry in std::fs::read_dir(from).expect("read a folder").flatten() {
