@@ -33,6 +33,10 @@
 //! A case expands over its kinds × sizes. An instance is named `NAME::SIZE` when the case lists
 //! no `kinds` (it runs on the default kinds, and the kind is named too if those are several),
 //! and `NAME::KIND::SIZE` when it does. Instance names are unique across the matrix.
+//!
+//! # `fixtures/kernel-log.yaml`
+//! The kernel log lines that never flag a case, each with its reason; the format and the checks
+//! (a pattern that compiles and is not empty, a reason) are in [`crate::kmsg`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -44,6 +48,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::device::{AllocKind, PAGE_SIZE};
+use crate::kmsg::AllowList;
 use crate::profile::Profile;
 use crate::results::{io_reason, FixtureDigest};
 use crate::timing::Repeat;
@@ -53,6 +58,8 @@ use crate::yaml::{self, FieldPath, Value, YamlError};
 pub const PROFILES_DIR: &str = "profiles";
 /// The case matrix, inside the fixtures root.
 pub const CASES_FILE: &str = "cases.yaml";
+/// The kernel log allow-list, inside the fixtures root.
+pub const KERNEL_LOG_FILE: &str = "kernel-log.yaml";
 
 /// A fixture file as loaded: its value, where it came from and its digest.
 #[derive(Clone, Debug, PartialEq)]
@@ -475,6 +482,19 @@ pub struct CaseInstance {
     pub params: Value,
     pub repeat: Repeat,
     pub needs: Vec<String>,
+}
+
+// --- the kernel log allow-list ---------------------------------------------------------------
+
+/// Loads `ROOT/kernel-log.yaml`, the kernel log lines that never flag a case.
+pub fn load_kernel_log_allow_list(root: &Path) -> Result<Loaded<AllowList>, FixtureError> {
+    let src = read_source(root, &root.join(KERNEL_LOG_FILE))?;
+    let allow = AllowList::parse(&src.text, &src.shown)?;
+    Ok(Loaded {
+        value: allow,
+        path: src.shown,
+        sha256: src.sha256,
+    })
 }
 
 // --- the case matrix: loading and checks -----------------------------------------------------

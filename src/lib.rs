@@ -8,6 +8,7 @@ pub mod case;
 pub mod device;
 pub mod fixtures;
 pub mod kernels;
+pub mod kmsg;
 pub mod pattern;
 pub mod profile;
 pub mod results;
