@@ -13,6 +13,7 @@ pub mod pattern;
 pub mod profile;
 pub mod results;
 pub mod run;
+pub mod taint;
 pub mod timing;
 pub mod yaml;
 
