@@ -4,7 +4,8 @@
 use super::*;
 use rstest::rstest;
 use serial_test::serial;
-use std::sync::Barrier;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
 
 // --- the parser --------------------------------------------------------------------------------
 
@@ -156,14 +157,15 @@ fn file_source_returns_only_what_was_appended_since_the_last_read() {
     assert_eq!(texts(&k.read_new().unwrap()), ["first", "second"]);
     assert_eq!(k.read_new().unwrap(), vec![]);
 
-    // A writer mid-line: nothing until the line is complete.
-    f.append("6,4,40,-;par");
+    // A writer mid-line: nothing of that line until it is complete.
+    f.append("6,4,40,-;whole\n6,5,50,-;par");
+    assert_eq!(texts(&k.read_new().unwrap()), ["whole"]);
     assert_eq!(k.read_new().unwrap(), vec![]);
     f.append("tial\n SUBSYSTEM=pci\n DEVICE=+pci:0000:c1:00.0\n");
     assert_eq!(texts(&k.read_new().unwrap()), ["partial"]);
 
     // Dictionary lines whose record was already returned are dropped with it.
-    f.append(" SUBSYSTEM=late\n6,5,50,-;third\n");
+    f.append(" SUBSYSTEM=late\n6,6,60,-;third\n");
     assert_eq!(texts(&k.read_new().unwrap()), ["third"]);
     assert!(k.take_notes().is_empty());
 }
@@ -294,14 +296,16 @@ fn overlapping_spans_on_two_threads_share_what_they_overlap() {
     assert_eq!(log.buffered(), 0);
 }
 
-/// A source whose markers cannot be written, as /dev/kmsg for a user without root.
-struct NoMarkers(FileKmsg);
+/// A source whose markers cannot be written, as /dev/kmsg for a user without root; counts the
+/// tries.
+struct NoMarkers(FileKmsg, Arc<AtomicUsize>);
 
 impl KmsgSource for NoMarkers {
     fn read_new(&mut self) -> io::Result<Vec<Record>> {
         self.0.read_new()
     }
     fn write_marker(&mut self, _: &str) -> io::Result<()> {
+        self.1.fetch_add(1, Ordering::Relaxed);
         Err(io::Error::from_raw_os_error(libc::EACCES))
     }
     fn describe(&self) -> String {
@@ -312,7 +316,9 @@ impl KmsgSource for NoMarkers {
 #[test]
 fn without_markers_records_are_attributed_by_read_order_and_it_is_said_once() {
     let f = log_file("");
-    let log = KernelLog::new(Box::new(NoMarkers(FileKmsg::open(&f.path).unwrap())));
+    let tries = Arc::new(AtomicUsize::new(0));
+    let source = NoMarkers(FileKmsg::open(&f.path).unwrap(), tries.clone());
+    let log = KernelLog::new(Box::new(source));
     f.kernel(4, 1, "before");
     let span = log.begin("a");
     f.kernel(4, 2, "during a");
@@ -331,6 +337,11 @@ fn without_markers_records_are_attributed_by_read_order_and_it_is_said_once() {
     assert!(!std::fs::read_to_string(&f.path)
         .unwrap()
         .contains("svmconf"));
+    assert_eq!(
+        tries.load(Ordering::Relaxed),
+        1,
+        "one failure ends the trying"
+    );
 }
 
 /// A source where the kernel logs a record just after each marker lands, before anyone reads:
@@ -394,16 +405,23 @@ fn a_source_that_stops_reading_is_noted_and_the_span_keeps_what_it_had() {
     let f = log_file("");
     let log = file_log(&f);
     let span = log.begin("a");
-    f.kernel(4, 5, "read before the file went away");
+    f.kernel(4, 1, "read before the file went away");
     let other = log.begin("b");
     std::fs::remove_file(&f.path).unwrap();
     assert_eq!(texts(&log.end(span)), ["read before the file went away"]);
     let _ = log.end(other);
+    // Both ends failed to write and to read the same way: each said once.
     let notes = log.notes();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(
+        notes[0].starts_with("cannot write markers to "),
+        "{notes:?}"
+    );
+    assert!(notes[1].starts_with("reading "), "{notes:?}");
     assert!(
         notes
             .iter()
-            .any(|n| n.contains("no such file or directory")),
+            .all(|n| n.contains("no such file or directory")),
         "{notes:?}"
     );
 }
