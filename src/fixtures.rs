@@ -49,7 +49,7 @@ use sha2::{Digest, Sha256};
 
 use crate::device::{AllocKind, PAGE_SIZE};
 use crate::kmsg::AllowList;
-use crate::profile::Profile;
+use crate::profile::{Expect, Profile, VRAM_TOLERANCE_PCT};
 use crate::results::{io_reason, FixtureDigest};
 use crate::timing::Repeat;
 use crate::yaml::{self, FieldPath, Value, YamlError};
@@ -326,6 +326,112 @@ fn check_profile(p: &Profile, src: &Source, file: &Path) -> Result<(), YamlError
                     ),
                 ));
             }
+        }
+    }
+    if let Some(expect) = &p.expect {
+        check_expect(p, expect, &|field: FieldPath, msg: String| {
+            let mut path = root().key("expect");
+            path.0.extend(field.0);
+            at(path, msg)
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks `expect:`: values a device could match, and no contradiction of the profile's own
+/// `arch`, `xnack` and `vram_bytes` (two fields saying different things is a typo in one).
+fn check_expect(
+    p: &Profile,
+    e: &Expect,
+    at: &dyn Fn(FieldPath, String) -> YamlError,
+) -> Result<(), YamlError> {
+    let field = |name: &str| FieldPath::root().key(name);
+    if let Some(arch) = &e.arch {
+        let processor = arch.split(':').next().unwrap_or_default();
+        let own = p.arch.split(':').next().unwrap_or_default();
+        if processor.trim().is_empty() {
+            return Err(at(
+                field("arch"),
+                "expected the processor the device reports (`gfx942`, `gfx942:xnack+`), got \
+                 nothing"
+                    .into(),
+            ));
+        }
+        if processor != own {
+            return Err(at(
+                field("arch"),
+                format!(
+                    "`{arch}` is another processor than the profile's arch `{}`; expected \
+                     `{own}`, with target features if any",
+                    p.arch
+                ),
+            ));
+        }
+    }
+    if let Some(xnack) = e.xnack {
+        if xnack != p.xnack {
+            return Err(at(
+                field("xnack"),
+                format!(
+                    "{xnack} contradicts the profile's `xnack: {}`; expected the same",
+                    p.xnack
+                ),
+            ));
+        }
+    }
+    let tolerance = e.vram_tolerance_pct.unwrap_or(VRAM_TOLERANCE_PCT);
+    if let Some(pct) = e.vram_tolerance_pct {
+        if !(pct.is_finite() && pct > 0.0 && pct < 50.0) {
+            return Err(at(
+                field("vram_tolerance_pct"),
+                format!("expected a percentage above 0 and below 50, got {pct}"),
+            ));
+        }
+    }
+    if let Some(gib) = e.vram_gib {
+        if !(gib.is_finite() && gib > 0.0) {
+            return Err(at(
+                field("vram_gib"),
+                format!("expected a positive size in GiB, got {gib}"),
+            ));
+        }
+        let own = p.vram_bytes as f64 / f64::from(1u32 << 30);
+        if (own - gib).abs() > gib * tolerance / 100.0 {
+            return Err(at(
+                field("vram_gib"),
+                format!(
+                    "{gib} GiB is not within {tolerance}% of the profile's vram_bytes ({own} \
+                     GiB); expected the same size"
+                ),
+            ));
+        }
+    }
+    if let Some(release) = &e.kernel_release {
+        if let Err(err) = regex::Regex::new(release) {
+            let message = err.to_string();
+            let last = message.lines().last().unwrap_or_default().trim();
+            return Err(at(
+                field("kernel_release"),
+                format!(
+                    "not a regular expression: {}",
+                    last.strip_prefix("error: ").unwrap_or(last)
+                ),
+            ));
+        }
+    }
+    for name in e.module_params.keys() {
+        let plain = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !plain {
+            return Err(at(
+                field("module_params").key(name.as_str()),
+                format!(
+                    "`{name}` is not a module parameter name; expected a file name under \
+                     /sys/module/amdgpu/parameters (`noretry`)"
+                ),
+            ));
         }
     }
     Ok(())

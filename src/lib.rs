@@ -10,6 +10,7 @@ pub mod fixtures;
 pub mod kernels;
 pub mod kmsg;
 pub mod pattern;
+pub mod preflight;
 pub mod profile;
 pub mod results;
 pub mod run;
