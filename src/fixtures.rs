@@ -35,6 +35,10 @@
 //! A case expands over its kinds × sizes. An instance is named `NAME::SIZE` when the case lists
 //! no `kinds` (it runs on the default kinds, and the kind is named too if those are several),
 //! and `NAME::KIND::SIZE` when it does. Instance names are unique across the matrix.
+//!
+//! # `fixtures/kernel-log.yaml`
+//! The kernel log lines that never flag a case, each with its reason; the format and the checks
+//! (a pattern that compiles and is not empty, a reason) are in [`crate::kmsg`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -46,7 +50,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::device::{AllocKind, PAGE_SIZE};
-use crate::profile::Profile;
+use crate::kmsg::AllowList;
+use crate::profile::{Expect, Profile, VRAM_TOLERANCE_PCT};
 use crate::results::{io_reason, FixtureDigest};
 use crate::timing::Repeat;
 use crate::yaml::{self, FieldPath, Value, YamlError};
@@ -55,6 +60,8 @@ use crate::yaml::{self, FieldPath, Value, YamlError};
 pub const PROFILES_DIR: &str = "profiles";
 /// The case matrix, inside the fixtures root.
 pub const CASES_FILE: &str = "cases.yaml";
+/// The kernel log allow-list, inside the fixtures root.
+pub const KERNEL_LOG_FILE: &str = "kernel-log.yaml";
 
 /// A fixture file as loaded: its value, where it came from and its digest.
 #[derive(Clone, Debug, PartialEq)]
@@ -324,6 +331,112 @@ fn check_profile(p: &Profile, src: &Source, file: &Path) -> Result<(), YamlError
             }
         }
     }
+    if let Some(expect) = &p.expect {
+        check_expect(p, expect, &|field: FieldPath, msg: String| {
+            let mut path = root().key("expect");
+            path.0.extend(field.0);
+            at(path, msg)
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks `expect:`: values a device could match, and no contradiction of the profile's own
+/// `arch`, `xnack` and `vram_bytes` (two fields saying different things is a typo in one).
+fn check_expect(
+    p: &Profile,
+    e: &Expect,
+    at: &dyn Fn(FieldPath, String) -> YamlError,
+) -> Result<(), YamlError> {
+    let field = |name: &str| FieldPath::root().key(name);
+    if let Some(arch) = &e.arch {
+        let processor = arch.split(':').next().unwrap_or_default();
+        let own = p.arch.split(':').next().unwrap_or_default();
+        if processor.trim().is_empty() {
+            return Err(at(
+                field("arch"),
+                "expected the processor the device reports (`gfx942`, `gfx942:xnack+`), got \
+                 nothing"
+                    .into(),
+            ));
+        }
+        if processor != own {
+            return Err(at(
+                field("arch"),
+                format!(
+                    "`{arch}` is another processor than the profile's arch `{}`; expected \
+                     `{own}`, with target features if any",
+                    p.arch
+                ),
+            ));
+        }
+    }
+    if let Some(xnack) = e.xnack {
+        if xnack != p.xnack {
+            return Err(at(
+                field("xnack"),
+                format!(
+                    "{xnack} contradicts the profile's `xnack: {}`; expected the same",
+                    p.xnack
+                ),
+            ));
+        }
+    }
+    let tolerance = e.vram_tolerance_pct.unwrap_or(VRAM_TOLERANCE_PCT);
+    if let Some(pct) = e.vram_tolerance_pct {
+        if !(pct.is_finite() && pct > 0.0 && pct < 50.0) {
+            return Err(at(
+                field("vram_tolerance_pct"),
+                format!("expected a percentage above 0 and below 50, got {pct}"),
+            ));
+        }
+    }
+    if let Some(gib) = e.vram_gib {
+        if !(gib.is_finite() && gib > 0.0) {
+            return Err(at(
+                field("vram_gib"),
+                format!("expected a positive size in GiB, got {gib}"),
+            ));
+        }
+        let own = p.vram_bytes as f64 / f64::from(1u32 << 30);
+        if (own - gib).abs() > gib * tolerance / 100.0 {
+            return Err(at(
+                field("vram_gib"),
+                format!(
+                    "{gib} GiB is not within {tolerance}% of the profile's vram_bytes ({own} \
+                     GiB); expected the same size"
+                ),
+            ));
+        }
+    }
+    if let Some(release) = &e.kernel_release {
+        if let Err(err) = regex::Regex::new(release) {
+            let message = err.to_string();
+            let last = message.lines().last().unwrap_or_default().trim();
+            return Err(at(
+                field("kernel_release"),
+                format!(
+                    "not a regular expression: {}",
+                    last.strip_prefix("error: ").unwrap_or(last)
+                ),
+            ));
+        }
+    }
+    for name in e.module_params.keys() {
+        let plain = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !plain {
+            return Err(at(
+                field("module_params").key(name.as_str()),
+                format!(
+                    "`{name}` is not a module parameter name; expected a file name under \
+                     /sys/module/amdgpu/parameters (`noretry`)"
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -493,6 +606,19 @@ pub struct CaseInstance {
     pub needs: Vec<String>,
     /// Seconds the case may run under process isolation.
     pub timeout_s: f64,
+}
+
+// --- the kernel log allow-list ---------------------------------------------------------------
+
+/// Loads `ROOT/kernel-log.yaml`, the kernel log lines that never flag a case.
+pub fn load_kernel_log_allow_list(root: &Path) -> Result<Loaded<AllowList>, FixtureError> {
+    let src = read_source(root, &root.join(KERNEL_LOG_FILE))?;
+    let allow = AllowList::parse(&src.text, &src.shown)?;
+    Ok(Loaded {
+        value: allow,
+        path: src.shown,
+        sha256: src.sha256,
+    })
 }
 
 // --- the case matrix: loading and checks -----------------------------------------------------

@@ -9,11 +9,14 @@ pub mod device;
 pub mod expectations;
 pub mod fixtures;
 pub mod kernels;
+pub mod kmsg;
 pub mod pattern;
+pub mod preflight;
 pub mod profile;
 pub mod results;
 pub mod run;
 pub mod shard;
+pub mod taint;
 pub mod timing;
 pub mod yaml;
 

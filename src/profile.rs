@@ -3,7 +3,11 @@
 //! sim follows. Each rule of the reference policy is a field here, so that a different kernel
 //! is described in a profile rather than hard-coded.
 
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// One device profile.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -25,6 +29,131 @@ pub struct Profile {
     /// How the sim's clock advances. Required for `--backend sim`.
     #[serde(default)]
     pub sim: Option<SimCost>,
+    /// What the device under test and its host must be before a run starts, checked by
+    /// [`crate::preflight`]; absent, nothing is checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+}
+
+/// What a run on this profile expects of the device and host; each field optional, each
+/// checked only when given. A lab machine that booted the wrong kernel, lost a module
+/// parameter or holds another card is told so before any case runs, not by a night of
+/// failures.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// The processor the device reports (`gfx942`), optionally with target features that must
+    /// be on (`gfx942:xnack+`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// XNACK (GPU page-fault retry), from the device's target id where it says, else from the
+    /// backend's capabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xnack: Option<bool>,
+    /// VRAM in GiB as marketed (192 for an MI300X); the device reports a little less, since
+    /// firmware and the driver reserve some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vram_gib: Option<f64>,
+    /// How far the reported VRAM may be from `vram_gib`, in percent; default
+    /// [`VRAM_TOLERANCE_PCT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vram_tolerance_pct: Option<f64>,
+    /// A regular expression the kernel release (`uname -r`) must match, searched anywhere in
+    /// it: `^6\.1[5-9]\..*svm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_release: Option<String>,
+    /// amdgpu module parameters, by name, as `/sys/module/amdgpu/parameters/NAME` must read.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub module_params: BTreeMap<String, ParamValue>,
+}
+
+/// The default of [`Expect::vram_tolerance_pct`]. Firmware, the driver and the display take
+/// well under 1% of VRAM on the parts in the lab (an MI300X reports 191.98 of its 192 GiB);
+/// a different SKU, a card of another size or a compute partition (CPX: an eighth of the
+/// VRAM) is off by a quarter or more. 3% sits far from both.
+pub const VRAM_TOLERANCE_PCT: f64 = 3.0;
+
+/// A module parameter's value as a profile writes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParamValue {
+    /// A number: `noretry: 0`; sysfs must show the same integer.
+    Int(i64),
+    /// `true` or `false`: sysfs shows `Y`/`N` (or `1`/`0`) for bool parameters.
+    Bool(bool),
+    /// Anything else, compared as text with surrounding whitespace ignored.
+    Text(String),
+}
+
+impl ParamValue {
+    /// Whether the content of a parameter's sysfs file is this value.
+    pub fn matches(&self, sysfs: &str) -> bool {
+        let found = sysfs.trim();
+        match self {
+            ParamValue::Int(n) => found.parse::<i64>() == Ok(*n),
+            ParamValue::Bool(b) => match found {
+                "Y" | "y" | "1" => *b,
+                "N" | "n" | "0" => !*b,
+                _ => false,
+            },
+            ParamValue::Text(t) => found == t.trim(),
+        }
+    }
+}
+
+impl fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamValue::Int(n) => write!(f, "{n}"),
+            ParamValue::Bool(b) => write!(f, "{}", if *b { "Y" } else { "N" }),
+            ParamValue::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+impl Serialize for ParamValue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ParamValue::Int(n) => s.serialize_i64(*n),
+            ParamValue::Bool(b) => s.serialize_bool(*b),
+            ParamValue::Text(t) => s.serialize_str(t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ParamValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ParamValue, D::Error> {
+        d.deserialize_any(ParamVisitor)
+    }
+}
+
+/// Written out rather than `#[serde(untagged)]`, whose error says only that no variant
+/// matched; this one says what a parameter value may be, at the value's line.
+struct ParamVisitor;
+
+impl Visitor<'_> for ParamVisitor {
+    type Value = ParamValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a module parameter value: an integer, true or false, or a string")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<ParamValue, E> {
+        Ok(ParamValue::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<ParamValue, E> {
+        Ok(ParamValue::Int(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<ParamValue, E> {
+        i64::try_from(v)
+            .map(ParamValue::Int)
+            .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<ParamValue, E> {
+        Ok(ParamValue::Text(v.to_string()))
+    }
 }
 
 /// Physical limits, per direction. A figure above one of these is a measurement error.

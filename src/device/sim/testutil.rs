@@ -39,6 +39,7 @@ pub fn profile() -> Profile {
         },
         policy: Policy::default(),
         sim: Some(cost()),
+        expect: None,
     }
 }
 
