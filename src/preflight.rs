@@ -450,12 +450,12 @@ mod tests {
     #[test]
     fn a_module_parameter_that_differs_says_so_and_where() {
         let h = host("6.15.0", &[("noretry", "-1")]);
-        let got = shown(check(&repo_profile("mi300x"), &mi300x(), &h.host));
+        let got = shown(check(&repo_profile("mi60"), &mi60(), &h.host));
         let path = h.host.module_params.join("noretry");
         assert_eq!(
             got,
             [format!(
-                "profile `mi300x`: expect.module_params.noretry differs: expected 0, found -1 ({})",
+                "profile `mi60`: expect.module_params.noretry differs: expected 0, found -1 ({})",
                 path.display()
             )]
         );

@@ -378,6 +378,52 @@ fn expectations_decide_what_is_unexpected() {
     assert_eq!(out.status.code(), Some(101), "{}", text(&out));
 }
 
+/// A device that is not what its profile expects is stopped before anything runs, with every
+/// difference named; `--no-preflight` runs it anyway.
+#[test]
+fn preflight_stops_a_run_on_the_wrong_device() {
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let sim = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/profiles/sim.yaml"),
+    )
+    .expect("the sim profile");
+    assert!(sim.contains("  arch: sim\n") && sim.contains("  xnack: true\n"));
+    let wrong = tmp.path().join("sim.yaml");
+    std::fs::write(
+        &wrong,
+        sim.replacen(
+            "expect:\n  arch: sim\n",
+            "expect:\n  arch: sim\n  kernel_release: '^0\\.0\\.'\n",
+            1,
+        ),
+    )
+    .expect("write the profile");
+    let folder = tmp.path().join("results");
+    let args = [
+        "--profile",
+        wrong.to_str().unwrap_or_default(),
+        "--results",
+        folder.to_str().unwrap_or_default(),
+        "prefetch::partial::2MiB",
+        "--exact",
+    ];
+    let out = svmconf(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("preflight:")
+            && said.contains("expect.kernel_release")
+            && said.contains("--no-preflight"),
+        "{said}"
+    );
+    assert!(!folder.exists(), "nothing is created when preflight fails");
+
+    let mut anyway = args.to_vec();
+    anyway.push("--no-preflight");
+    let out = svmconf(&anyway);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).expect("create a folder");
     for entry in std::fs::read_dir(from).expect("read a folder").flatten() {

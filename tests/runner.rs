@@ -173,6 +173,7 @@ fn every_misbehaving_case_gets_its_status_and_the_run_goes_on() {
     let env = root.path().join("env");
     std::fs::create_dir_all(&env).expect("the self-test folder");
     let results = root.path().join("results");
+    let (kmsg, tainted) = fake_kernel(&env);
     let out = selftest(
         &results,
         &env,
@@ -182,6 +183,14 @@ fn every_misbehaving_case_gets_its_status_and_the_run_goes_on() {
             "--kill-grace",
             "0.5",
             "--retries",
+            "1",
+            "--kmsg",
+            &kmsg,
+            "--tainted",
+            &tainted,
+            "--continue-on-taint",
+            // One case at a time: kernel log lines go to every case running when they come.
+            "--test-threads",
             "1",
             "--skip",
             "tick",
@@ -207,6 +216,8 @@ fn every_misbehaving_case_gets_its_status_and_the_run_goes_on() {
         ("exit_early", "crash"),
         ("chatty", "pass"),
         ("flaky", "flake"),
+        ("kernel_warning", "dmesg_warn"),
+        ("taint", "dmesg_warn"),
     ] {
         assert_eq!(status(case), want, "{case}");
     }
@@ -225,6 +236,28 @@ fn every_misbehaving_case_gets_its_status_and_the_run_goes_on() {
         reason("hang")
     );
     assert!(reason("exit_early").contains("exited with status 3 without a verdict"));
+    assert!(reason("kernel_warning").contains("the kernel logged a WARNING"));
+    let warned = common::record(&records, "runner_selftest::kernel_warning");
+    let flags: Vec<&str> = warned["kernel_log"]
+        .as_array()
+        .map(|l| l.iter().filter_map(|l| l["flag"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(flags, ["WARNING", "call trace"]);
+    let tainted_case = common::record(&records, "runner_selftest::taint");
+    assert_eq!(tainted_case["taint"]["gained"][0], "W (warn)");
+    assert_eq!(tainted_case["taint"]["bad"], true);
+    // The markers bracket the case in the kernel log, as a person reading dmesg sees it.
+    let log = std::fs::read_to_string(env.join("kmsg")).expect("the fake kernel log");
+    assert!(
+        log.contains("svmconf: begin runner_selftest::kernel_warning"),
+        "{log}"
+    );
+    // Nothing else was charged with the warning.
+    for r in &records {
+        if r["case"] != "runner_selftest::kernel_warning" {
+            assert!(r.get("kernel_log").is_none(), "{}", r["case"]);
+        }
+    }
 
     // Megabytes of output stay in their files; records and reports keep a tail.
     let chatty = common::record(&records, "runner_selftest::chatty");
@@ -293,6 +326,102 @@ fn every_misbehaving_case_gets_its_status_and_the_run_goes_on() {
             "summary names {case}"
         );
     }
+}
+
+/// A fake kernel for the runner: an empty kmsg file and a clean taint, in `env`.
+fn fake_kernel(env: &Path) -> (String, String) {
+    let kmsg = env.join("kmsg");
+    let tainted = env.join("tainted");
+    std::fs::write(&kmsg, "").expect("the fake kernel log");
+    std::fs::write(&tainted, "0\n").expect("the fake taint");
+    (
+        kmsg.to_string_lossy().into_owned(),
+        tainted.to_string_lossy().into_owned(),
+    )
+}
+
+#[test]
+fn a_case_that_taints_the_kernel_stops_the_run_and_the_rest_are_notrun() {
+    let root = tempfile::tempdir().expect("a temporary folder");
+    let env = root.path().join("env");
+    std::fs::create_dir_all(&env).expect("the self-test folder");
+    let (kmsg, tainted) = fake_kernel(&env);
+    let results = root.path().join("results");
+    let out = selftest(
+        &results,
+        &env,
+        &[
+            "--isolate",
+            "process",
+            "--kmsg",
+            &kmsg,
+            "--tainted",
+            &tainted,
+            "--test-threads",
+            "1",
+            "runner_selftest::t",
+        ],
+    )
+    .output()
+    .expect("svmconf runs");
+    assert_eq!(out.status.code(), Some(101), "{}", text(&out));
+    let records = journal(&run_dir(&results));
+    assert_eq!(records[0]["case"], "runner_selftest::taint");
+    assert_eq!(records[0]["status"], "dmesg_warn");
+    assert_eq!(
+        records.len(),
+        25,
+        "the taint case and every tick are accounted for"
+    );
+    for r in &records[1..] {
+        assert_eq!(r["status"], "notrun", "{}", r["case"]);
+        let why = r["reason"].as_str().unwrap_or_default();
+        assert!(
+            why.contains("the kernel gained taint W (warn)")
+                && why.contains("during runner_selftest::taint")
+                && why.contains("--continue-on-taint"),
+            "{why}"
+        );
+    }
+}
+
+#[test]
+fn an_unreadable_kernel_log_is_said_once_and_the_run_goes_on() {
+    let root = tempfile::tempdir().expect("a temporary folder");
+    let env = root.path().join("env");
+    std::fs::create_dir_all(&env).expect("the self-test folder");
+    let results = root.path().join("results");
+    let missing = root.path().join("no-such-kmsg");
+    let out = selftest(
+        &results,
+        &env,
+        &[
+            "--isolate",
+            "process",
+            "--kmsg",
+            missing.to_str().unwrap_or_default(),
+            "runner_selftest::pass",
+            "--exact",
+        ],
+    )
+    .output()
+    .expect("svmconf runs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dir = run_dir(&results);
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap_or_default())
+            .expect("run.json");
+    let notes: Vec<&serde_json::Value> = info["observers"]
+        .as_array()
+        .map(|o| o.iter().filter(|n| n["name"] == "kernel_log").collect())
+        .unwrap_or_default();
+    assert_eq!(notes.len(), 1, "{info}");
+    assert_eq!(notes[0]["available"], false);
+    assert!(notes[0]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("no-such-kmsg"));
+    assert_eq!(journal(&dir)[0]["status"], "pass");
 }
 
 #[test]

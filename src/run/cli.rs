@@ -75,10 +75,12 @@ pub struct Options {
     pub timeout_s: Option<f64>,
     /// Seconds between SIGTERM and SIGKILL for a case past its timeout.
     pub kill_grace_s: f64,
-    /// The kernel log to read: `/dev/kmsg`, or a file of kmsg records (tests, replays).
-    pub kmsg: PathBuf,
-    /// Where the kernel's taint is read: `/proc/sys/kernel/tainted`, or a file (tests).
-    pub tainted: PathBuf,
+    /// The kernel log to read: a file of kmsg records (tests, replays); `None`: /dev/kmsg on
+    /// GPUs, nothing on sim, whose migrations do not happen in the kernel.
+    pub kmsg: Option<PathBuf>,
+    /// Where the kernel's taint is read (tests); `None`: /proc/sys/kernel/tainted on GPUs,
+    /// nothing on sim.
+    pub tainted: Option<PathBuf>,
     pub continue_on_taint: bool,
     /// A run folder to continue.
     pub resume: Option<PathBuf>,
@@ -131,8 +133,10 @@ RUNNER OPTIONS:
   --ktap FILE           also write the KTAP report to FILE
   --continue-on-taint   go on after a case taints the kernel (default: stop, the rest notrun)
   --no-preflight        run even where the device differs from the profile
-  --kmsg FILE           kernel log to read (default /dev/kmsg; a file of kmsg records)
-  --tainted FILE        kernel taint to read (default /proc/sys/kernel/tainted)
+  --kmsg FILE           kernel log to read (default /dev/kmsg on GPUs, none on sim; a file of
+                        kmsg records for tests and replays)
+  --tainted FILE        kernel taint to read (default /proc/sys/kernel/tainted on GPUs, none
+                        on sim)
   --runner-selftest     run the runner's own test cases (crash, hang, output) instead
 
 SUBCOMMAND:
@@ -175,8 +179,8 @@ impl Options {
             isolate: None,
             timeout_s: None,
             kill_grace_s: DEFAULT_KILL_GRACE_S,
-            kmsg: PathBuf::from(DEV_KMSG),
-            tainted: PathBuf::from(PROC_TAINTED),
+            kmsg: None,
+            tainted: None,
             continue_on_taint: false,
             resume: None,
             ktap: None,
@@ -220,8 +224,8 @@ impl Options {
                 }
                 "--timeout" => o.timeout_s = Some(seconds("--timeout", value("--timeout")?)?),
                 "--kill-grace" => o.kill_grace_s = seconds("--kill-grace", value("--kill-grace")?)?,
-                "--kmsg" => o.kmsg = value("--kmsg")?.into(),
-                "--tainted" => o.tainted = value("--tainted")?.into(),
+                "--kmsg" => o.kmsg = Some(value("--kmsg")?.into()),
+                "--tainted" => o.tainted = Some(value("--tainted")?.into()),
                 "--continue-on-taint" => o.continue_on_taint = true,
                 "--resume" => o.resume = Some(value("--resume")?.into()),
                 "--ktap" => o.ktap = Some(value("--ktap")?.into()),
@@ -417,7 +421,7 @@ mod tests {
         assert_eq!((o.timeout_s, o.retries, o.repeat), (Some(2.5), 2, 3));
         assert_eq!(o.shard.as_deref(), Some("2/3"));
         assert!(!o.preflight && o.continue_on_taint);
-        assert_eq!(o.kmsg, PathBuf::from("k.txt"));
+        assert_eq!(o.kmsg, Some(PathBuf::from("k.txt")));
         assert_eq!(o.libtest, ["svmconf"]);
     }
 

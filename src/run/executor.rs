@@ -140,7 +140,13 @@ impl Runner {
         let mut attempt = 1;
         let mut record = loop {
             let record = self.run_attempt(instance, body, &base, attempt);
-            let again = record.status.is_bad_outcome()
+            // A kernel warning or taint is a kernel bug whatever the next attempt does: a retry
+            // must not wash it out as a flake.
+            let retryable = matches!(
+                record.status,
+                Status::Fail | Status::Timeout | Status::Crash
+            ) && record.taint.is_none();
+            let again = retryable
                 && attempt <= self.options.retries
                 && !listed_fail
                 && self.stopped_reason().is_none();

@@ -84,6 +84,9 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
     if let Some(shard) = shard {
         plan.keep(|i| shard.holds(&i.name));
     }
+    if options.preflight && !libtest.list {
+        preflight(&opened)?;
+    }
     let expectations = if options.runner_selftest {
         None
     } else {
@@ -162,6 +165,16 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         isolation.name(),
         dir.display()
     );
+    let (watched, notes) = watch(&options, &opened.backend, &mut plan)?;
+    for n in &notes {
+        if !n.available {
+            println!("svmconf: {}: {}", n.name, n.detail);
+        }
+        if !info.observers.contains(n) {
+            info.observers.push(n.clone());
+        }
+    }
+    info.write(&dir)?;
     let runner = Arc::new(Runner {
         options: options.clone(),
         profile: opened.profile.value.clone(),
@@ -179,7 +192,7 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         destructive: options.allow_destructive.then_some(Destructive(())),
         observers: observe::Observers {
             expectations,
-            ..Default::default()
+            ..watched
         },
         finished,
         stop: Mutex::new(None),
@@ -208,7 +221,7 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         if let Some(p) = r.progress.take() {
             p.finish();
         }
-        for note in r.observers.notes {
+        for note in r.observers.late_notes() {
             if !info.observers.contains(&note) {
                 info.observers.push(note);
             }
@@ -230,6 +243,93 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
     print_failures(&records);
     println!("svmconf: results in {}", dir.display());
     Ok(exit_code(&records))
+}
+
+/// Stops the run before anything is written where the device is not what the profile says.
+fn preflight(opened: &Opened) -> Result<(), SetupError> {
+    let host = crate::preflight::Host::this_machine();
+    crate::preflight::check(&opened.profile.value, &opened.info, &host).map_err(|differences| {
+        let list: Vec<String> = differences.iter().map(|d| format!("  - {d}")).collect();
+        SetupError::Plan(format!(
+            "preflight: {} is not what profile `{}` expects:\n{}\nfix the machine or the \
+             profile, or rerun with --no-preflight",
+            opened.info.name,
+            opened.profile.value.name,
+            list.join("\n")
+        ))
+    })
+}
+
+/// Opens what the runner watches beside the cases: the kernel log (with its allow-list) and
+/// the taint, by default on GPUs only. Says what it could not open, and why, once.
+fn watch(
+    options: &Options,
+    backend: &str,
+    plan: &mut Plan,
+) -> Result<(observe::Observers, Vec<results::Observer>), SetupError> {
+    let hardware = backend != "sim";
+    let mut notes = Vec::new();
+    let mut watched = observe::Observers::default();
+    let kmsg = match &options.kmsg {
+        Some(p) => Some(p.clone()),
+        None if hardware => Some(PathBuf::from(cli::DEV_KMSG)),
+        None => None,
+    };
+    match kmsg {
+        None => notes.push(results::Observer {
+            name: "kernel_log".into(),
+            available: false,
+            detail: "not watched: the reference device's migrations do not happen in the \
+                     kernel (--kmsg FILE watches a file of kmsg records)"
+                .into(),
+        }),
+        Some(path) => match crate::kmsg::open(Some(&path)) {
+            Ok(log) => {
+                let allow = crate::fixtures::load_kernel_log_allow_list(&fixtures_root(options))?;
+                plan.fixtures.push(allow.digest());
+                notes.push(results::Observer {
+                    name: "kernel_log".into(),
+                    available: true,
+                    detail: log.describe(),
+                });
+                watched.allow = Some(allow.value);
+                watched.kernel_log = Some(log);
+            }
+            Err(e) => notes.push(results::Observer {
+                name: "kernel_log".into(),
+                available: false,
+                detail: format!("{e}; no case has kernel log evidence"),
+            }),
+        },
+    }
+    let tainted = match &options.tainted {
+        Some(p) => Some(p.clone()),
+        None if hardware => Some(PathBuf::from(cli::PROC_TAINTED)),
+        None => None,
+    };
+    match tainted.map(|p| crate::taint::TaintSource::new(&p)) {
+        None => notes.push(results::Observer {
+            name: "taint".into(),
+            available: false,
+            detail: "not watched on the reference device (--tainted FILE watches a file)".into(),
+        }),
+        Some(source) => match source.read() {
+            Ok(t) => {
+                notes.push(results::Observer {
+                    name: "taint".into(),
+                    available: true,
+                    detail: format!("{} was {t} at the start", source.path().display()),
+                });
+                watched.taint = Some(source);
+            }
+            Err(e) => notes.push(results::Observer {
+                name: "taint".into(),
+                available: false,
+                detail: format!("{e}; no case is checked for taint"),
+            }),
+        },
+    }
+    Ok((watched, notes))
 }
 
 /// `svmconf merge OUT RUN_DIR...`: the runs of shards joined into one, with its reports.

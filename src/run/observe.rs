@@ -2,7 +2,12 @@
 //! kernel's taint, and the expectations file's word on the case.
 
 use crate::expectations::{Expectations, Expected, ExpectedKind};
-use crate::results::{CaseRecord, Observer};
+use crate::kmsg::{self, AllowList, KernelLog, Span};
+use crate::results::{CaseRecord, Observer, Status};
+use crate::taint::{self, Taint, TaintSource};
+
+/// The most kernel log lines a record keeps: flagged lines first, then the rest in order.
+pub const KERNEL_LOG_LINES: usize = 200;
 
 impl Expected {
     pub fn is_fail(&self) -> bool {
@@ -19,14 +24,19 @@ impl Expected {
 /// Everything watched, opened once per run.
 #[derive(Default)]
 pub struct Observers {
-    /// What run.json says of each source.
-    pub notes: Vec<Observer>,
     /// fixtures/expectations/<profile>.yaml, where there is one.
     pub expectations: Option<Expectations>,
+    pub kernel_log: Option<KernelLog>,
+    /// fixtures/kernel-log.yaml: lines that are not a defect of the system under test.
+    pub allow: Option<AllowList>,
+    pub taint: Option<TaintSource>,
 }
 
 /// What was read when a case began.
-pub struct Watch;
+pub struct Watch {
+    span: Option<Span>,
+    taint: Option<Taint>,
+}
 
 impl Observers {
     pub fn expected(&self, case: &str) -> Option<&Expected> {
@@ -39,12 +49,78 @@ impl Observers {
         }
     }
 
-    pub fn begin(&self, _case: &str) -> Watch {
-        Watch
+    pub fn begin(&self, case: &str) -> Watch {
+        Watch {
+            span: self.kernel_log.as_ref().map(|k| k.begin(case)),
+            taint: self.taint.as_ref().and_then(|t| t.read().ok()),
+        }
     }
 
-    /// Adds the kernel's evidence to `record`; returns why the run must stop, if it must.
-    pub fn end(&self, _watch: Watch, _record: &mut CaseRecord) -> Option<String> {
-        None
+    /// Adds the kernel's evidence to `record`: its log lines, flagged, and the taint it gained,
+    /// either of which turns a pass into dmesg-warn and a failure into dmesg-fail. Returns why
+    /// the run must stop, if it must.
+    pub fn end(&self, watch: Watch, record: &mut CaseRecord) -> Option<String> {
+        if let (Some(log), Some(span)) = (&self.kernel_log, watch.span) {
+            let records = log.end(span);
+            let empty = AllowList::empty();
+            let c = kmsg::classify(&records, self.allow.as_ref().unwrap_or(&empty));
+            let before = record.status;
+            record.status = kmsg::apply(record.status, &c);
+            if record.status != before && before == Status::Pass {
+                record.reason = Some(format!(
+                    "passed, but the kernel logged {} while it ran",
+                    c.named
+                        .first()
+                        .map(|n| format!("a {n}"))
+                        .unwrap_or_else(|| "a warning".into())
+                ));
+            }
+            let (mut flagged, rest): (Vec<_>, Vec<_>) =
+                c.lines.into_iter().partition(|l| l.flag.is_some());
+            flagged.extend(rest);
+            flagged.truncate(KERNEL_LOG_LINES);
+            record.kernel_log = flagged;
+        }
+        let (Some(source), Some(before)) = (&self.taint, watch.taint) else {
+            return None;
+        };
+        let after = source.read().ok()?;
+        let change = taint::change(before, after)?;
+        let stop = change.bad.then(|| {
+            format!(
+                "the kernel gained taint {} ({})",
+                change.gained.join(", "),
+                source.path().display()
+            )
+        });
+        if change.bad {
+            let before = record.status;
+            record.status = match record.status {
+                Status::Pass => Status::DmesgWarn,
+                Status::Fail => Status::DmesgFail,
+                other => other,
+            };
+            if before == Status::Pass && record.status != before {
+                record.reason = Some(format!(
+                    "passed, but the kernel gained taint {} while it ran",
+                    change.gained.join(", ")
+                ));
+            }
+        }
+        record.taint = Some(change);
+        stop
+    }
+
+    /// What run.json says of the kernel log at the end: gaps, markers not written.
+    pub fn late_notes(&self) -> Vec<Observer> {
+        self.kernel_log
+            .iter()
+            .flat_map(|k| k.notes())
+            .map(|detail| Observer {
+                name: "kernel_log".into(),
+                available: true,
+                detail,
+            })
+            .collect()
     }
 }
