@@ -167,9 +167,6 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
     );
     let (watched, notes) = watch(&options, &opened.backend, &mut plan)?;
     for n in &notes {
-        if !n.available {
-            println!("svmconf: {}: {}", n.name, n.detail);
-        }
         if !info.observers.contains(n) {
             info.observers.push(n.clone());
         }
@@ -217,14 +214,12 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         })
         .collect();
     let _conclusion = libtest_mimic::run(&libtest, trials);
-    if let Some(mut r) = Arc::into_inner(runner) {
-        if let Some(p) = r.progress.take() {
-            p.finish();
-        }
-        for note in r.observers.late_notes() {
-            if !info.observers.contains(&note) {
-                info.observers.push(note);
-            }
+    if let Some(p) = &runner.progress {
+        p.finish();
+    }
+    for note in runner.observers.late_notes() {
+        if !info.observers.contains(&note) {
+            info.observers.push(note);
         }
     }
 
@@ -295,11 +290,15 @@ fn watch(
                 watched.allow = Some(allow.value);
                 watched.kernel_log = Some(log);
             }
-            Err(e) => notes.push(results::Observer {
-                name: "kernel_log".into(),
-                available: false,
-                detail: format!("{e}; no case has kernel log evidence"),
-            }),
+            Err(e) => {
+                let detail = format!("{e}; no case has kernel log evidence");
+                println!("svmconf: kernel log: {detail}");
+                notes.push(results::Observer {
+                    name: "kernel_log".into(),
+                    available: false,
+                    detail,
+                })
+            }
         },
     }
     let tainted = match &options.tainted {
@@ -322,11 +321,15 @@ fn watch(
                 });
                 watched.taint = Some(source);
             }
-            Err(e) => notes.push(results::Observer {
-                name: "taint".into(),
-                available: false,
-                detail: format!("{e}; no case is checked for taint"),
-            }),
+            Err(e) => {
+                let detail = format!("{e}; no case is checked for taint");
+                println!("svmconf: taint: {detail}");
+                notes.push(results::Observer {
+                    name: "taint".into(),
+                    available: false,
+                    detail,
+                })
+            }
         },
     }
     Ok((watched, notes))

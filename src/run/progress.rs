@@ -32,9 +32,8 @@ struct State {
 
 pub struct Progress {
     state: Arc<(Mutex<State>, Condvar)>,
-    started: Instant,
-    ticker: Option<JoinHandle<()>>,
-    relay: Option<Relay>,
+    /// The ticker thread and the relay, until `finish`.
+    running: Mutex<Option<(JoinHandle<()>, Option<Relay>)>>,
 }
 
 struct Relay {
@@ -75,9 +74,7 @@ impl Progress {
         };
         Progress {
             state,
-            started,
-            ticker: Some(ticker),
-            relay,
+            running: Mutex::new(Some((ticker, relay))),
         }
     }
 
@@ -96,12 +93,8 @@ impl Progress {
         }
     }
 
-    /// Stops the ticker, gives standard output back, and clears the live line.
-    pub fn finish(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
+    /// Stops the ticker, gives standard output back, and clears the live line; once.
+    pub fn finish(&self) {
         {
             let (lock, wake) = &*self.state;
             if let Ok(mut s) = lock.lock() {
@@ -109,19 +102,19 @@ impl Progress {
             }
             wake.notify_all();
         }
-        if let Some(t) = self.ticker.take() {
-            let _ = t.join();
+        let running = self.running.lock().ok().and_then(|mut r| r.take());
+        if let Some((ticker, relay)) = running {
+            let _ = ticker.join();
+            if let Some(relay) = relay {
+                relay.stop();
+            }
         }
-        if let Some(relay) = self.relay.take() {
-            relay.stop();
-        }
-        let _ = self.started;
     }
 }
 
 impl Drop for Progress {
     fn drop(&mut self) {
-        self.stop();
+        self.finish();
     }
 }
 
