@@ -123,6 +123,38 @@ fn a_whole_run_leaves_a_complete_results_folder_and_junit_that_agrees_with_the_j
         .all(|d| d["sha256"].as_str().is_some_and(|h| h.len() == 64)));
 }
 
+/// What nextest asks of a test binary: a terse list (and the ignored ones, none here), then
+/// one case by name, in a process of its own, with its verdict in the exit status.
+#[test]
+fn nextest_can_list_and_run_one_case() {
+    let out = svmconf(&["--list", "--format", "terse"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(listed.lines().all(|l| l.ends_with(": test")), "{listed}");
+    let out = svmconf(&["--list", "--format", "terse", "--ignored"]);
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{}",
+        text(&out)
+    );
+
+    let results = tempfile::tempdir().expect("a temporary folder");
+    let one = listed
+        .lines()
+        .next()
+        .and_then(|l| l.strip_suffix(": test"))
+        .unwrap_or_default();
+    let out = svmconf(&[
+        "--results",
+        results.path().to_str().unwrap_or_default(),
+        one,
+        "--exact",
+        "--nocapture",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(journal(&run_dir(results.path())).len(), 1);
+}
+
 #[test]
 fn list_names_at_least_sixty_cases_covering_every_path() {
     let out = svmconf(&["--list"]);
