@@ -10,6 +10,7 @@ pub mod expectations;
 pub mod fixtures;
 pub mod kernels;
 pub mod kmsg;
+pub mod lab;
 pub mod pattern;
 pub mod preflight;
 pub mod profile;
