@@ -14,6 +14,7 @@ pub mod lab;
 pub mod pattern;
 pub mod preflight;
 pub mod profile;
+pub mod regress;
 pub mod results;
 pub mod run;
 pub mod shard;
