@@ -297,6 +297,35 @@ fn check_profile(p: &Profile, src: &Source, file: &Path) -> Result<(), YamlError
                 ));
             }
         }
+        let n = &sim.noise;
+        let noise = [
+            (
+                "cv",
+                n.cv,
+                (0.0..=1.0).contains(&n.cv),
+                "a coefficient of variation in [0, 1]",
+            ),
+            (
+                "outlier_rate",
+                n.outlier_rate,
+                (0.0..=1.0).contains(&n.outlier_rate),
+                "a probability in [0, 1]",
+            ),
+            (
+                "outlier_factor",
+                n.outlier_factor,
+                n.outlier_factor.is_finite() && n.outlier_factor >= 1.0,
+                "a factor of at least 1",
+            ),
+        ];
+        for (field, value, ok, want) in noise {
+            if !ok {
+                return Err(at(
+                    root().key("sim").key("noise").key(field),
+                    format!("expected {want}, got {value}"),
+                ));
+            }
+        }
         // The sim's figures are checked against these limits like real ones: a cost model
         // faster than its own link would fail every timed case as a measurement error.
         let within = [

@@ -237,4 +237,44 @@ pub struct SimCost {
     pub cpu_gbps: f64,
     /// How long a process aborted by a GPU reset takes to exit, ms.
     pub reset_exit_ms: f64,
+    /// Timing noise, so that the statistics that judge timings meet noise like a real GPU's;
+    /// none unless the profile asks.
+    #[serde(default)]
+    pub noise: Noise,
+}
+
+/// Multiplicative noise on each timed operation: a log-normal factor with mean 1 and the given
+/// coefficient of variation, and now and then an outlier that takes `outlier_factor` times as
+/// long (a clock ramp, a page-table walk, another process).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Noise {
+    /// Coefficient of variation: 0.05 is 5%.
+    #[serde(default)]
+    pub cv: f64,
+    /// Probability that an operation is an outlier, 0..1.
+    #[serde(default)]
+    pub outlier_rate: f64,
+    #[serde(default = "one")]
+    pub outlier_factor: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for Noise {
+    fn default() -> Self {
+        Noise {
+            cv: 0.0,
+            outlier_rate: 0.0,
+            outlier_factor: 1.0,
+        }
+    }
+}
+
+impl Noise {
+    pub fn is_none(&self) -> bool {
+        self.cv == 0.0 && (self.outlier_rate == 0.0 || self.outlier_factor == 1.0)
+    }
 }

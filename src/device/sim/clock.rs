@@ -3,15 +3,27 @@
 
 use std::time::Duration;
 
-use crate::profile::SimCost;
+use super::rng::Rng;
+use crate::profile::{Noise, SimCost};
 
 /// How much faster than the cost model the `fast-clock` break counts migrations.
 const FAST_CLOCK_SPEEDUP: f64 = 100.0;
 
-/// What one operation (a prefetch, a kernel, a CPU access) has cost so far, in ns.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// What one operation (a prefetch, a kernel, a CPU access) has cost so far, in ns, and the noise
+/// factor drawn for it when it began (1 without noise).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct Meter {
     ns: f64,
+    factor: f64,
+}
+
+impl Default for Meter {
+    fn default() -> Self {
+        Meter {
+            ns: 0.0,
+            factor: 1.0,
+        }
+    }
 }
 
 impl Meter {
@@ -27,14 +39,25 @@ pub(super) struct Clock {
     now_ns: f64,
     cost: SimCost,
     migration_speedup: f64,
+    /// Draws the noise factors; its own stream, so noise never changes what else the sim does.
+    rng: Rng,
 }
 
 impl Clock {
-    pub fn new(cost: SimCost, fast: bool) -> Clock {
+    pub fn new(cost: SimCost, fast: bool, seed: u64) -> Clock {
         Clock {
             now_ns: 0.0,
             cost,
             migration_speedup: if fast { FAST_CLOCK_SPEEDUP } else { 1.0 },
+            rng: Rng::new(seed ^ 0x6e6f_6973_6521),
+        }
+    }
+
+    /// Starts metering one operation, with its noise factor.
+    pub fn meter(&mut self) -> Meter {
+        Meter {
+            ns: 0.0,
+            factor: noise_factor(&self.cost.noise, &mut self.rng),
         }
     }
 
@@ -44,6 +67,7 @@ impl Clock {
 
     /// Advances the clock by `ns` on behalf of the operation measured by `meter`.
     pub fn charge(&mut self, meter: &mut Meter, ns: f64) {
+        let ns = ns * meter.factor;
         self.now_ns += ns;
         meter.ns += ns;
     }
@@ -88,6 +112,32 @@ impl Clock {
     }
 }
 
+/// A log-normal factor with mean 1 and coefficient of variation `noise.cv`, times the outlier
+/// factor with probability `noise.outlier_rate`.
+fn noise_factor(noise: &Noise, rng: &mut Rng) -> f64 {
+    if noise.is_none() {
+        return 1.0;
+    }
+    let sigma2 = (1.0 + noise.cv * noise.cv).ln();
+    let z = standard_normal(rng);
+    let mut f = (z * sigma2.sqrt() - sigma2 / 2.0).exp();
+    if unit(rng) < noise.outlier_rate {
+        f *= noise.outlier_factor;
+    }
+    f
+}
+
+/// Uniform in (0, 1).
+fn unit(rng: &mut Rng) -> f64 {
+    ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+}
+
+/// Box–Muller.
+fn standard_normal(rng: &mut Rng) -> f64 {
+    let (u1, u2) = (unit(rng), unit(rng));
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,8 +146,8 @@ mod tests {
     #[test]
     fn charges_follow_the_cost_model() {
         let cost = testutil::cost();
-        let mut clock = Clock::new(cost.clone(), false);
-        let mut meter = Meter::default();
+        let mut clock = Clock::new(cost.clone(), false, 1);
+        let mut meter = clock.meter();
         let two_mib = 2 << 20;
         let want = cost.migration_fixed_us * 1e3 + two_mib as f64 / cost.migrate_gbps;
         assert_eq!(clock.migration_ns(two_mib), want);
@@ -111,8 +161,43 @@ mod tests {
     #[test]
     fn fast_clock_counts_migrations_a_hundred_times_faster() {
         let cost = testutil::cost();
-        let slow = Clock::new(cost.clone(), false).migration_ns(1 << 20);
-        let fast = Clock::new(cost, true).migration_ns(1 << 20);
+        let slow = Clock::new(cost.clone(), false, 1).migration_ns(1 << 20);
+        let fast = Clock::new(cost, true, 1).migration_ns(1 << 20);
         assert!((slow / fast - FAST_CLOCK_SPEEDUP).abs() < 1e-9);
+    }
+
+    #[test]
+    fn noise_has_the_asked_spread_and_mean_one() {
+        let mut cost = testutil::cost();
+        cost.noise = Noise {
+            cv: 0.05,
+            outlier_rate: 0.0,
+            outlier_factor: 1.0,
+        };
+        let mut clock = Clock::new(cost, false, 7);
+        let xs: Vec<f64> = (0..20_000).map(|_| clock.meter().factor).collect();
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64).sqrt();
+        assert!((mean - 1.0).abs() < 0.002, "{mean}");
+        assert!((sd / mean - 0.05).abs() < 0.002, "{}", sd / mean);
+    }
+
+    #[test]
+    fn outliers_come_at_their_rate() {
+        let mut cost = testutil::cost();
+        cost.noise = Noise {
+            cv: 0.0,
+            outlier_rate: 0.1,
+            outlier_factor: 3.0,
+        };
+        let mut clock = Clock::new(cost, false, 7);
+        let n = (0..10_000).filter(|_| clock.meter().factor > 2.0).count();
+        assert!((900..1100).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn without_noise_every_factor_is_one() {
+        let mut clock = Clock::new(testutil::cost(), false, 7);
+        assert!((0..100).all(|_| clock.meter().factor == 1.0));
     }
 }

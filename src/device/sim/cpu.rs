@@ -21,7 +21,7 @@ impl Gpu {
         out: &mut [u32],
     ) -> Result<Duration> {
         self.check_cpu_span(pid, buf, span, out.len(), false)?;
-        let mut meter = Meter::default();
+        let mut meter = self.clock.meter();
         self.cpu_pages(pid, buf.id, span, &mut meter, |words, at| {
             let n = words.len();
             out[at..at + n].copy_from_slice(words);
@@ -39,7 +39,7 @@ impl Gpu {
         words: &[u32],
     ) -> Result<Duration> {
         self.check_cpu_span(pid, buf, span, words.len(), true)?;
-        let mut meter = Meter::default();
+        let mut meter = self.clock.meter();
         self.cpu_pages(pid, buf.id, span, &mut meter, |page, at| {
             let n = page.len();
             page.copy_from_slice(&words[at..at + n]);
@@ -118,7 +118,7 @@ impl Gpu {
             }
             alloc.check_cpu(page, write, page * PAGE_SIZE)?;
         }
-        let mut meter = Meter::default();
+        let mut meter = self.clock.meter();
         let mut touches = vec![0u64; work.pages.len()];
         for (thread, page) in order {
             let object = self.cpu_reach(pid, work.buf.id, page, &mut meter)?;

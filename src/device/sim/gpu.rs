@@ -72,7 +72,7 @@ impl Gpu {
             xnack: profile.xnack,
             breaks,
             seed,
-            clock: Clock::new(cost, breaks.fast_clock),
+            clock: Clock::new(cost, breaks.fast_clock, seed),
             vram: Vram::new(profile.vram_bytes),
             objects: Slab::default(),
             processes: Vec::new(),

@@ -265,7 +265,10 @@ impl Gpu {
             launch: launch.clone(),
             steps: steps(launch),
             done: 0,
-            progress: Progress::default(),
+            progress: Progress {
+                meter: self.clock.meter(),
+                faults: 0,
+            },
             gathered: Gathered {
                 bad: 0,
                 min_bad: u64::MAX,

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 
-use super::clock::Meter;
 use super::gpu::{Gpu, Pid};
 use super::migrate::WHOLE_ALLOCATION;
 use super::object::{Mapper, Object, NO_DEVMEM};
@@ -51,7 +50,7 @@ impl Gpu {
     /// out of memory when even evicting all of them is not enough.
     fn device_buffer_frames(&mut self, len: u64) -> Result<Vec<u32>> {
         let pages = len.div_ceil(PAGE_SIZE);
-        let mut meter = Meter::default();
+        let mut meter = self.clock.meter();
         let room = self.make_room(pages, &mut meter);
         let frames = if room {
             self.vram.take_frames(pages)
@@ -133,7 +132,7 @@ impl Gpu {
             self.drop_pages(object, pages);
         }
         let who = Mapper { pid, buf: buf.id };
-        let mut meter = Meter::default();
+        let mut meter = self.clock.meter();
         for devmem in affected {
             if self.vram.devmem.get(devmem).is_none() {
                 continue;

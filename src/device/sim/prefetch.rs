@@ -34,7 +34,7 @@ impl Gpu {
         if !self.migratable(kind) {
             return Ok(Duration::ZERO);
         }
-        let mut meter = Meter::default();
+        let mut meter = self.clock.meter();
         if self.breaks.ignore_prefetch {
             let obj = &self.objects[object];
             let stray = pages.filter(|&p| obj.location(p) != to).count() as u64;

@@ -20,6 +20,7 @@ pub fn cost() -> SimCost {
         remote_gbps: 25.0,
         cpu_gbps: 20.0,
         reset_exit_ms: 50.0,
+        noise: crate::profile::Noise::default(),
     }
 }
 
