@@ -218,7 +218,7 @@ fn exact_repeats_a_case_with_the_same_verdict(#[case] name: &str, #[case] extra:
 
 /// Each bad input: exit status 2, a message naming what and where, no results folder left.
 #[rstest]
-#[case::unknown_backend(&["--backend", "cuda"], "--backend: unknown backend `cuda` (known: auto, sim)")]
+#[case::unknown_backend(&["--backend", "cuda"], "--backend: unknown backend `cuda` (known: auto, sim, hip)")]
 #[case::unknown_profile(&["--profile", "mi250"], "--profile mi250: no profile named `mi250` in `fixtures/profiles` (available: mi300x, mi60, sim)")]
 #[case::profile_without_sim_model(&["--profile", "mi300x"], "profile `mi300x` has no `sim:` cost model")]
 #[case::bad_seed(&["--seed", "many"], "--seed: expected a non-negative integer, got `many`")]
@@ -465,5 +465,82 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         } else {
             std::fs::copy(entry.path(), target).expect("copy a file");
         }
+    }
+}
+
+/// Without `--features hip`, asking for the HIP backend is bad input that says how to get it.
+#[cfg(not(feature = "hip"))]
+#[test]
+fn hip_needs_a_binary_built_with_the_feature() {
+    let results = tempfile::tempdir().expect("a temporary folder");
+    let folder = results.path().join("results");
+    let out = svmconf(&[
+        "--backend",
+        "hip",
+        "--results",
+        folder.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("built without `--features hip`")
+            && text(&out).contains("cargo build --release --features hip"),
+        "{}",
+        text(&out)
+    );
+    assert!(!folder.exists(), "nothing is created on bad input");
+}
+
+/// `--device` says what it expects, and the reference device has none to choose.
+#[test]
+fn hip_device_selection_is_checked_before_anything_runs() {
+    let results = tempfile::tempdir().expect("a temporary folder");
+    let folder = results.path().join("results");
+    let dir = folder.to_str().unwrap_or_default();
+    let out = svmconf(&["--device", "gpu0", "--results", dir]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("--device: expected a HIP device index"),
+        "{}",
+        text(&out)
+    );
+    let out = svmconf(&["--backend", "sim", "--device", "1", "--results", dir]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("--device 1: only --backend hip"),
+        "{}",
+        text(&out)
+    );
+    assert!(!folder.exists());
+}
+
+/// With the feature and no GPU (this machine, CI): the run does not fail at setup; every
+/// selected case skips with what hipInit and hipGetDeviceCount said, and the run exits 0.
+#[cfg(feature = "hip")]
+#[test]
+fn hip_without_a_gpu_skips_every_case_with_what_hip_said() {
+    let results = tempfile::tempdir().expect("a temporary folder");
+    let out = svmconf(&[
+        "--backend",
+        "hip",
+        "--results",
+        results.path().to_str().unwrap_or_default(),
+        "fault_storm::",
+    ]);
+    let said = text(&out);
+    if said.contains("svmconf: --backend hip") && !said.contains("no AMD GPU found") {
+        eprintln!("a GPU is present: the no-GPU path is not tested here");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("every case is skipped"), "{said}");
+    let records = journal(&run_dir(results.path()));
+    assert!(!records.is_empty());
+    for r in &records {
+        assert_eq!(r["status"], "skip", "{r}");
+        let reason = r["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with("no AMD GPU found: hipInit") && reason.contains("hipGetDeviceCount"),
+            "{reason}"
+        );
     }
 }

@@ -10,15 +10,19 @@ pub enum Backend {
     /// The best device available: a GPU backend when one is built in and finds a GPU, else sim.
     Auto,
     Sim,
+    /// An AMD GPU through HIP; needs a binary built with `--features hip`.
+    Hip,
 }
 
 impl Backend {
-    pub const NAMES: &'static str = "auto, sim";
+    pub const NAMES: &'static str = "auto, sim, hip";
 
     fn parse(s: &str) -> Option<Backend> {
         match s {
             "auto" => Some(Backend::Auto),
             "sim" => Some(Backend::Sim),
+            // Known even without the feature, so that the error says how to get it.
+            "hip" => Some(Backend::Hip),
             _ => None,
         }
     }
@@ -57,6 +61,9 @@ impl Isolation {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub backend: Backend,
+    /// `--device`: a HIP device index or PCI bus id, as written; checked where the backend
+    /// opens. `None`: the first device.
+    pub device: Option<String>,
     /// Profile name (fixtures/profiles/NAME.yaml) or file; `None`: the backend's default.
     pub profile: Option<String>,
     pub seed: u64,
@@ -112,7 +119,10 @@ svmconf: conformance suite for GPU shared virtual memory migration
 USAGE: svmconf [SVMCONF OPTIONS] [LIBTEST OPTIONS] [FILTER]
 
 SVMCONF OPTIONS:
-  --backend auto|sim    device to run on (default auto: a GPU when one is found, else sim)
+  --backend auto|sim|hip  device to run on (default auto: a GPU when one is found, else
+                        sim; hip needs a binary built with --features hip)
+  --device N|PCI        which GPU: a HIP device index or a PCI bus id (0000:c1:00.0);
+                        default the first
   --profile NAME|FILE   device profile (fixtures/profiles/NAME.yaml; default: sim on sim)
   --seed N              seed of every data pattern and of the sim (default 1)
   --results DIR         where the run folder is written (default results)
@@ -152,6 +162,19 @@ pub enum UsageError {
     Missing { flag: &'static str },
     #[error("--backend: unknown backend `{0}` (known: {names})", names = Backend::NAMES)]
     Backend(String),
+    #[error(
+        "--backend hip: this svmconf was built without `--features hip`; rebuild it with \
+         `cargo build --release --features hip` on a machine with ROCm (libamdhip64) and \
+         clang-19 or hipcc, or run on the reference device with --backend sim"
+    )]
+    HipNotBuilt,
+    #[error(
+        "--device: expected a HIP device index (0, 1, ...) or a PCI bus id (0000:c1:00.0), got \
+         `{0}`"
+    )]
+    Device(String),
+    #[error("--device {0}: only --backend hip (or auto finding a GPU) has devices to choose")]
+    DeviceOnSim(String),
     #[error("--seed: expected a non-negative integer, got `{0}`")]
     Seed(String),
     #[error("--isolate: unknown isolation `{0}` (known: {names})", names = Isolation::NAMES)]
@@ -169,6 +192,7 @@ impl Options {
         let program = args.next().unwrap_or_else(|| "svmconf".into());
         let mut o = Options {
             backend: Backend::Auto,
+            device: None,
             profile: None,
             seed: DEFAULT_SEED,
             results: PathBuf::from("results"),
@@ -208,6 +232,7 @@ impl Options {
                     let v = value("--backend")?;
                     o.backend = Backend::parse(&v).ok_or(UsageError::Backend(v))?;
                 }
+                "--device" => o.device = Some(value("--device")?),
                 "--profile" => o.profile = Some(value("--profile")?),
                 "--seed" => {
                     let v = value("--seed")?;
@@ -247,6 +272,9 @@ impl Options {
             "--backend {backend} --profile {profile} --seed {}",
             self.seed
         );
+        if let Some(d) = &self.device {
+            s += &format!(" --device {}", shell_word(d));
+        }
         if let Some(b) = &self.sim_break {
             s += &format!(" --sim-break {b}");
         }
@@ -287,6 +315,9 @@ impl Options {
             "--child-verdict".into(),
             verdict.to_string_lossy().into_owned(),
         ];
+        if let Some(d) = &self.device {
+            a.extend(["--device".into(), d.clone()]);
+        }
         if let Some(b) = &self.sim_break {
             a.extend(["--sim-break".into(), b.clone()]);
         }
@@ -355,6 +386,7 @@ mod tests {
     #[rstest]
     #[case(&["--backend", "sim"], Backend::Sim)]
     #[case(&["--backend=auto"], Backend::Auto)]
+    #[case(&["--backend", "hip"], Backend::Hip)]
     #[case(&[], Backend::Auto)]
     fn backends(#[case] args: &[&str], #[case] want: Backend) {
         assert_eq!(parse(args).unwrap().backend, want);
@@ -373,6 +405,7 @@ mod tests {
     #[case(&["--retries", "two"], UsageError::Count { flag: "--retries", value: "two".into() })]
     #[case(&["--repeat", "0"], UsageError::Count { flag: "--repeat", value: "0".into() })]
     #[case(&["--resume"], UsageError::Missing { flag: "--resume" })]
+    #[case(&["--device"], UsageError::Missing { flag: "--device" })]
     fn usage_errors(#[case] args: &[&str], #[case] want: UsageError) {
         assert_eq!(parse(args).unwrap_err(), want);
     }
@@ -460,7 +493,26 @@ mod tests {
 
     #[test]
     fn the_unknown_backend_message_lists_the_known_ones() {
-        let e = parse(&["--backend", "hip"]).unwrap_err().to_string();
-        assert!(e.contains("`hip`") && e.contains("auto, sim"), "{e}");
+        let e = parse(&["--backend", "cuda"]).unwrap_err().to_string();
+        assert!(e.contains("`cuda`") && e.contains("auto, sim, hip"), "{e}");
+    }
+
+    #[test]
+    fn the_device_goes_to_children_and_repro_lines() {
+        let o = parse(&["--backend", "hip", "--device", "0000:c1:00.0"]).unwrap();
+        assert_eq!(o.device.as_deref(), Some("0000:c1:00.0"));
+        let line = o
+            .child_args(
+                "hip",
+                "mi300x",
+                std::path::Path::new("fx"),
+                "c",
+                std::path::Path::new("v"),
+            )
+            .join(" ");
+        assert!(line.contains("--device 0000:c1:00.0"), "{line}");
+        assert!(o
+            .repro_flags("hip", "mi300x")
+            .contains("--device 0000:c1:00.0"));
     }
 }

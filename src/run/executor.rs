@@ -17,6 +17,7 @@ use super::observe::Observers;
 use super::plan;
 use super::progress::Progress;
 use crate::case::{Ctx, Stop};
+use crate::device::hip::Gpu;
 use crate::device::sim::{Breaks, SimDevice};
 use crate::device::{Destructive, Device, DeviceInfo};
 use crate::fixtures::CaseInstance;
@@ -34,6 +35,10 @@ pub struct Runner {
     pub info: DeviceInfo,
     pub backend: String,
     pub breaks: Breaks,
+    /// The GPU each case opens a device on (hip).
+    pub gpu: Option<Gpu>,
+    /// Why no case can run on this backend here (no GPU found): each skips with it.
+    pub unavailable: Option<String>,
     pub fixtures: PathBuf,
     pub isolation: Isolation,
     /// The run folder; `None` in a case's child process, which records nothing itself.
@@ -120,6 +125,14 @@ impl Runner {
                 self.observers.apply_expectation(&mut record);
                 return record;
             }
+        }
+        if let Some(why) = &self.unavailable {
+            return CaseRecord {
+                status: Status::Skip,
+                reason: Some(why.clone()),
+                started: results::now_rfc3339(),
+                ..base
+            };
         }
         let unmet = plan::needs(body, instance)
             .find_map(|need| need.unmet(&self.info, &self.profile, self.destructive.is_some()));
@@ -340,6 +353,13 @@ impl Runner {
             "sim" => SimDevice::new(&self.profile, seed, self.breaks)
                 .map(|d| Box::new(d) as Box<dyn Device>)
                 .map_err(|e| Stop::Fail(format!("cannot open the reference device: {e}"))),
+            "hip" => match (&self.gpu, &self.unavailable) {
+                (Some(gpu), _) => gpu
+                    .open()
+                    .map_err(|e| Stop::Fail(format!("cannot open {}: {e}", self.info.name))),
+                (None, Some(why)) => Err(Stop::Skip(why.clone())),
+                (None, None) => Err(Stop::Fail("backend hip has no GPU to open".into())),
+            },
             other => Err(Stop::Fail(format!("backend {other} cannot open a device"))),
         }
     }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use libtest_mimic::{Arguments, Trial};
 
+use crate::device::hip::{self, pci::DeviceSelector, Probe, ProbeError};
 use crate::device::sim::{Breaks, SimDevice};
 use crate::device::{Destructive, Device, DeviceInfo};
 use crate::expectations::Expectations;
@@ -84,7 +85,8 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
     if let Some(shard) = shard {
         plan.keep(|i| shard.holds(&i.name));
     }
-    if options.preflight && !libtest.list {
+    // Without a GPU there is nothing to compare with the profile; every case skips.
+    if options.preflight && !libtest.list && opened.unavailable.is_none() {
         preflight(&opened)?;
     }
     let expectations = if options.runner_selftest {
@@ -165,7 +167,14 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         isolation.name(),
         dir.display()
     );
-    let (watched, notes) = watch(&options, &opened.backend, &mut plan)?;
+    if let Some(why) = &opened.unavailable {
+        println!(
+            "svmconf: --backend {}: {why}; every case is skipped",
+            opened.backend
+        );
+    }
+    let hardware = opened.backend != "sim" && opened.unavailable.is_none();
+    let (watched, notes) = watch(&options, hardware, &mut plan)?;
     for n in &notes {
         if !info.observers.contains(n) {
             info.observers.push(n.clone());
@@ -182,6 +191,8 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         info: opened.info.clone(),
         backend: opened.backend.clone(),
         breaks: opened.breaks,
+        gpu: opened.gpu.clone(),
+        unavailable: opened.unavailable.clone(),
         fixtures: fixtures_root(&options),
         isolation,
         dir: Some(dir.clone()),
@@ -259,10 +270,9 @@ fn preflight(opened: &Opened) -> Result<(), SetupError> {
 /// the taint, by default on GPUs only. Says what it could not open, and why, once.
 fn watch(
     options: &Options,
-    backend: &str,
+    hardware: bool,
     plan: &mut Plan,
 ) -> Result<(observe::Observers, Vec<results::Observer>), SetupError> {
-    let hardware = backend != "sim";
     let mut notes = Vec::new();
     let mut watched = observe::Observers::default();
     let kmsg = match &options.kmsg {
@@ -413,6 +423,8 @@ fn child_case(
         info: opened.info.clone(),
         backend: opened.backend.clone(),
         breaks: opened.breaks,
+        gpu: opened.gpu.clone(),
+        unavailable: opened.unavailable.clone(),
         fixtures: fixtures_root(options),
         isolation: cli::Isolation::None,
         dir: None,
@@ -510,6 +522,10 @@ struct Opened {
     profile: crate::fixtures::Loaded<Profile>,
     info: DeviceInfo,
     breaks: Breaks,
+    /// The GPU each case opens a device on (hip).
+    gpu: Option<hip::Gpu>,
+    /// Why no case can run on this backend here: each skips with it.
+    unavailable: Option<String>,
 }
 
 /// The fixtures folder: `--fixtures`, else `./fixtures`, else the one the binary was built from.
@@ -526,25 +542,119 @@ pub fn fixtures_root(options: &Options) -> PathBuf {
 
 fn open_backend(options: &Options) -> Result<Opened, SetupError> {
     let root = fixtures_root(options);
-    match options.backend {
-        // No GPU backend is built into this binary yet: auto means the reference device.
-        Backend::Auto | Backend::Sim => {
-            let name = options.profile.as_deref().unwrap_or("sim");
-            let profile = crate::fixtures::load_profile(&root, name)
-                .map_err(|e| SetupError::Plan(format!("--profile {name}: {e}")))?;
-            let breaks = Breaks::parse(options.sim_break.as_deref().unwrap_or(""))
-                .map_err(|e| SetupError::Plan(format!("--sim-break: {e}")))?;
-            let dev = SimDevice::new(&profile.value, options.seed, breaks)
-                .map_err(|e| SetupError::Plan(format!("--profile {}: {e}", profile.value.name)))?;
-            let info = dev.info().clone();
-            Ok(Opened {
-                backend: "sim".into(),
-                profile,
-                info,
-                breaks,
-            })
+    let selector = match &options.device {
+        None => DeviceSelector::First,
+        Some(d) => DeviceSelector::parse(d).ok_or_else(|| cli::UsageError::Device(d.clone()))?,
+    };
+    let probe = match options.backend {
+        Backend::Sim => None,
+        Backend::Hip => match hip::probe(&selector) {
+            Ok(p) => Some(p),
+            Err(ProbeError::NotBuilt) => return Err(cli::UsageError::HipNotBuilt.into()),
+            Err(ProbeError::Unusable(why)) => {
+                return Err(SetupError::Plan(format!("--backend hip: {why}")))
+            }
+        },
+        Backend::Auto => match hip::probe(&selector) {
+            Ok(Probe::Gpu(gpu)) => Some(Probe::Gpu(gpu)),
+            Ok(Probe::NoGpu(_)) | Err(ProbeError::NotBuilt) => None,
+            // A GPU is there: running the reference device instead would hide that.
+            Err(ProbeError::Unusable(why)) => {
+                return Err(SetupError::Plan(format!(
+                    "--backend auto found an AMD GPU it cannot use: {why}; run with --backend \
+                     sim for the reference device"
+                )))
+            }
+        },
+    };
+    match probe {
+        None => {
+            if let Some(d) = &options.device {
+                return Err(cli::UsageError::DeviceOnSim(d.clone()).into());
+            }
+            open_sim(options, &root)
+        }
+        Some(probe) => open_hip(options, &root, probe),
+    }
+}
+
+fn open_sim(options: &Options, root: &Path) -> Result<Opened, SetupError> {
+    let name = options.profile.as_deref().unwrap_or("sim");
+    let profile = crate::fixtures::load_profile(root, name)
+        .map_err(|e| SetupError::Plan(format!("--profile {name}: {e}")))?;
+    let breaks = Breaks::parse(options.sim_break.as_deref().unwrap_or(""))
+        .map_err(|e| SetupError::Plan(format!("--sim-break: {e}")))?;
+    let dev = SimDevice::new(&profile.value, options.seed, breaks)
+        .map_err(|e| SetupError::Plan(format!("--profile {}: {e}", profile.value.name)))?;
+    let info = dev.info().clone();
+    Ok(Opened {
+        backend: "sim".into(),
+        profile,
+        info,
+        breaks,
+        gpu: None,
+        unavailable: None,
+    })
+}
+
+/// The hip backend: the GPU found and the profile whose `arch` is its processor, or, without
+/// a GPU, a run in which every case skips with what HIP said (planned with `--profile`, else
+/// the reference profile, since no device says which).
+fn open_hip(options: &Options, root: &Path, probe: Probe) -> Result<Opened, SetupError> {
+    if options.sim_break.is_some() {
+        return Err(SetupError::Plan(
+            "--sim-break: only the reference device (--backend sim) can be broken on purpose"
+                .into(),
+        ));
+    }
+    let load = |name: &str| {
+        crate::fixtures::load_profile(root, name)
+            .map_err(|e| SetupError::Plan(format!("--profile {name}: {e}")))
+    };
+    let (profile, info, gpu, unavailable) = match probe {
+        Probe::Gpu(gpu) => {
+            let profile = match &options.profile {
+                Some(name) => load(name)?,
+                None => profile_for(root, gpu.processor())?,
+            };
+            println!("svmconf: {}", gpu.describe());
+            (profile, gpu.info(), Some(*gpu), None)
+        }
+        Probe::NoGpu(why) => (
+            load(options.profile.as_deref().unwrap_or("sim"))?,
+            hip::no_gpu_info(),
+            None,
+            Some(why),
+        ),
+    };
+    Ok(Opened {
+        backend: "hip".into(),
+        profile,
+        info,
+        breaks: Breaks::default(),
+        gpu,
+        unavailable,
+    })
+}
+
+/// The profile under `root` whose `arch` is `processor` (`gfx942`: mi300x).
+fn profile_for(
+    root: &Path,
+    processor: &str,
+) -> Result<crate::fixtures::Loaded<Profile>, SetupError> {
+    let names = crate::fixtures::profile_names(root)?;
+    for name in &names {
+        let p = crate::fixtures::load_profile(root, name)?;
+        if p.value.arch == processor {
+            return Ok(p);
         }
     }
+    Err(SetupError::Plan(format!(
+        "--backend hip: no profile in {} has `arch: {processor}` (profiles: {}); pass --profile \
+         NAME|FILE",
+        root.join(crate::fixtures::PROFILES_DIR).display(),
+        names.join(", ")
+    )))
 }
 
 /// Each case's own seed: the run's seed mixed with the case name (FNV-1a, then splitmix64), so
