@@ -456,6 +456,59 @@ fn preflight_stops_a_run_on_the_wrong_device() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
+/// A lab host file gives the defaults and is checked: a reset the host forbids is refused, a
+/// boot word it needs and the machine lacks stops the run before any case.
+#[test]
+fn a_host_file_gives_defaults_and_is_checked() {
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let results = tmp.path().join("night");
+    let host = tmp.path().join("lab-sim.yaml");
+    std::fs::write(
+        &host,
+        format!(
+            "name: lab-sim\nbackend: sim\nprofile: sim\nresults: {}\n\
+             kernel:\n  cmdline: [svmconf.no_such_boot_word=1]\n",
+            results.display()
+        ),
+    )
+    .expect("write the host file");
+    let h = host.to_str().unwrap_or_default();
+
+    let out = svmconf(&["--host", h, "--allow-destructive"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("host `lab-sim`") && text(&out).contains("does not allow destructive"),
+        "{}",
+        text(&out)
+    );
+
+    let out = svmconf(&["--host", h, "prefetch::partial::2MiB", "--exact"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("`svmconf.no_such_boot_word=1` is not on the kernel command line"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !results.exists(),
+        "nothing is written when preflight stops the run"
+    );
+
+    let out = svmconf(&[
+        "--host",
+        h,
+        "--no-preflight",
+        "prefetch::partial::2MiB",
+        "--exact",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        journal(&run_dir(&results)).len(),
+        1,
+        "results go where the host says"
+    );
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).expect("create a folder");
     for entry in std::fs::read_dir(from).expect("read a folder").flatten() {

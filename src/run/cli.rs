@@ -17,7 +17,7 @@ pub enum Backend {
 impl Backend {
     pub const NAMES: &'static str = "auto, sim, hip";
 
-    fn parse(s: &str) -> Option<Backend> {
+    pub fn parse(s: &str) -> Option<Backend> {
         match s {
             "auto" => Some(Backend::Auto),
             "sim" => Some(Backend::Sim),
@@ -67,6 +67,12 @@ pub struct Options {
     /// Profile name (fixtures/profiles/NAME.yaml) or file; `None`: the backend's default.
     pub profile: Option<String>,
     pub seed: u64,
+    /// `--host FILE`: a lab machine's description, whose settings are the defaults.
+    pub host: Option<PathBuf>,
+    /// Whether `--results` was given (a host file's `results` is the default otherwise).
+    pub results_given: bool,
+    /// Whether a timed-out case may get a kernel task dump (a host file can forbid it).
+    pub sysrq: bool,
     /// Where run folders are made.
     pub results: PathBuf,
     /// An extra copy of the JUnit report.
@@ -130,6 +136,8 @@ SVMCONF OPTIONS:
   --allow-destructive   allow cases that reset the GPU
   --sim-break A,B       break migration paths of the sim on purpose (see --sim-break help)
   --fixtures DIR        fixtures folder (default ./fixtures, else the one built in)
+  --host FILE           a lab machine (lab/hosts/NAME.yaml): its backend, profile, device,
+                        results folder and permissions are the defaults, its needs checked
 
 RUNNER OPTIONS:
   --isolate process|none  each case in a child process with a timeout (default on GPUs), or
@@ -196,6 +204,9 @@ impl Options {
             profile: None,
             seed: DEFAULT_SEED,
             results: PathBuf::from("results"),
+            host: None,
+            results_given: false,
+            sysrq: true,
             junit: None,
             allow_destructive: false,
             sim_break: None,
@@ -238,7 +249,11 @@ impl Options {
                     let v = value("--seed")?;
                     o.seed = parse_seed(&v).ok_or(UsageError::Seed(v))?;
                 }
-                "--results" => o.results = value("--results")?.into(),
+                "--results" => {
+                    o.results = value("--results")?.into();
+                    o.results_given = true;
+                }
+                "--host" => o.host = Some(value("--host")?.into()),
                 "--junit" => o.junit = Some(value("--junit")?.into()),
                 "--sim-break" => o.sim_break = Some(value("--sim-break")?),
                 "--fixtures" => o.fixtures = Some(value("--fixtures")?.into()),

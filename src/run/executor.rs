@@ -316,7 +316,7 @@ impl Runner {
             stem,
             timeout: Duration::from_secs_f64(timeout),
             grace: Duration::from_secs_f64(self.options.kill_grace_s),
-            sysrq: self.backend != "sim",
+            sysrq: self.backend != "sim" && self.options.sysrq,
         };
         let (end, output) = child::run(&spawn);
         let mut record = match end {

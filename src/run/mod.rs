@@ -66,6 +66,7 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         return merge(&args[2..]);
     }
     let (options, args, resumed) = resume::options(args)?;
+    let (options, host) = with_host(options)?;
     let libtest = Arguments::from_iter(options.libtest.clone());
     let opened = open_backend(&options)?;
     let mut plan = if options.runner_selftest {
@@ -87,7 +88,7 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
     }
     // Without a GPU there is nothing to compare with the profile; every case skips.
     if options.preflight && !libtest.list && opened.unavailable.is_none() {
-        preflight(&opened)?;
+        preflight(&opened, host.as_ref())?;
     }
     let expectations = if options.runner_selftest {
         None
@@ -251,19 +252,70 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
     Ok(exit_code(&records))
 }
 
-/// Stops the run before anything is written where the device is not what the profile says.
-fn preflight(opened: &Opened) -> Result<(), SetupError> {
-    let host = crate::preflight::Host::this_machine();
-    crate::preflight::check(&opened.profile.value, &opened.info, &host).map_err(|differences| {
-        let list: Vec<String> = differences.iter().map(|d| format!("  - {d}")).collect();
-        SetupError::Plan(format!(
-            "preflight: {} is not what profile `{}` expects:\n{}\nfix the machine or the \
-             profile, or rerun with --no-preflight",
-            opened.info.name,
-            opened.profile.value.name,
-            list.join("\n")
-        ))
-    })
+/// Takes the defaults of `--host FILE` where the command line leaves them open, and refuses
+/// what the host does not allow.
+fn with_host(mut options: Options) -> Result<(Options, Option<crate::lab::Host>), SetupError> {
+    let Some(path) = options.host.clone() else {
+        return Ok((options, None));
+    };
+    let host = crate::lab::Host::load(&path)
+        .map_err(|e| SetupError::Plan(format!("--host {}: {e}", path.display())))?;
+    if options.backend == Backend::Auto {
+        if let Some(b) = host.backend.as_deref().and_then(Backend::parse) {
+            options.backend = b;
+        }
+    }
+    if options.profile.is_none() {
+        options.profile = Some(host.profile.clone());
+    }
+    if options.device.is_none() {
+        options.device = host.device.as_ref().and_then(|d| {
+            d.pci_bus_id
+                .clone()
+                .or_else(|| d.index.map(|i| i.to_string()))
+        });
+    }
+    if !options.results_given {
+        if let Some(r) = &host.results {
+            options.results = r.clone();
+        }
+    }
+    if options.allow_destructive && !host.allows.destructive {
+        return Err(SetupError::Plan(format!(
+            "--allow-destructive: host `{}` ({}) does not allow destructive cases \
+             (allows.destructive is false)",
+            host.name,
+            path.display()
+        )));
+    }
+    options.sysrq = host.allows.sysrq;
+    Ok((options, Some(host)))
+}
+
+/// Stops the run before anything is written where the device is not what the profile says,
+/// or the machine not what its host file says.
+fn preflight(opened: &Opened, lab_host: Option<&crate::lab::Host>) -> Result<(), SetupError> {
+    let machine = crate::preflight::Host::this_machine();
+    let mut list: Vec<String> =
+        match crate::preflight::check(&opened.profile.value, &opened.info, &machine) {
+            Ok(()) => Vec::new(),
+            Err(differences) => differences.iter().map(|d| d.to_string()).collect(),
+        };
+    if let Some(h) = lab_host {
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        list.extend(h.differences(&cmdline, &|name| std::env::var(name).ok()));
+    }
+    if list.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = list.iter().map(|d| format!("  - {d}")).collect();
+    Err(SetupError::Plan(format!(
+        "preflight: {} is not what profile `{}` expects:\n{}\nfix the machine, the profile \
+         or the host file, or rerun with --no-preflight",
+        opened.info.name,
+        opened.profile.value.name,
+        list.join("\n")
+    )))
 }
 
 /// Opens what the runner watches beside the cases: the kernel log (with its allow-list) and
