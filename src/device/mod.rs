@@ -6,6 +6,7 @@
 //! backend cannot observe is an `Option` (`None` = not observable here) so the case can skip or
 //! fall back to other evidence, and say which it used.
 
+pub mod amd;
 pub mod hip;
 pub mod observer;
 pub mod sim;
