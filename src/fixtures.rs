@@ -39,6 +39,12 @@
 //! # `fixtures/kernel-log.yaml`
 //! The kernel log lines that never flag a case, each with its reason; the format and the checks
 //! (a pattern that compiles and is not empty, a reason) are in [`crate::kmsg`].
+//!
+//! # `fixtures/amdgpu-trace.yaml`
+//! The amdgpu series' dynamic-debug trace lines that count as migration evidence, and the
+//! control lines that turn them on; the format and its checks (control lines that are dynamic
+//! debug queries, patterns that compile, capture only known groups and say their source) are in
+//! [`crate::device::amd::dyndbg`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -49,6 +55,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::device::amd::dyndbg::TracePatterns;
 use crate::device::{AllocKind, PAGE_SIZE};
 use crate::kmsg::AllowList;
 use crate::profile::{Expect, Profile, VRAM_TOLERANCE_PCT};
@@ -62,6 +69,8 @@ pub const PROFILES_DIR: &str = "profiles";
 pub const CASES_FILE: &str = "cases.yaml";
 /// The kernel log allow-list, inside the fixtures root.
 pub const KERNEL_LOG_FILE: &str = "kernel-log.yaml";
+/// The amdgpu series' trace patterns, inside the fixtures root.
+pub const AMDGPU_TRACE_FILE: &str = "amdgpu-trace.yaml";
 
 /// A fixture file as loaded: its value, where it came from and its digest.
 #[derive(Clone, Debug, PartialEq)]
@@ -645,6 +654,19 @@ pub fn load_kernel_log_allow_list(root: &Path) -> Result<Loaded<AllowList>, Fixt
     let allow = AllowList::parse(&src.text, &src.shown)?;
     Ok(Loaded {
         value: allow,
+        path: src.shown,
+        sha256: src.sha256,
+    })
+}
+
+// --- the amdgpu trace patterns ----------------------------------------------------------------
+
+/// Loads `ROOT/amdgpu-trace.yaml`, the series' trace lines read as migration evidence.
+pub fn load_amdgpu_trace(root: &Path) -> Result<Loaded<TracePatterns>, FixtureError> {
+    let src = read_source(root, &root.join(AMDGPU_TRACE_FILE))?;
+    let patterns = TracePatterns::parse(&src.text, &src.shown)?;
+    Ok(Loaded {
+        value: patterns,
         path: src.shown,
         sha256: src.sha256,
     })

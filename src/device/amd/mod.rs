@@ -1,11 +1,12 @@
 //! What the host can observe of an AMD GPU without touching it through HIP: KFD SMI events,
-//! amdgpu's sysfs and module parameters, and the debugfs reset.
+//! amdgpu's sysfs and module parameters, the series' dynamic-debug trace, and the debugfs reset.
 //!
 //! Plain Rust with no `unsafe` and no ROCm, built on every machine, so that each parser is
 //! tested here against the exact text the kernel writes. The hip backend (src/device/hip/) owns
 //! the one ioctl and the file descriptors; it hands the bytes and paths to these modules. Every
 //! root (`/sys`, `/sys/kernel/debug`) is a parameter, so tests build fake trees in a tempdir.
 
+pub mod dyndbg;
 pub mod modparams;
 pub mod reset;
 pub mod smi;
