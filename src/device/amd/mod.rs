@@ -8,6 +8,7 @@
 
 pub mod dyndbg;
 pub mod modparams;
+pub mod observers;
 pub mod reset;
 pub mod smi;
 pub mod sysfs;

@@ -130,8 +130,9 @@ pub fn no_gpu_info() -> DeviceInfo {
 }
 
 /// The observers every HIP device opens, in order; the first that answers an observation
-/// wins. Empty here: `src/device/amd/` adds its factories to this list.
-pub const OBSERVERS: &[ObserverFactory] = &[];
+/// wins: VRAM in use from sysfs. KFD SMI events need the ioctl in `ffi` and a reader thread
+/// (the parsers are in `device::amd::smi`); not opened yet.
+pub const OBSERVERS: &[ObserverFactory] = &[crate::device::amd::observers::sysfs_vram];
 
 /// One compiled code object: every kernel of `kernels/`, for one target id.
 #[derive(Clone, Copy, Debug)]
