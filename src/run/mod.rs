@@ -363,6 +363,11 @@ fn watch(
             }
         },
     }
+    if hardware {
+        notes.push(amdgpu_module_params(Path::new(
+            crate::device::amd::SYSFS_ROOT,
+        )));
+    }
     let tainted = match &options.tainted {
         Some(p) => Some(p.clone()),
         None if hardware => Some(PathBuf::from(cli::PROC_TAINTED)),
@@ -395,6 +400,40 @@ fn watch(
         },
     }
     Ok((watched, notes))
+}
+
+/// The amdgpu module parameters, for run.json: the ones results depend on first, then the rest.
+fn amdgpu_module_params(sys_root: &Path) -> results::Observer {
+    use crate::device::amd::modparams::{read_module_params, ParamValue};
+    match read_module_params(sys_root) {
+        Ok(p) => {
+            let shown = |v: &ParamValue| match v {
+                ParamValue::Value(v) => v.clone(),
+                ParamValue::Unreadable(why) => format!("({why})"),
+            };
+            let notable: Vec<String> = p
+                .notable()
+                .into_iter()
+                .map(|(n, v)| format!("{}={}", n.name, v.map_or("(absent)".into(), shown)))
+                .collect();
+            let rest: Vec<String> = p
+                .params
+                .iter()
+                .filter(|(k, _)| !notable.iter().any(|n| n.starts_with(&format!("{k}="))))
+                .map(|(k, v)| format!("{k}={}", shown(v)))
+                .collect();
+            results::Observer {
+                name: "amdgpu_module_params".into(),
+                available: true,
+                detail: format!("{}; others: {}", notable.join(" "), rest.join(" ")),
+            }
+        }
+        Err(e) => results::Observer {
+            name: "amdgpu_module_params".into(),
+            available: false,
+            detail: e.to_string(),
+        },
+    }
 }
 
 /// `svmconf merge OUT RUN_DIR...`: the runs of shards joined into one, with its reports.
@@ -720,4 +759,32 @@ pub fn case_seed(run_seed: u64, name: &str) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_json_gets_the_notable_module_parameters_first_and_says_when_there_are_none() {
+        let sys = tempfile::tempdir().expect("a temporary folder");
+        let params = sys.path().join("module/amdgpu/parameters");
+        std::fs::create_dir_all(&params).expect("the parameters folder");
+        std::fs::write(params.join("noretry"), "0\n").expect("a parameter");
+        std::fs::write(params.join("lockup_timeout"), "10000\n").expect("a parameter");
+        let note = amdgpu_module_params(sys.path());
+        assert!(note.available);
+        assert!(note.detail.starts_with("noretry=0 "), "{}", note.detail);
+        assert!(
+            note.detail.ends_with("others: lockup_timeout=10000"),
+            "{}",
+            note.detail
+        );
+        let none = amdgpu_module_params(&sys.path().join("elsewhere"));
+        assert!(
+            !none.available && none.detail.contains("elsewhere"),
+            "{}",
+            none.detail
+        );
+    }
 }
