@@ -183,33 +183,18 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
     }
     info.write(&dir)?;
     let runner = Arc::new(Runner {
-        options: options.clone(),
-        profile: opened.profile.value.clone(),
-        profile_arg: options
-            .profile
-            .clone()
-            .unwrap_or_else(|| opened.profile.value.name.clone()),
-        info: opened.info.clone(),
-        backend: opened.backend.clone(),
-        breaks: opened.breaks,
-        gpu: opened.gpu.clone(),
-        unavailable: opened.unavailable.clone(),
-        fixtures: fixtures_root(&options),
-        isolation,
         dir: Some(dir.clone()),
         journal: Some(Mutex::new(journal)),
-        destructive: options.allow_destructive.then_some(Destructive(())),
         observers: observe::Observers {
             expectations,
             ..watched
         },
         finished,
-        stop: Mutex::new(None),
-        stopped: Default::default(),
         progress: Some(Progress::start(
             selected,
             libtest.format.is_none() && !libtest.quiet,
         )),
+        ..Runner::new(&options, &opened, isolation)
     });
     if let Some(r) = &resumed {
         runner.record_incomplete(&r.in_flight, &plan.instances)?;
@@ -482,6 +467,36 @@ fn exit_code(records: &[CaseRecord]) -> ExitCode {
     }
 }
 
+impl Runner {
+    /// A runner for `opened` that records nothing and watches nothing: what a case's child
+    /// process needs; the parent adds its run folder, journal, observers and progress.
+    fn new(options: &Options, opened: &Opened, isolation: cli::Isolation) -> Runner {
+        Runner {
+            options: options.clone(),
+            profile: opened.profile.value.clone(),
+            profile_arg: options
+                .profile
+                .clone()
+                .unwrap_or_else(|| opened.profile.value.name.clone()),
+            info: opened.info.clone(),
+            backend: opened.backend.clone(),
+            breaks: opened.breaks,
+            gpu: opened.gpu.clone(),
+            unavailable: opened.unavailable.clone(),
+            fixtures: fixtures_root(options),
+            isolation,
+            dir: None,
+            journal: None,
+            destructive: options.allow_destructive.then_some(Destructive(())),
+            observers: observe::Observers::default(),
+            finished: Default::default(),
+            stop: Mutex::new(None),
+            stopped: Default::default(),
+            progress: None,
+        }
+    }
+}
+
 /// A case's child process: runs the one case here and writes its record for the runner.
 fn child_case(
     options: &Options,
@@ -504,29 +519,7 @@ fn child_case(
             "--child-verdict: no case is named `{wanted}`"
         )));
     };
-    let runner = Runner {
-        options: options.clone(),
-        profile: opened.profile.value.clone(),
-        profile_arg: options
-            .profile
-            .clone()
-            .unwrap_or_else(|| opened.profile.value.name.clone()),
-        info: opened.info.clone(),
-        backend: opened.backend.clone(),
-        breaks: opened.breaks,
-        gpu: opened.gpu.clone(),
-        unavailable: opened.unavailable.clone(),
-        fixtures: fixtures_root(options),
-        isolation: cli::Isolation::None,
-        dir: None,
-        journal: None,
-        destructive: options.allow_destructive.then_some(Destructive(())),
-        observers: observe::Observers::default(),
-        finished: Default::default(),
-        stop: Mutex::new(None),
-        stopped: Default::default(),
-        progress: None,
-    };
+    let runner = Runner::new(options, opened, cli::Isolation::None);
     let base = runner.blank_record(&instance, 0);
     let record = runner.attempt_here(&instance, body, &base);
     println!("svmconf: {} {}", record.case, record.status);
