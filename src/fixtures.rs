@@ -449,14 +449,9 @@ fn check_expect(
     }
     if let Some(release) = &e.kernel_release {
         if let Err(err) = regex::Regex::new(release) {
-            let message = err.to_string();
-            let last = message.lines().last().unwrap_or_default().trim();
             return Err(at(
                 field("kernel_release"),
-                format!(
-                    "not a regular expression: {}",
-                    last.strip_prefix("error: ").unwrap_or(last)
-                ),
+                format!("not a regular expression: {}", regex_error_text(&err)),
             ));
         }
     }
@@ -673,6 +668,19 @@ pub fn load_amdgpu_trace(root: &Path) -> Result<Loaded<TracePatterns>, FixtureEr
 }
 
 // --- the case matrix: loading and checks -----------------------------------------------------
+
+/// A regex error as a clause for a fixture error: the regex crate's last line (`unclosed
+/// group`), without its `error: ` and the caret diagram above it.
+pub(crate) fn regex_error_text(err: &regex::Error) -> String {
+    let text = err.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(&text)
+        .trim();
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
+}
 
 /// Loads `ROOT/cases.yaml` and checks every reference and name in it.
 pub fn load_cases(root: &Path) -> Result<Loaded<CaseMatrix>, FixtureError> {

@@ -968,7 +968,7 @@ impl AllowList {
                     "pattern",
                     format!(
                         "not a regular expression: {}",
-                        regex_message(&err.to_string())
+                        crate::fixtures::regex_error_text(&err)
                     ),
                 )
             })?;
@@ -994,18 +994,6 @@ impl AllowList {
     pub fn excuse(&self, text: &str) -> Option<&AllowEntry> {
         self.entries.iter().find(|e| e.pattern.is_match(text))
     }
-}
-
-/// The regex crate's errors span lines (the pattern, a caret, `error: MESSAGE`); keep the
-/// message.
-fn regex_message(text: &str) -> String {
-    let last = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or(text)
-        .trim();
-    last.strip_prefix("error: ").unwrap_or(last).to_string()
 }
 
 /// A case's kernel log records, flagged.
@@ -1061,11 +1049,7 @@ pub fn apply(status: Status, c: &Classification) -> Status {
     if !c.flagged() {
         return status;
     }
-    match status {
-        Status::Pass => Status::DmesgWarn,
-        Status::Fail => Status::DmesgFail,
-        other => other,
-    }
+    status.with_kernel_finding()
 }
 
 #[cfg(test)]

@@ -104,6 +104,17 @@ impl Status {
         )
     }
 
+    /// The status once the kernel is found to have complained while the case ran (a flagged
+    /// log line, a bad taint): pass becomes dmesg-warn and fail dmesg-fail, as igt_runner does;
+    /// other statuses already say more.
+    pub fn with_kernel_finding(self) -> Status {
+        match self {
+            Status::Pass => Status::DmesgWarn,
+            Status::Fail => Status::DmesgFail,
+            other => other,
+        }
+    }
+
     /// The name as written in the journal: `dmesg_warn`.
     pub fn name(self) -> &'static str {
         match self {

@@ -64,16 +64,13 @@ impl Observers {
             let records = log.end(span);
             let empty = AllowList::empty();
             let c = kmsg::classify(&records, self.allow.as_ref().unwrap_or(&empty));
-            let before = record.status;
-            record.status = kmsg::apply(record.status, &c);
-            if record.status != before && before == Status::Pass {
-                record.reason = Some(format!(
-                    "passed, but the kernel logged {} while it ran",
-                    c.named
-                        .first()
-                        .map(|n| format!("a {n}"))
-                        .unwrap_or_else(|| "a warning".into())
-                ));
+            if c.flagged() {
+                let what = c
+                    .named
+                    .first()
+                    .map(|n| format!("logged a {n}"))
+                    .unwrap_or_else(|| "logged a warning".into());
+                kernel_finding(record, &what);
             }
             let (mut flagged, rest): (Vec<_>, Vec<_>) =
                 c.lines.into_iter().partition(|l| l.flag.is_some());
@@ -94,18 +91,10 @@ impl Observers {
             )
         });
         if change.bad {
-            let before = record.status;
-            record.status = match record.status {
-                Status::Pass => Status::DmesgWarn,
-                Status::Fail => Status::DmesgFail,
-                other => other,
-            };
-            if before == Status::Pass && record.status != before {
-                record.reason = Some(format!(
-                    "passed, but the kernel gained taint {} while it ran",
-                    change.gained.join(", ")
-                ));
-            }
+            kernel_finding(
+                record,
+                &format!("gained taint {}", change.gained.join(", ")),
+            );
         }
         record.taint = Some(change);
         stop
@@ -123,4 +112,13 @@ impl Observers {
             })
             .collect()
     }
+}
+
+/// The kernel complained while the case ran (`what`: "logged a WARNING", "gained taint W"):
+/// the status says so, and a pass says why it is no longer one.
+fn kernel_finding(record: &mut CaseRecord, what: &str) {
+    if record.status == Status::Pass {
+        record.reason = Some(format!("passed, but the kernel {what} while it ran"));
+    }
+    record.status = record.status.with_kernel_finding();
 }

@@ -157,7 +157,10 @@ impl TracePatterns {
             let regex = Regex::new(&p.pattern).map_err(|e| {
                 at(
                     "pattern",
-                    format!("not a regular expression: {}", last_line(&e.to_string())),
+                    format!(
+                        "not a regular expression: {}",
+                        crate::fixtures::regex_error_text(&e)
+                    ),
                 )
             })?;
             for name in regex.capture_names().flatten() {
@@ -299,16 +302,6 @@ impl TracePatterns {
         }
         Ok(None)
     }
-}
-
-fn last_line(text: &str) -> String {
-    let last = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or(text)
-        .trim();
-    last.strip_prefix("error: ").unwrap_or(last).to_string()
 }
 
 fn parse_hex(text: &str) -> Option<u64> {
