@@ -22,6 +22,14 @@ fn selftest(results: &Path, env: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// A temporary folder, and in it the folder the kernel-playing self-test cases write to.
+fn scratch() -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().expect("a temporary folder");
+    let env = root.path().join("env");
+    std::fs::create_dir_all(&env).expect("the self-test folder");
+    (root, env)
+}
+
 /// A small deterministic generator for the kill moments, so a failure repeats.
 struct Lcg(u64);
 
@@ -39,9 +47,7 @@ impl Lcg {
 fn a_runner_killed_at_random_moments_resumes_and_loses_nothing() {
     const KILLS: usize = 20;
     const REPEAT: usize = 3;
-    let root = tempfile::tempdir().expect("a temporary folder");
-    let env = root.path().join("env");
-    std::fs::create_dir_all(&env).expect("the self-test folder");
+    let (root, env) = scratch();
     let mut rng = Lcg(0x5eed);
     let mut kills = 0;
     let mut runs = 0;
@@ -169,9 +175,7 @@ fn a_runner_killed_at_random_moments_resumes_and_loses_nothing() {
 
 #[test]
 fn every_misbehaving_case_gets_its_status_and_the_run_goes_on() {
-    let root = tempfile::tempdir().expect("a temporary folder");
-    let env = root.path().join("env");
-    std::fs::create_dir_all(&env).expect("the self-test folder");
+    let (root, env) = scratch();
     let results = root.path().join("results");
     let (kmsg, tainted) = fake_kernel(&env);
     let out = selftest(
@@ -342,9 +346,7 @@ fn fake_kernel(env: &Path) -> (String, String) {
 
 #[test]
 fn a_case_that_taints_the_kernel_stops_the_run_and_the_rest_are_notrun() {
-    let root = tempfile::tempdir().expect("a temporary folder");
-    let env = root.path().join("env");
-    std::fs::create_dir_all(&env).expect("the self-test folder");
+    let (root, env) = scratch();
     let (kmsg, tainted) = fake_kernel(&env);
     let results = root.path().join("results");
     let out = selftest(
@@ -387,9 +389,7 @@ fn a_case_that_taints_the_kernel_stops_the_run_and_the_rest_are_notrun() {
 
 #[test]
 fn an_unreadable_kernel_log_is_said_once_and_the_run_goes_on() {
-    let root = tempfile::tempdir().expect("a temporary folder");
-    let env = root.path().join("env");
-    std::fs::create_dir_all(&env).expect("the self-test folder");
+    let (root, env) = scratch();
     let results = root.path().join("results");
     let missing = root.path().join("no-such-kmsg");
     let out = selftest(
@@ -426,9 +426,7 @@ fn an_unreadable_kernel_log_is_said_once_and_the_run_goes_on() {
 
 #[test]
 fn the_same_cases_run_on_a_thread_give_the_same_verdicts_where_a_thread_can() {
-    let root = tempfile::tempdir().expect("a temporary folder");
-    let env = root.path().join("env");
-    std::fs::create_dir_all(&env).expect("the self-test folder");
+    let (root, env) = scratch();
     let results = root.path().join("results");
     let out = selftest(
         &results,
