@@ -325,19 +325,30 @@ impl<'a> Ctx<'a> {
             return Ok(EvidenceSource::Residency);
         }
         if let Some(events) = self.dev.take_events() {
-            let moved: u64 = events
-                .iter()
-                .filter(|e| e.buf == buf.id && e.to == want)
-                .map(|e| overlap_pages(e, span))
-                .sum();
             let want_pages = span.page_range().count() as u64;
-            if moved < want_pages {
+            let Coverage {
+                moved,
+                counted,
+                unattributed,
+            } = coverage(&events, buf, span, want);
+            if moved + counted < want_pages {
                 return Err(Stop::fail(format!(
-                    "{why}: migration events moved {moved} of {want_pages} pages of {span} to {want}"
+                    "{why}: migration events moved {} of {want_pages} pages of {span} to {want}{}",
+                    moved + counted,
+                    if unattributed > 0 {
+                        format!(", counting {counted} of {unattributed} pages whose events named no allocation")
+                    } else {
+                        String::new()
+                    }
                 )));
             }
             self.note(format!(
-                "{why}: {want_pages} pages to {want} (verified by migration events)"
+                "{why}: {want_pages} pages to {want} (verified by migration events{})",
+                if counted > 0 {
+                    format!(", {counted} pages by count only: the evidence names no address")
+                } else {
+                    String::new()
+                }
             ));
             return Ok(EvidenceSource::Events);
         }
@@ -379,7 +390,8 @@ impl<'a> Ctx<'a> {
         self.dev.take_events()
     }
 
-    /// Events of `trigger` for `buf`, in pages; `None` when the device reports no events.
+    /// Events of `trigger` for `buf`, in pages. Events that name no trigger count as the case's
+    /// own: the case knows what it did.
     pub fn migrated_pages(
         events: &[MigrationEvent],
         buf: Buf,
@@ -388,7 +400,11 @@ impl<'a> Ctx<'a> {
     ) -> u64 {
         events
             .iter()
-            .filter(|e| e.buf == buf.id && e.trigger == trigger && e.to == to)
+            .filter(|e| {
+                e.buf == buf.id
+                    && (e.trigger == trigger || e.trigger == Trigger::Unnamed)
+                    && e.to == to
+            })
             .map(|e| e.pages)
             .sum()
     }
@@ -413,4 +429,101 @@ fn overlap_pages(e: &MigrationEvent, span: Span) -> u64 {
     let start = e.first_page.max(r.start);
     let end = (e.first_page + e.pages).min(r.end);
     end.saturating_sub(start)
+}
+
+/// How far migration events cover a span: pages of the allocation moved to the place asked
+/// about, and pages counted for it from events that name no allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Coverage {
+    moved: u64,
+    /// Unattributed pages counted, up to what `moved` lacks.
+    counted: u64,
+    unattributed: u64,
+}
+
+/// Pages that name no owner (the series' trace of copies to system memory) count for the
+/// allocation asked about, since the case knows what it just did; never more than it lacks.
+fn coverage(events: &[MigrationEvent], buf: Buf, span: Span, want: Location) -> Coverage {
+    let moved: u64 = events
+        .iter()
+        .filter(|e| e.buf == buf.id && e.to == want)
+        .map(|e| overlap_pages(e, span))
+        .sum();
+    let unattributed: u64 = events
+        .iter()
+        .filter(|e| e.buf == MigrationEvent::UNATTRIBUTED && e.to == want)
+        .map(|e| e.pages)
+        .sum();
+    let want_pages = span.page_range().count() as u64;
+    Coverage {
+        moved,
+        counted: want_pages.saturating_sub(moved).min(unattributed),
+        unattributed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::PAGE_SIZE;
+
+    fn event(buf: u32, first_page: u64, pages: u64, to: Location) -> MigrationEvent {
+        MigrationEvent {
+            buf,
+            first_page,
+            pages,
+            from: Location::Vram,
+            to,
+            trigger: Trigger::Unnamed,
+            at_ns: 0,
+        }
+    }
+
+    #[test]
+    fn unattributed_pages_fill_only_what_is_missing_and_only_toward_the_place_asked() {
+        let buf = Buf {
+            id: 1,
+            kind: AllocKind::Malloc,
+            len: 8 * PAGE_SIZE,
+        };
+        let sys = Location::System;
+        let none = MigrationEvent::UNATTRIBUTED;
+        let c = coverage(
+            &[event(1, 0, 4, sys), event(none, 0, 16, sys)],
+            buf,
+            buf.all(),
+            sys,
+        );
+        assert_eq!((c.moved, c.counted, c.unattributed), (4, 4, 16));
+        // Too few unattributed pages: the span is not covered.
+        let c = coverage(&[event(none, 0, 3, sys)], buf, buf.all(), sys);
+        assert!(c.moved + c.counted < 8);
+        // Pages toward VRAM, or another allocation's, do not count.
+        let c = coverage(
+            &[event(none, 0, 8, Location::Vram), event(2, 0, 8, sys)],
+            buf,
+            buf.all(),
+            sys,
+        );
+        assert_eq!((c.moved, c.counted), (0, 0));
+    }
+
+    #[test]
+    fn events_without_a_trigger_count_as_the_cases_own() {
+        let buf = Buf {
+            id: 1,
+            kind: AllocKind::Managed,
+            len: 4 * PAGE_SIZE,
+        };
+        let mut e = event(1, 0, 4, Location::Vram);
+        assert_eq!(
+            Ctx::migrated_pages(&[e], buf, Trigger::Prefetch, Location::Vram),
+            4
+        );
+        e.trigger = Trigger::GpuFault;
+        assert_eq!(
+            Ctx::migrated_pages(&[e], buf, Trigger::Prefetch, Location::Vram),
+            0
+        );
+    }
 }

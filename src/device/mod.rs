@@ -192,6 +192,9 @@ pub enum Trigger {
     GpuFault = 1,
     CpuFault = 2,
     Eviction = 3,
+    /// The evidence does not say (the series' trace names no trigger): a case counts it as
+    /// caused by what it did.
+    Unnamed = 255,
 }
 
 impl fmt::Display for Trigger {
@@ -200,6 +203,7 @@ impl fmt::Display for Trigger {
             Trigger::Prefetch => "prefetch",
             Trigger::GpuFault => "gpu-fault",
             Trigger::CpuFault => "cpu-fault",
+            Trigger::Unnamed => "unnamed",
             Trigger::Eviction => "eviction",
         })
     }
@@ -216,6 +220,12 @@ pub struct MigrationEvent {
     pub trigger: Trigger,
     /// Device clock at the start of the migration.
     pub at_ns: u64,
+}
+
+impl MigrationEvent {
+    /// The `buf` of pages known to have moved without knowing whose (the series' trace of a
+    /// copy to system memory gives a count, no address).
+    pub const UNATTRIBUTED: u32 = u32::MAX;
 }
 
 /// System memory taken and given back while TTM evicted SVM allocations (the series' open

@@ -95,6 +95,8 @@ pub struct Options {
     /// nothing on sim.
     pub tainted: Option<PathBuf>,
     pub continue_on_taint: bool,
+    /// Turn on the series' dynamic-debug trace and read it as migration evidence (GPUs).
+    pub amdgpu_trace: bool,
     /// A run folder to continue.
     pub resume: Option<PathBuf>,
     /// An extra copy of the KTAP report.
@@ -134,6 +136,8 @@ SVMCONF OPTIONS:
   --results DIR         where the run folder is written (default results)
   --junit FILE          also write the JUnit report to FILE
   --allow-destructive   allow cases that reset the GPU
+  --amdgpu-trace        turn on the series' pr_debug trace (fixtures/amdgpu-trace.yaml) and read
+                        it as migration evidence where KFD SMI events are absent (GPUs; root)
   --sim-break A,B       break migration paths of the sim on purpose (see --sim-break help)
   --fixtures DIR        fixtures folder (default ./fixtures, else the one built in)
   --host FILE           a lab machine (lab/hosts/NAME.yaml): its backend, profile, device,
@@ -217,6 +221,7 @@ impl Options {
             kmsg: None,
             tainted: None,
             continue_on_taint: false,
+            amdgpu_trace: false,
             resume: None,
             ktap: None,
             shard: None,
@@ -267,6 +272,7 @@ impl Options {
                 "--kmsg" => o.kmsg = Some(value("--kmsg")?.into()),
                 "--tainted" => o.tainted = Some(value("--tainted")?.into()),
                 "--continue-on-taint" => o.continue_on_taint = true,
+                "--amdgpu-trace" => o.amdgpu_trace = true,
                 "--resume" => o.resume = Some(value("--resume")?.into()),
                 "--ktap" => o.ktap = Some(value("--ktap")?.into()),
                 "--shard" => o.shard = Some(value("--shard")?),
@@ -295,6 +301,9 @@ impl Options {
         }
         if self.allow_destructive {
             s += " --allow-destructive";
+        }
+        if self.amdgpu_trace {
+            s += " --amdgpu-trace";
         }
         if let Some(f) = &self.fixtures {
             s += &format!(" --fixtures {}", shell_word(&f.to_string_lossy()));
@@ -338,6 +347,9 @@ impl Options {
         }
         if self.allow_destructive {
             a.push("--allow-destructive".into());
+        }
+        if self.amdgpu_trace {
+            a.push("--amdgpu-trace".into());
         }
         if self.runner_selftest {
             a.push("--runner-selftest".into());
@@ -461,6 +473,7 @@ mod tests {
             "2/3",
             "--no-preflight",
             "--continue-on-taint",
+            "--amdgpu-trace",
             "--kmsg",
             "k.txt",
         ])
@@ -468,7 +481,7 @@ mod tests {
         assert_eq!(o.isolate, Some(Isolation::Process));
         assert_eq!((o.timeout_s, o.retries, o.repeat), (Some(2.5), 2, 3));
         assert_eq!(o.shard.as_deref(), Some("2/3"));
-        assert!(!o.preflight && o.continue_on_taint);
+        assert!(!o.preflight && o.continue_on_taint && o.amdgpu_trace);
         assert_eq!(o.kmsg, Some(PathBuf::from("k.txt")));
         assert_eq!(o.libtest, ["svmconf"]);
     }

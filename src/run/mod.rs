@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use libtest_mimic::{Arguments, Trial};
 
 use crate::device::hip::{self, pci::DeviceSelector, Probe, ProbeError};
+use crate::device::observer::ObserverOptions;
 use crate::device::sim::{Breaks, SimDevice};
 use crate::device::{Destructive, Device, DeviceInfo};
 use crate::expectations::Expectations;
@@ -175,7 +176,18 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         );
     }
     let hardware = opened.backend != "sim" && opened.unavailable.is_none();
-    let (watched, notes) = watch(&options, hardware, &mut plan)?;
+    let (watched, mut notes) = watch(&options, hardware, &mut plan)?;
+    if let Some(gpu) = &opened.gpu {
+        notes.extend(
+            gpu.observer_states()
+                .into_iter()
+                .map(|s| results::Observer {
+                    name: s.name.into(),
+                    available: s.available,
+                    detail: s.detail,
+                }),
+        );
+    }
     for n in &notes {
         if !info.observers.contains(n) {
             info.observers.push(n.clone());
@@ -663,6 +675,13 @@ fn open_backend(options: &Options) -> Result<Opened, SetupError> {
 }
 
 fn open_sim(options: &Options, root: &Path) -> Result<Opened, SetupError> {
+    if options.amdgpu_trace {
+        return Err(SetupError::Plan(
+            "--amdgpu-trace: the reference device's migrations do not happen in the kernel, so \
+             there is no trace to read; it is for --backend hip"
+                .into(),
+        ));
+    }
     let name = options.profile.as_deref().unwrap_or("sim");
     let profile = crate::fixtures::load_profile(root, name)
         .map_err(|e| SetupError::Plan(format!("--profile {name}: {e}")))?;
@@ -702,7 +721,14 @@ fn open_hip(options: &Options, root: &Path, probe: Probe) -> Result<Opened, Setu
                 None => profile_for(root, gpu.processor())?,
             };
             println!("svmconf: {}", gpu.describe());
-            (profile, gpu.info(), Some(*gpu), None)
+            let mut gpu = *gpu;
+            if options.amdgpu_trace {
+                let trace = crate::fixtures::load_amdgpu_trace(root)?;
+                gpu.set_observer_options(ObserverOptions {
+                    amdgpu_trace: Some(trace.value),
+                });
+            }
+            (profile, gpu.info(), Some(gpu), None)
         }
         Probe::NoGpu(why) => (
             load(options.profile.as_deref().unwrap_or("sim"))?,

@@ -11,7 +11,9 @@ pub mod modparams;
 pub mod observers;
 pub mod reset;
 pub mod smi;
+pub mod smi_reader;
 pub mod sysfs;
+pub mod trace;
 
 /// Where sysfs is mounted on a real machine.
 pub const SYSFS_ROOT: &str = "/sys";

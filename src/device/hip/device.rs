@@ -28,7 +28,9 @@ use super::pci::DeviceSelector;
 use super::target::{TargetId, TargetIdError};
 use super::xnack::XnackState;
 use super::{args, select_code_object, NoCodeObject, CODE_OBJECTS, OBSERVERS};
-use crate::device::observer::{open_all, GpuIdentity, GpuObserver, Provides};
+use crate::device::observer::{
+    self, open_all, GpuIdentity, GpuObserver, ObserverOptions, Opened, Provides,
+};
 use crate::device::{
     Advice, AllocKind, Buf, Capabilities, CpuOp, CpuThreads, Destructive, Device, DeviceError,
     DeviceInfo, EvictionTransient, KernelRun, Location, MigrationEvent, Pending, ProcessExit,
@@ -61,6 +63,8 @@ pub struct Found {
     /// hipDeviceAttributePageableMemoryAccess: the GPU reaches malloc and mmap memory (HMM),
     /// which needs XNACK on.
     pub pageable_memory: bool,
+    /// What the run asks of the observers (`--amdgpu-trace`).
+    pub observer_options: ObserverOptions,
 }
 
 /// Why `--backend hip` cannot run on this machine.
@@ -103,8 +107,13 @@ impl Found {
 
     /// What the runner knows before any case: capabilities from XNACK and the observers.
     pub fn info(&self) -> DeviceInfo {
-        let (_, provides) = open_all(OBSERVERS, &self.identity());
-        info(self, provides)
+        info(self, self.observers().provides)
+    }
+
+    /// The observers of this GPU opened once, as a case's device opens them: what they
+    /// provide and, per observer, whether it opened and why not.
+    pub fn observers(&self) -> Opened {
+        open_all(OBSERVERS, &self.identity(), &self.observer_options)
     }
 
     /// One line for the start of a run.
@@ -224,6 +233,7 @@ pub fn discover(selector: &DeviceSelector) -> Result<Found, DiscoverError> {
         vram_free,
         xnack,
         versions,
+        observer_options: ObserverOptions::default(),
     })
 }
 
@@ -280,7 +290,11 @@ impl HipDevice {
             ))
         })?;
         let stream = Stream::new().map_err(backend)?;
-        let (observers, provides) = open_all(OBSERVERS, &found.identity());
+        let Opened {
+            observers,
+            provides,
+            ..
+        } = found.observers();
         Ok(HipDevice {
             info: info(found, provides),
             ordinal: found.ordinal,
@@ -686,7 +700,7 @@ impl Device for HipDevice {
     }
 
     fn take_events(&mut self) -> Option<Vec<MigrationEvent>> {
-        self.observe(|o| o.take_events())
+        observer::take_events(&mut self.observers)
     }
 
     fn vram_used(&mut self) -> Option<u64> {

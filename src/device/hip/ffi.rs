@@ -775,6 +775,44 @@ impl Drop for Memory {
     }
 }
 
+// --- KFD SMI events ------------------------------------------------------------------------------
+
+/// Opens an SMI event fd for the GPU with KFD id `gpu_id` through `kfd` (an open `/dev/kfd`),
+/// and writes `mask` to it (kfd_smi_events.c: `kfd_smi_event_open()` then
+/// `kfd_smi_ev_write()`). The fd never blocks on read: empty is `EAGAIN`.
+pub fn kfd_smi_events(kfd: &File, gpu_id: u32, mask: [u8; 8]) -> std::io::Result<File> {
+    use crate::device::amd::smi::{KfdIoctlSmiEventsArgs, AMDKFD_IOC_SMI_EVENTS};
+    use std::io::Write;
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    let mut args = KfdIoctlSmiEventsArgs {
+        gpuid: gpu_id,
+        anon_fd: 0,
+    };
+    // SAFETY: `kfd` is an open fd; AMDKFD_IOC_SMI_EVENTS reads and writes exactly one
+    // `struct kfd_ioctl_smi_events_args`, which `args` is (repr(C), two u32).
+    let rc = unsafe {
+        libc::ioctl(
+            kfd.as_raw_fd(),
+            AMDKFD_IOC_SMI_EVENTS as _,
+            &mut args as *mut KfdIoctlSmiEventsArgs,
+        )
+    };
+    if rc != 0 {
+        return Err(os_error("ioctl(AMDKFD_IOC_SMI_EVENTS)"));
+    }
+    // SAFETY: on success the kernel installed a new fd in `anon_fd`, owned by no one else.
+    let mut events = File::from(unsafe { OwnedFd::from_raw_fd(args.anon_fd as c_int) });
+    // One write of exactly 8 bytes: the kernel refuses any other size with EINVAL.
+    let n = events.write(&mask)?;
+    if n != mask.len() {
+        return Err(std::io::Error::other(format!(
+            "the SMI fd took {n} of the mask's 8 bytes"
+        )));
+    }
+    Ok(events)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,9 @@
 //! `ffi` (the only `unsafe`), `device` ([`HipDevice`], discovery), and [`CODE_OBJECTS`], the
 //! kernels of `kernels/` compiled by build.rs for every target of `SVMCONF_HIP_TARGETS`.
 //!
-//! Observers: [`OBSERVERS`] is the hook where kernel-side evidence (KFD SMI events, sysfs
-//! VRAM in use, debugfs reset: `src/device/amd/`) plugs in; see `device::observer`.
+//! Observers: [`OBSERVERS`] is the hook where kernel-side evidence (KFD SMI events, the
+//! series' trace, sysfs VRAM in use, debugfs reset: `src/device/amd/`) plugs in; see
+//! `device::observer`. Each is recorded in run.json as opened, or not and why.
 
 pub mod args;
 pub mod error;
@@ -29,7 +30,7 @@ mod ffi;
 #[cfg(feature = "hip")]
 pub use device::{discover, DiscoverError, Found, HipDevice};
 
-use super::observer::ObserverFactory;
+use super::observer::{GpuIdentity, ObserverFactory, ObserverOptions, ObserverState};
 use super::{Device, DeviceError, DeviceInfo};
 use pci::DeviceSelector;
 use target::TargetId;
@@ -64,6 +65,14 @@ impl Gpu {
     pub fn open(&self) -> Result<Box<dyn Device>, DeviceError> {
         HipDevice::open(&self.0).map(|d| Box::new(d) as Box<dyn Device>)
     }
+    /// The observers' options for every device opened from now on.
+    pub fn set_observer_options(&mut self, options: ObserverOptions) {
+        self.0.observer_options = options;
+    }
+    /// Per observer: opened, and from what, or not, and why (for run.json).
+    pub fn observer_states(&self) -> Vec<ObserverState> {
+        self.0.observers().states
+    }
 }
 
 #[cfg(not(feature = "hip"))]
@@ -78,6 +87,12 @@ impl Gpu {
         match *self {}
     }
     pub fn open(&self) -> Result<Box<dyn Device>, DeviceError> {
+        match *self {}
+    }
+    pub fn set_observer_options(&mut self, _: ObserverOptions) {
+        match *self {}
+    }
+    pub fn observer_states(&self) -> Vec<ObserverState> {
         match *self {}
     }
 }
@@ -130,9 +145,63 @@ pub fn no_gpu_info() -> DeviceInfo {
 }
 
 /// The observers every HIP device opens, in order; the first that answers an observation
-/// wins: VRAM in use from sysfs. KFD SMI events need the ioctl in `ffi` and a reader thread
-/// (the parsers are in `device::amd::smi`); not opened yet.
-pub const OBSERVERS: &[ObserverFactory] = &[crate::device::amd::observers::sysfs_vram];
+/// wins (for events: the first with events, see `observer::take_events`): KFD SMI events,
+/// the series' trace when asked for, VRAM in use from sysfs, the debugfs reset.
+pub const OBSERVERS: &[ObserverFactory] = &[
+    KFD_SMI,
+    crate::device::amd::observers::AMDGPU_TRACE,
+    crate::device::amd::observers::SYSFS_VRAM,
+    crate::device::amd::observers::DEBUGFS_RESET,
+];
+
+/// KFD SMI events: `/dev/kfd`, `AMDKFD_IOC_SMI_EVENTS` for the GPU's KFD id (its topology
+/// node matched by PCI bus id), the migration events' mask, and a reader thread
+/// (`device::amd::smi_reader`). The ioctl is in `ffi`, so without the feature there is none.
+pub const KFD_SMI: ObserverFactory = ObserverFactory {
+    name: "kfd-smi",
+    open: open_kfd_smi,
+};
+
+#[cfg(feature = "hip")]
+fn open_kfd_smi(
+    gpu: &GpuIdentity,
+    _: &ObserverOptions,
+) -> Result<Box<dyn crate::device::observer::GpuObserver>, String> {
+    use crate::device::amd::{smi_reader::KfdSmi, sysfs, SYSFS_ROOT};
+    const DEV_KFD: &str = "/dev/kfd";
+    let pci: sysfs::PciAddress = gpu
+        .pci_bus_id
+        .parse()
+        .map_err(|e| format!("the GPU's PCI bus id `{}`: {e}", gpu.pci_bus_id))?;
+    let node =
+        sysfs::find_kfd_node(std::path::Path::new(SYSFS_ROOT), pci).map_err(|e| e.to_string())?;
+    let kfd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(DEV_KFD)
+        .map_err(|e| format!("{DEV_KFD}: {}", crate::results::io_reason(&e)))?;
+    let events = ffi::kfd_smi_events(&kfd, node.gpu_id, KfdSmi::mask()).map_err(|e| {
+        format!(
+            "AMDKFD_IOC_SMI_EVENTS for gpu_id {:#x} (KFD node {}): {e}",
+            node.gpu_id, node.node
+        )
+    })?;
+    let source = format!(
+        "{DEV_KFD} SMI events of gpu_id {:#x} (KFD node {}), this process's migrations",
+        node.gpu_id, node.node
+    );
+    KfdSmi::new(events, node.gpu_id, std::process::id(), source)
+        .map(|o| Box::new(o) as Box<dyn crate::device::observer::GpuObserver>)
+        .map_err(|e| format!("starting the SMI reader thread: {e}"))
+}
+
+#[cfg(not(feature = "hip"))]
+fn open_kfd_smi(
+    _: &GpuIdentity,
+    _: &ObserverOptions,
+) -> Result<Box<dyn crate::device::observer::GpuObserver>, String> {
+    Err("built without `--features hip`, which has the ioctl".into())
+}
 
 /// One compiled code object: every kernel of `kernels/`, for one target id.
 #[derive(Clone, Copy, Debug)]
