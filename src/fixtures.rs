@@ -276,6 +276,12 @@ fn check_profile(p: &Profile, src: &Source, file: &Path) -> Result<(), YamlError
             ));
         }
     }
+    if p.limits.system_memory_bytes == Some(0) {
+        return Err(at(
+            root().key("limits").key("system_memory_bytes"),
+            "expected a positive number of bytes (leave it out for no bound), got 0".into(),
+        ));
+    }
     check_chunk_sizes(&p.policy.chunk_sizes).map_err(|(i, msg)| {
         let path = root().key("policy").key("chunk_sizes");
         at(i.map_or(path.clone(), |i| path.index(i)), msg)

@@ -11,6 +11,7 @@ pub mod fixtures;
 pub mod kernels;
 pub mod kmsg;
 pub mod lab;
+pub mod meminfo;
 pub mod pattern;
 pub mod preflight;
 pub mod profile;

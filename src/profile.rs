@@ -166,6 +166,11 @@ pub struct Limits {
     pub link_peak_gbps: f64,
     /// Peak of device memory in GB/s.
     pub memory_peak_gbps: f64,
+    /// The most system memory one case may take: eviction cases need their SVM data and the
+    /// transients of evicting it in host RAM, and a case that would need more skips rather
+    /// than push the lab machine into the OOM killer. None: no bound but what is available.
+    #[serde(default)]
+    pub system_memory_bytes: Option<u64>,
 }
 
 /// The reference policy of the series. Defaults are the series as posted (v4, XNACK on).

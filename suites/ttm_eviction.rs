@@ -2,10 +2,14 @@
 //! synchronously to system memory. Every byte must survive, evicted data must migrate again on
 //! the next GPU touch, and the transient system memory of each eviction (the series' open
 //! issue: a throwaway TTM_PL_SYSTEM resource per eviction) is measured.
+//!
+//! Pressure is sized from the VRAM free now (other users and the driver hold some), and a case
+//! that would need more system memory than the profile allows (`limits.system_memory_bytes`)
+//! or than the machine has available skips instead of pushing the host into the OOM killer.
 
 use std::time::Instant;
 
-use crate::case::{CaseResult, Ctx};
+use crate::case::{CaseResult, Ctx, Stop};
 use crate::check;
 use crate::device::{AllocKind, Buf, Location, PAGE_SIZE};
 use crate::suites::{Body, Need};
@@ -40,6 +44,11 @@ fn device_buffers(ctx: &mut Ctx) -> CaseResult {
         "fixtures: evict_fraction {fraction} must be in (0, 1]"
     );
     let vram = ctx.dev.info().vram_bytes;
+    let evicted = ((ctx.size as f64 * fraction) as u64)
+        .next_multiple_of(PAGE_SIZE)
+        .min(ctx.size);
+    // The data, and a transient as large as what is evicted.
+    within_system_memory(ctx, ctx.size + evicted)?;
     let buf = ctx.alloc(ctx.kind, ctx.size)?;
     let all = buf.all();
     let before = ctx.observe();
@@ -48,11 +57,7 @@ fn device_buffers(ctx: &mut Ctx) -> CaseResult {
     let transient_before = ctx.dev.eviction_transient().unwrap_or_default();
 
     // The operation under test: a VRAM buffer object that does not fit beside the SVM data.
-    let used = ctx.dev.vram_used().unwrap_or(ctx.size);
-    let evicted = ((ctx.size as f64 * fraction) as u64)
-        .next_multiple_of(PAGE_SIZE)
-        .min(ctx.size);
-    let bo_bytes = vram - used + evicted;
+    let bo_bytes = free_vram(ctx, ctx.size) + evicted;
     let before = ctx.observe();
     let wall = Instant::now();
     let bo = ctx.alloc(AllocKind::DeviceBuffer, bo_bytes)?;
@@ -108,6 +113,9 @@ fn oversubscribe(ctx: &mut Ctx) -> CaseResult {
         "fixtures: {total} bytes do not oversubscribe {vram} bytes of VRAM"
     );
     let count = total.div_ceil(ctx.size);
+    // Every allocation ends in system memory (the CPU verifies it), and one more allocation's
+    // worth in transit while one is evicted.
+    within_system_memory(ctx, (count + 1) * ctx.size)?;
     let transient_before = ctx.dev.eviction_transient().unwrap_or_default();
 
     let wall = Instant::now();
@@ -145,6 +153,41 @@ fn oversubscribe(ctx: &mut Ctx) -> CaseResult {
     Ok(())
 }
 
+/// VRAM a new buffer could take now: what the device says is free, else its size less what is
+/// in use, else less `ours` (the case's own data, when the device reports neither).
+fn free_vram(ctx: &mut Ctx, ours: u64) -> u64 {
+    if let Some(free) = ctx.dev.vram_free() {
+        return free;
+    }
+    let vram = ctx.dev.info().vram_bytes;
+    vram.saturating_sub(ctx.dev.vram_used().unwrap_or(ours))
+}
+
+/// Skips unless `bytes` of system memory fit the profile's bound and what the machine has
+/// available now.
+fn within_system_memory(ctx: &Ctx, bytes: u64) -> CaseResult {
+    let profile = ctx.profile;
+    if let Some(limit) = profile.limits.system_memory_bytes {
+        if bytes > limit {
+            return Err(Stop::skip(format!(
+                "needs {bytes} bytes of system memory; profile {} allows {limit} \
+                 (limits.system_memory_bytes)",
+                profile.name
+            )));
+        }
+    }
+    let meminfo = std::path::Path::new(crate::meminfo::PROC_MEMINFO);
+    if let Ok(available) = crate::meminfo::mem_available(meminfo) {
+        if bytes > available {
+            return Err(Stop::skip(format!(
+                "needs {bytes} bytes of system memory; this machine has {available} available \
+                 (MemAvailable)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Each allocation its own generation, so a page evicted into the wrong allocation shows up.
 fn generation(i: u64) -> u32 {
     1 + i as u32
@@ -176,6 +219,9 @@ fn eviction_metrics(
         Unit::Bytes,
         now.transient_bytes_peak as f64,
     ))?;
+    if let Some(pages) = now.pool_pages {
+        ctx.metric(Metric::exact("ttm_pool_pages", Unit::Count, pages as f64))?;
+    }
     if evictions > 0 {
         ctx.note(format!(
             "{evictions} evictions moved {evicted} bytes and took {transient} bytes of transient system memory ({:.2} per evicted byte; the series' open issue)",
@@ -195,6 +241,7 @@ fn lru_order(ctx: &mut Ctx) -> CaseResult {
         3 * size <= vram,
         "fixtures: three allocations of {size} bytes must fit in {vram} bytes of VRAM"
     );
+    within_system_memory(ctx, 4 * size)?;
     let mut bufs = Vec::new();
     for i in 0..3 {
         let buf = ctx.alloc(ctx.kind, size)?;
@@ -202,12 +249,11 @@ fn lru_order(ctx: &mut Ctx) -> CaseResult {
         bufs.push(buf);
     }
     ctx.gpu_verify(bufs[0], bufs[0].all(), generation(0))?; // the first is now the most recent
-    let used = ctx.dev.vram_used().unwrap_or(3 * size);
 
     // The operation under test: a VRAM buffer that fits only if one allocation's worth goes.
     // An allocation may span several ranges (devmem allocations); the least recently used of
     // all of them are the second allocation's, so exactly it must go.
-    let bo_bytes = vram - used + size;
+    let bo_bytes = free_vram(ctx, 3 * size) + size;
     let bo = ctx.alloc(AllocKind::DeviceBuffer, bo_bytes)?;
     let expect = [Location::Vram, Location::System, Location::Vram];
     for (i, (buf, want)) in bufs.iter().zip(expect).enumerate() {

@@ -410,6 +410,54 @@ fn expectations_decide_what_is_unexpected() {
     assert_eq!(out.status.code(), Some(101), "{}", text(&out));
 }
 
+/// The profile's bound on system memory holds: eviction cases that would need more skip and
+/// say how much they needed; under a generous bound they run.
+#[test]
+fn eviction_cases_skip_rather_than_exceed_the_profiles_system_memory() {
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let sim = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/profiles/sim.yaml");
+    let text_of = std::fs::read_to_string(&sim).expect("the sim profile");
+    let run = |name: &str, bound: u64| {
+        // The profile's name must match its file's.
+        let profile = tmp.path().join(name).join("sim.yaml");
+        std::fs::create_dir_all(tmp.path().join(name)).expect("a folder for the profile");
+        let bounded = text_of.replacen(
+            "limits:\n",
+            &format!("limits:\n  system_memory_bytes: {bound}\n"),
+            1,
+        );
+        assert_ne!(bounded, text_of, "the sim profile has a limits section");
+        std::fs::write(&profile, bounded).expect("write the profile");
+        let folder = tmp.path().join(name).join("results");
+        let out = svmconf(&[
+            "--profile",
+            profile.to_str().unwrap_or_default(),
+            "--results",
+            folder.to_str().unwrap_or_default(),
+            "ttm_eviction::",
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        journal(&run_dir(&folder))
+    };
+    let tight = run("tight", 64 << 20);
+    let oversubscribe = record(&tight, "ttm_eviction::oversubscribe::8MiB");
+    assert_eq!(oversubscribe["status"], "skip");
+    let reason = oversubscribe["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("allows 67108864 (limits.system_memory_bytes)"),
+        "{reason}"
+    );
+    // 2 MiB and its evicted half fit in 64 MiB: that one still runs.
+    assert_eq!(
+        record(&tight, "ttm_eviction::device_buffers::2MiB")["status"],
+        "pass"
+    );
+    let roomy = run("roomy", 8 << 30);
+    for r in &roomy {
+        assert_eq!(r["status"], "pass", "{}: {}", r["case"], r["reason"]);
+    }
+}
+
 /// A device that is not what its profile expects is stopped before anything runs, with every
 /// difference named; `--no-preflight` runs it anyway.
 #[test]

@@ -238,6 +238,9 @@ pub struct EvictionTransient {
     pub transient_bytes_total: u64,
     /// The most transient memory held at one time.
     pub transient_bytes_peak: u64,
+    /// Pages TTM's page pool holds now, where the device can read it: system memory eviction
+    /// may have taken and not given back.
+    pub pool_pages: Option<u64>,
 }
 
 /// How a process that held the GPU ended.
@@ -403,6 +406,9 @@ pub trait Device: Send {
     fn take_events(&mut self) -> Option<Vec<MigrationEvent>>;
     /// Bytes of VRAM in use, device-wide.
     fn vram_used(&mut self) -> Option<u64>;
+    /// Bytes of VRAM a new allocation could take now (hipMemGetInfo's free): what eviction
+    /// pressure is sized from, since other users of the GPU and the driver hold some.
+    fn vram_free(&mut self) -> Option<u64>;
     /// Transient system memory of TTM evictions since the device was opened.
     fn eviction_transient(&mut self) -> Option<EvictionTransient>;
 

@@ -7,6 +7,7 @@
 //! root (`/sys`, `/sys/kernel/debug`) is a parameter, so tests build fake trees in a tempdir.
 
 pub mod dyndbg;
+pub mod eviction;
 pub mod modparams;
 pub mod observers;
 pub mod reset;

@@ -89,6 +89,16 @@ pub const AMDGPU_TRACE: ObserverFactory = ObserverFactory {
     },
 };
 
+/// Eviction transients from `MemAvailable`, sampled while cases run.
+pub const EVICTION_MEMORY: ObserverFactory = ObserverFactory {
+    name: "eviction-memory",
+    open: |_, _| {
+        let pool = Path::new(super::DEBUGFS_ROOT).join(crate::meminfo::TTM_PAGE_POOL);
+        super::eviction::EvictionMemory::open(Path::new(crate::meminfo::PROC_MEMINFO), Some(pool))
+            .map(|o| Box::new(o) as Box<dyn GpuObserver>)
+    },
+};
+
 /// A full GPU reset through the matched card's debugfs `amdgpu_gpu_recover` ([`reset`]).
 pub struct DebugfsReset {
     debugfs_root: PathBuf,

@@ -707,6 +707,11 @@ impl Device for HipDevice {
         self.observe(|o| o.vram_used())
     }
 
+    fn vram_free(&mut self) -> Option<u64> {
+        self.current().ok()?;
+        ffi::mem_info().ok().map(|(free, _)| free)
+    }
+
     fn eviction_transient(&mut self) -> Option<EvictionTransient> {
         self.observe(|o| o.eviction_transient())
     }

@@ -146,11 +146,13 @@ pub fn no_gpu_info() -> DeviceInfo {
 
 /// The observers every HIP device opens, in order; the first that answers an observation
 /// wins (for events: the first with events, see `observer::take_events`): KFD SMI events,
-/// the series' trace when asked for, VRAM in use from sysfs, the debugfs reset.
+/// the series' trace when asked for, VRAM in use from sysfs, eviction transients from
+/// `MemAvailable`, the debugfs reset.
 pub const OBSERVERS: &[ObserverFactory] = &[
     KFD_SMI,
     crate::device::amd::observers::AMDGPU_TRACE,
     crate::device::amd::observers::SYSFS_VRAM,
+    crate::device::amd::observers::EVICTION_MEMORY,
     crate::device::amd::observers::DEBUGFS_RESET,
 ];
 

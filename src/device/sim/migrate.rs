@@ -268,6 +268,7 @@ mod device_tests {
                 bytes_evicted: 2 * MIB,
                 transient_bytes_total: taken,
                 transient_bytes_peak: taken,
+                pool_pages: None,
             })
         );
         cpu_check(&mut dev, a, Span::pages(0, 512), 2);

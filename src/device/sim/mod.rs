@@ -293,6 +293,10 @@ impl Device for SimDevice {
         Some(self.lock().vram.used_bytes())
     }
 
+    fn vram_free(&mut self) -> Option<u64> {
+        Some(self.lock().vram.free_frames() * crate::device::PAGE_SIZE)
+    }
+
     fn eviction_transient(&mut self) -> Option<EvictionTransient> {
         Some(self.lock().vram.transient)
     }

@@ -37,6 +37,7 @@ pub fn profile() -> Profile {
             link: "PCIe Gen5 x16".to_string(),
             link_peak_gbps: 63.0,
             memory_peak_gbps: 5300.0,
+            system_memory_bytes: None,
         },
         policy: Policy::default(),
         sim: Some(cost()),
