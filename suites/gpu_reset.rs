@@ -17,14 +17,31 @@ pub const BODIES: &[Body] = &[Body {
     needs: &[Need::Destructive, Need::Reset, Need::Processes, Need::Xnack],
 }];
 
-/// A holder process keeps data in VRAM and in system memory; the GPU resets; the holder must end
-/// within `exit_limit_ms` (default 10000); a fresh process then migrates and verifies.
+/// A holder process keeps data in VRAM and in system memory, and a bystander process that never
+/// used the GPU keeps data in system memory; the GPU resets; the holder must end within
+/// `exit_limit_ms` (default 10000), the bystander's memory must be intact, and a fresh process
+/// then migrates and verifies.
 fn holder_ends(ctx: &mut Ctx) -> CaseResult {
     let limit = Duration::from_millis(ctx.param("exit_limit_ms", 10_000)?);
     let Some(permit) = ctx.destructive else {
         return Err(Stop::skip("destructive: rerun with --allow-destructive"));
     };
     let (size, seed) = (ctx.size, ctx.seed);
+
+    // The bystander: system memory only, no kernel, no prefetch. A reset is the GPU's business.
+    let mut bystander = ctx.dev.spawn_process()?;
+    let bystanders = bystander.alloc(AllocKind::Malloc, size)?;
+    let mut quiet = Ctx::new(
+        &mut *bystander,
+        ctx.profile,
+        seed,
+        size,
+        AllocKind::Malloc,
+        ctx.params,
+        ctx.repeat,
+        None,
+    );
+    quiet.cpu_fill(bystanders, bystanders.all(), 3)?;
 
     let mut holder = ctx.dev.spawn_process()?;
     let in_vram = holder.alloc(AllocKind::Managed, size)?;
@@ -69,6 +86,36 @@ fn holder_ends(ctx: &mut Ctx) -> CaseResult {
         ProcessExit::Exited(code) => {
             ctx.note(format!("holder exited with status {code} after the reset"))
         }
+    }
+
+    // The bystander's memory is as it left it. Where the runtime ends every process that
+    // initialized it, whatever it did, there is no bystander to ask, and the note says so.
+    let mut quiet = Ctx::new(
+        &mut *bystander,
+        ctx.profile,
+        seed,
+        size,
+        AllocKind::Malloc,
+        ctx.params,
+        ctx.repeat,
+        None,
+    );
+    match quiet.dev.wait_exit(Duration::ZERO)? {
+        ProcessExit::StillRunning => {
+            quiet
+                .cpu_verify(bystanders, bystanders.all(), 3)
+                .map_err(|stop| match stop {
+                    Stop::Fail(why) => Stop::Fail(format!(
+                        "the reset changed the memory of a process that never used the GPU: {why}"
+                    )),
+                    other => other,
+                })?;
+            ctx.note("a process that never used the GPU kept its memory across the reset");
+        }
+        ended => ctx.note(format!(
+            "the bystander process ended with the reset ({ended:?}): this runtime ends every \
+             process that initialized it, so its memory could not be checked"
+        )),
     }
 
     // A process started after the reset migrates and computes as before.

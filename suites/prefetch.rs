@@ -39,6 +39,7 @@ pub const BODIES: &[Body] = &[
 /// CPU-written data prefetched to VRAM, checked and rewritten by the GPU, prefetched back and
 /// checked by the CPU; both directions timed against the link.
 fn round_trip(ctx: &mut Ctx) -> CaseResult {
+    let vram_before = ctx.dev.vram_used();
     let buf = ctx.alloc(ctx.kind, ctx.size)?;
     let all = buf.all();
     ctx.cpu_fill(buf, all, 1)?;
@@ -57,8 +58,20 @@ fn round_trip(ctx: &mut Ctx) -> CaseResult {
     timed_both_ways(ctx, buf, all)?;
     ctx.cpu_verify(buf, all, 2)?;
     ctx.dev.free(buf)?;
+    // Freed, its VRAM is given back (within a page table's worth: the driver may keep some).
+    if let (Some(before), Some(after)) = (vram_before, ctx.dev.vram_used()) {
+        check!(
+            after <= before + VRAM_SLACK,
+            "after the free, VRAM in use is {after} bytes, {} more than before the allocation \
+             ({before}): the allocation's VRAM was not given back",
+            after.saturating_sub(before)
+        );
+    }
     Ok(())
 }
+
+/// VRAM in use that may stay after a free without it being a leak: page tables and the like.
+const VRAM_SLACK: u64 = 1 << 20;
 
 /// Bandwidth of prefetch in each direction, each repetition starting from the other side.
 fn timed_both_ways(ctx: &mut Ctx, buf: Buf, span: Span) -> CaseResult {

@@ -80,6 +80,8 @@ pub struct Options {
     pub allow_destructive: bool,
     /// Sim switches that break a migration path on purpose (`--sim-break a,b`).
     pub sim_break: Option<String>,
+    /// A fault plan for the sim (`--sim-faults FILE`, `fixtures/faults/*.yaml`).
+    pub sim_faults: Option<PathBuf>,
     /// The fixtures folder; `None`: `./fixtures`, else the one the binary was built with.
     pub fixtures: Option<PathBuf>,
     /// `None`: the backend's default (process on hardware, none on sim).
@@ -139,6 +141,7 @@ SVMCONF OPTIONS:
   --amdgpu-trace        turn on the series' pr_debug trace (fixtures/amdgpu-trace.yaml) and read
                         it as migration evidence where KFD SMI events are absent (GPUs; root)
   --sim-break A,B       break migration paths of the sim on purpose (see --sim-break help)
+  --sim-faults FILE     a fault plan for the sim (fixtures/faults/*.yaml; see svmconf kill-matrix)
   --fixtures DIR        fixtures folder (default ./fixtures, else the one built in)
   --host FILE           a lab machine (lab/hosts/NAME.yaml): its backend, profile, device,
                         results folder and permissions are the defaults, its needs checked
@@ -163,6 +166,10 @@ RUNNER OPTIONS:
 
 SUBCOMMAND:
   svmconf merge OUT RUN_DIR...  join the runs of shards into OUT and write its reports
+  svmconf kill-matrix [--faults DIR] [--keep DIR] [-- RUN OPTIONS]
+                                run the suite on the reference device once per fault plan
+                                (fixtures/faults) and fail if a plan is caught by none of
+                                the cases it names
 
 LIBTEST OPTIONS (as any Rust test binary): --list, --exact, --skip PATTERN, --ignored,
   --include-ignored, --test-threads N, --format pretty|terse|json, -q, FILTER.
@@ -214,6 +221,7 @@ impl Options {
             junit: None,
             allow_destructive: false,
             sim_break: None,
+            sim_faults: None,
             fixtures: None,
             isolate: None,
             timeout_s: None,
@@ -261,6 +269,7 @@ impl Options {
                 "--host" => o.host = Some(value("--host")?.into()),
                 "--junit" => o.junit = Some(value("--junit")?.into()),
                 "--sim-break" => o.sim_break = Some(value("--sim-break")?),
+                "--sim-faults" => o.sim_faults = Some(value("--sim-faults")?.into()),
                 "--fixtures" => o.fixtures = Some(value("--fixtures")?.into()),
                 "--allow-destructive" => o.allow_destructive = true,
                 "--isolate" => {
@@ -298,6 +307,9 @@ impl Options {
         }
         if let Some(b) = &self.sim_break {
             s += &format!(" --sim-break {b}");
+        }
+        if let Some(f) = &self.sim_faults {
+            s += &format!(" --sim-faults {}", shell_word(&f.to_string_lossy()));
         }
         if self.allow_destructive {
             s += " --allow-destructive";
@@ -344,6 +356,13 @@ impl Options {
         }
         if let Some(b) = &self.sim_break {
             a.extend(["--sim-break".into(), b.clone()]);
+        }
+        if let Some(f) = &self.sim_faults {
+            a.extend(["--sim-faults".into(), f.to_string_lossy().into_owned()]);
+            // Where the plan's kernel_log rules write.
+            if let Some(k) = &self.kmsg {
+                a.extend(["--kmsg".into(), k.to_string_lossy().into_owned()]);
+            }
         }
         if self.allow_destructive {
             a.push("--allow-destructive".into());

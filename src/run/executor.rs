@@ -35,6 +35,8 @@ pub struct Runner {
     pub info: DeviceInfo,
     pub backend: String,
     pub breaks: Breaks,
+    /// The sim's fault plan, put in force on every device a case opens.
+    pub faults: Option<crate::device::sim::faults::Plan>,
     /// The GPU each case opens a device on (hip).
     pub gpu: Option<Gpu>,
     /// Why no case can run on this backend here (no GPU found): each skips with it.
@@ -351,7 +353,12 @@ impl Runner {
     fn open_device(&self, seed: u64) -> Result<Box<dyn Device>, Stop> {
         match self.backend.as_str() {
             "sim" => SimDevice::new(&self.profile, seed, self.breaks)
-                .map(|d| Box::new(d) as Box<dyn Device>)
+                .map(|mut d| {
+                    if let Some(plan) = &self.faults {
+                        d.set_faults(plan.clone(), seed, self.options.kmsg.clone());
+                    }
+                    Box::new(d) as Box<dyn Device>
+                })
                 .map_err(|e| Stop::Fail(format!("cannot open the reference device: {e}"))),
             "hip" => match (&self.gpu, &self.unavailable) {
                 (Some(gpu), _) => gpu

@@ -4,6 +4,7 @@
 mod child;
 pub mod cli;
 mod executor;
+mod killmatrix;
 mod observe;
 mod plan;
 mod progress;
@@ -18,6 +19,7 @@ use libtest_mimic::{Arguments, Trial};
 
 use crate::device::hip::{self, pci::DeviceSelector, Probe, ProbeError};
 use crate::device::observer::ObserverOptions;
+use crate::device::sim::faults::Plan as SimFaults;
 use crate::device::sim::{Breaks, SimDevice};
 use crate::device::{Destructive, Device, DeviceInfo};
 use crate::expectations::Expectations;
@@ -65,6 +67,9 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
     }
     if args.get(1).map(String::as_str) == Some("merge") {
         return merge(&args[2..]);
+    }
+    if args.get(1).map(String::as_str) == Some("kill-matrix") {
+        return killmatrix::kill_matrix(&args[2..]);
     }
     let (options, args, resumed) = resume::options(args)?;
     let (options, host) = with_host(options)?;
@@ -493,6 +498,7 @@ impl Runner {
             info: opened.info.clone(),
             backend: opened.backend.clone(),
             breaks: opened.breaks,
+            faults: opened.faults.clone(),
             gpu: opened.gpu.clone(),
             unavailable: opened.unavailable.clone(),
             fixtures: fixtures_root(options),
@@ -618,6 +624,8 @@ struct Opened {
     profile: crate::fixtures::Loaded<Profile>,
     info: DeviceInfo,
     breaks: Breaks,
+    /// The sim's fault plan (`--sim-faults`).
+    faults: Option<SimFaults>,
     /// The GPU each case opens a device on (hip).
     gpu: Option<hip::Gpu>,
     /// Why no case can run on this backend here: each skips with it.
@@ -689,12 +697,28 @@ fn open_sim(options: &Options, root: &Path) -> Result<Opened, SetupError> {
         .map_err(|e| SetupError::Plan(format!("--sim-break: {e}")))?;
     let dev = SimDevice::new(&profile.value, options.seed, breaks)
         .map_err(|e| SetupError::Plan(format!("--profile {}: {e}", profile.value.name)))?;
+    let faults = match &options.sim_faults {
+        None => None,
+        Some(file) => {
+            let plan = SimFaults::load(file)
+                .map_err(|e| SetupError::Plan(format!("--sim-faults: {e}")))?;
+            if plan.logs() && options.kmsg.is_none() {
+                return Err(SetupError::Plan(format!(
+                    "--sim-faults {}: its kernel_log rules write kernel log lines; give the \
+                     file they go to and the runner reads with --kmsg FILE",
+                    file.display()
+                )));
+            }
+            Some(plan)
+        }
+    };
     let info = dev.info().clone();
     Ok(Opened {
         backend: "sim".into(),
         profile,
         info,
         breaks,
+        faults,
         gpu: None,
         unavailable: None,
     })
@@ -704,9 +728,10 @@ fn open_sim(options: &Options, root: &Path) -> Result<Opened, SetupError> {
 /// a GPU, a run in which every case skips with what HIP said (planned with `--profile`, else
 /// the reference profile, since no device says which).
 fn open_hip(options: &Options, root: &Path, probe: Probe) -> Result<Opened, SetupError> {
-    if options.sim_break.is_some() {
+    if options.sim_break.is_some() || options.sim_faults.is_some() {
         return Err(SetupError::Plan(
-            "--sim-break: only the reference device (--backend sim) can be broken on purpose"
+            "--sim-break, --sim-faults: only the reference device (--backend sim) can be \
+             broken on purpose"
                 .into(),
         ));
     }
@@ -742,6 +767,7 @@ fn open_hip(options: &Options, root: &Path, probe: Probe) -> Result<Opened, Setu
         profile,
         info,
         breaks: Breaks::default(),
+        faults: None,
         gpu,
         unavailable,
     })

@@ -27,6 +27,11 @@ impl Default for Meter {
 }
 
 impl Meter {
+    /// What the operation has cost so far, in ns.
+    pub fn ns(&self) -> f64 {
+        self.ns
+    }
+
     pub fn duration(&self) -> Duration {
         Duration::from_nanos(self.ns.round() as u64)
     }

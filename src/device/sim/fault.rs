@@ -5,10 +5,12 @@
 //! the whole devmem allocation holding it, as drm_pagemap's migrate_to_ram does.
 
 use super::clock::Meter;
+use super::faults::Kind;
 use super::gpu::{Gpu, Pid};
+use super::kernels::HANG;
 use super::migrate::WHOLE_ALLOCATION;
 use super::object::{Mapper, ObjId};
-use crate::device::{AllocKind, Location, Result, Trigger};
+use crate::device::{AllocKind, DeviceError, Location, Result, Trigger};
 
 /// Where the GPU found a page's words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +76,10 @@ impl Gpu {
     fn gpu_fault(&mut self, pid: Pid, buf: u32, page: u64, meter: &mut Meter) -> Result<bool> {
         let ns = self.clock.gpu_fault_ns();
         self.clock.charge(meter, ns);
+        if self.faults.on(Kind::Hang) {
+            self.clock.charge(meter, HANG.as_nanos() as f64);
+            return Err(DeviceError::Timeout(HANG));
+        }
         let chunk_sizes = &self.policy.chunk_sizes;
         let alloc = self.processes[pid].space.get_mut(buf)?;
         let range = match alloc.range_containing(page) {
@@ -99,10 +105,11 @@ impl Gpu {
 
     /// Whether a GPU fault on a page of `kind` with `preferred` location migrates its range.
     /// Preferred VRAM behaves like no preference.
-    fn fault_migrates(&self, kind: AllocKind, preferred: Option<Location>) -> bool {
+    fn fault_migrates(&mut self, kind: AllocKind, preferred: Option<Location>) -> bool {
         let prefers_system = preferred == Some(Location::System)
             && self.policy.preferred_system_maps_in_place
-            && !self.breaks.ignore_preferred_system;
+            && !self.breaks.ignore_preferred_system
+            && !self.faults.on(Kind::IgnorePreferred);
         self.xnack && self.policy.gpu_fault_migrates && self.migratable(kind) && !prefers_system
     }
 

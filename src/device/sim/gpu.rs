@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::breaks::Breaks;
 use super::clock::Clock;
+use super::faults::Kind;
 use super::kernels::Exec;
 use super::object::{Mapper, ObjId, Object};
 use super::rng::Rng;
@@ -46,6 +47,8 @@ pub(super) struct Process {
     pub next_launch: u64,
     /// This process's interleavings (racing kernels, CPU threads).
     pub rng: Rng,
+    /// It launched a kernel or prefetched: it has a KFD context, which a reset ends.
+    pub used_gpu: bool,
 }
 
 #[derive(Debug)]
@@ -54,6 +57,8 @@ pub(super) struct Gpu {
     pub policy: Policy,
     pub xnack: bool,
     pub breaks: Breaks,
+    /// The fault plan in force (`--sim-faults`): nothing by default.
+    pub faults: super::faults::Faults,
     pub seed: u64,
     pub clock: Clock,
     pub vram: Vram,
@@ -71,6 +76,7 @@ impl Gpu {
             policy,
             xnack: profile.xnack,
             breaks,
+            faults: super::faults::Faults::none(),
             seed,
             clock: Clock::new(cost, breaks.fast_clock, seed),
             vram: Vram::new(profile.vram_bytes),
@@ -90,6 +96,7 @@ impl Gpu {
             finished: BTreeMap::new(),
             next_launch: 1,
             rng: Rng::new(self.seed ^ (pid as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F)),
+            used_gpu: false,
         });
         pid
     }
@@ -183,12 +190,19 @@ impl Gpu {
 
     /// A full GPU reset. With `reset_loses_vram` every VRAM frame becomes seeded garbage; the
     /// GPU page tables are gone, so every GPU mapping must fault again; with
-    /// `reset_ends_processes` every process holding an allocation is aborted and its memory
-    /// released (KFD keeps it evicted until it exits; the runtime aborts it). Devmem
+    /// `reset_ends_processes` every process that used the GPU (launched or prefetched: it has
+    /// a KFD context) is aborted and its memory released (KFD keeps it evicted until it exits; the runtime aborts it). Devmem
     /// allocations of processes that survive keep their frames, now holding garbage.
     pub fn reset(&mut self) {
         self.resets += 1;
-        if self.policy.reset_loses_vram {
+        if self.faults.on(Kind::ResetLosesSystem) {
+            for obj in self.objects.values_mut() {
+                for page in 0..obj.devmem.len() as u64 {
+                    obj.sys.page_mut(page).fill(0);
+                }
+            }
+        }
+        if self.policy.reset_loses_vram && !self.faults.on(Kind::ResetKeepsVram) {
             self.vram
                 .lose_contents(self.seed ^ self.resets.wrapping_mul(0xD1B5_4A32_D192_ED03));
         }
@@ -205,7 +219,7 @@ impl Gpu {
         }
         for pid in 0..self.processes.len() {
             let process = &self.processes[pid];
-            if process.state == ProcState::Running && process.space.holds_allocations() {
+            if process.state == ProcState::Running && process.used_gpu {
                 self.end_process(pid, ProcState::Aborted);
             }
         }

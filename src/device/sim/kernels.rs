@@ -17,7 +17,7 @@ use crate::kernels::Launch;
 use crate::pattern::Pattern;
 
 /// How long a hung fault storm (`storm-hang`) runs before `wait` gives up.
-const HANG: Duration = Duration::from_secs(10);
+pub(super) const HANG: Duration = Duration::from_secs(10);
 
 /// Words one step reads or writes in one allocation, `weight` accesses per word (atomics
 /// repeat).
@@ -258,6 +258,7 @@ impl Gpu {
     pub(super) fn launch_async(&mut self, pid: Pid, launch: &Launch) -> Result<Pending> {
         validate(launch, &self.processes[pid].space)?;
         self.preflight(pid, launch)?;
+        self.processes[pid].used_gpu = true;
         let id = self.processes[pid].next_launch;
         self.processes[pid].next_launch += 1;
         let mut exec = Exec {

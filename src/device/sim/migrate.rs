@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use super::clock::Meter;
+use super::faults::{Direction, Fired, Growth, Kind};
 use super::gpu::Gpu;
 use super::object::{Mapper, ObjId, NO_DEVMEM};
 use super::vram::Devmem;
@@ -38,6 +39,14 @@ impl Gpu {
             return Some(0);
         };
         let n = moving.len() as u64;
+        let fired = self.faults.on_migration(Direction::ToVram, trigger);
+        if fired.any(Kind::Drop) {
+            return Some(0);
+        }
+        if fired.any(Kind::Phantom) {
+            self.record(who, &moving, Location::Vram, trigger, meter, &fired);
+            return Some(0);
+        }
         if !self.make_room(n, meter) {
             return None;
         }
@@ -56,18 +65,28 @@ impl Gpu {
         let misplace = trigger == Trigger::Prefetch && self.breaks.misplace_prefetch;
         let (objects, vram) = (&mut self.objects, &mut self.vram);
         let obj = &mut objects[object];
+        let count = moving.len();
         for (i, (&page, &frame)) in moving.iter().zip(&frames).enumerate() {
-            let source = match moving.get(1) {
+            let mut source = match moving.get(1) {
                 Some(&next) if misplace && i == 0 => next,
                 _ => page,
             };
+            if let Some(rule) = fired
+                .get(Kind::WrongPage)
+                .filter(|r| r.pages.picks(i, count))
+            {
+                source = moving[offset_index(i, rule.offset, count)];
+            }
             if copies {
                 vram.frame_mut(frame).copy_from_slice(obj.sys.page(source));
+            }
+            if let Some(rule) = fired.get(Kind::Corrupt).filter(|r| r.pages.picks(i, count)) {
+                corrupt_words(vram.frame_mut(frame), rule.words, self.seed);
             }
             obj.devmem[page as usize] = id;
             obj.frame[page as usize] = frame;
         }
-        self.record(who, &moving, Location::Vram, trigger, meter);
+        self.record(who, &moving, Location::Vram, trigger, meter, &fired);
         Some(n)
     }
 
@@ -92,17 +111,38 @@ impl Gpu {
             return 0;
         }
         let cpu_fault = trigger == Trigger::CpuFault;
-        let copies = !(cpu_fault && self.breaks.stale_migrate_to_ram);
+        let fired = self.faults.on_migration(Direction::ToRam, trigger);
+        let skips_copy = (cpu_fault && self.breaks.stale_migrate_to_ram)
+            || fired.any(Kind::Stale)
+            || fired.any(Kind::EvictWithoutCopy);
+        let copies = !skips_copy;
         let corrupt = cpu_fault && self.breaks.corrupt_migrate_to_ram;
         let lose = trigger == Trigger::Eviction && self.breaks.lose_page_on_eviction;
         let corrupt_word = (self.seed % WORDS_PER_PAGE) as usize;
         let (objects, vram, processes) = (&mut self.objects, &self.vram, &mut self.processes);
         let obj = &mut objects[object];
+        let count = moving.len();
+        let sources: Vec<u32> = (0..count)
+            .map(|i| {
+                match fired
+                    .get(Kind::WrongPage)
+                    .filter(|r| r.pages.picks(i, count))
+                {
+                    Some(rule) => obj.frame[moving[offset_index(i, rule.offset, count)] as usize],
+                    None => obj.frame[moving[i] as usize],
+                }
+            })
+            .collect();
         for (i, &page) in moving.iter().enumerate() {
-            let frame = obj.frame[page as usize];
             let words = obj.sys.page_mut(page);
             if copies {
-                words.copy_from_slice(vram.frame(frame));
+                words.copy_from_slice(vram.frame(sources[i]));
+            }
+            if let Some(rule) = fired.get(Kind::Corrupt).filter(|r| r.pages.picks(i, count)) {
+                corrupt_words(words, rule.words, self.seed);
+            }
+            if fired.picks(Kind::ZeroOnEviction, i, count) {
+                words.fill(0);
             }
             if i == 0 && corrupt {
                 words[corrupt_word] ^= CORRUPT_BIT;
@@ -122,7 +162,7 @@ impl Gpu {
             }
         }
         self.vram.release_pages(devmem, moving.len() as u64);
-        self.record(who, &moving, Location::System, trigger, meter);
+        self.record(who, &moving, Location::System, trigger, meter, &fired);
         moving.len() as u64
     }
 
@@ -134,11 +174,18 @@ impl Gpu {
         to: Location,
         trigger: Trigger,
         meter: &mut Meter,
+        fired: &Fired,
     ) {
         for (first, count) in runs(pages) {
             self.emit(who, first, count, to, trigger);
         }
-        let ns = self.clock.migration_ns(pages.len() as u64 * PAGE_SIZE);
+        let mut ns = self.clock.migration_ns(pages.len() as u64 * PAGE_SIZE);
+        if let Some(rule) = fired.get(Kind::Slow) {
+            ns *= match rule.growth {
+                Growth::Linear => rule.factor,
+                Growth::Quadratic => rule.factor * (1.0 + meter.ns() / QUADRATIC_NS),
+            };
+        }
         self.clock.charge(meter, ns);
     }
 
@@ -191,6 +238,24 @@ impl Gpu {
         for (devmem, pages) in left {
             self.vram.release_pages(devmem, pages);
         }
+    }
+}
+
+/// A `slow` rule with quadratic growth adds the migration's own cost once per this much time
+/// its operation has already taken.
+const QUADRATIC_NS: f64 = 1e6;
+
+/// The index `offset` pages away from `i` among `count`, wrapping around.
+fn offset_index(i: usize, offset: i64, count: usize) -> usize {
+    (i as i64 + offset).rem_euclid(count as i64) as usize
+}
+
+/// Flips bit 8 of `words` words of `page`, starting at a seed-chosen word.
+fn corrupt_words(page: &mut [u32], words: u32, seed: u64) {
+    let start = (seed % WORDS_PER_PAGE) as usize;
+    for k in 0..(words as usize).min(page.len()) {
+        let w = (start + k) % page.len();
+        page[w] ^= CORRUPT_BIT;
     }
 }
 

@@ -83,7 +83,9 @@ impl Gpu {
     }
 
     pub(super) fn free(&mut self, pid: Pid, buf: Buf) -> Result<()> {
-        self.release(pid, buf.id)
+        self.release(pid, buf.id)?;
+        self.faults.on_free();
+        Ok(())
     }
 
     /// Removes an allocation; its object goes when no process maps it any more.

@@ -31,6 +31,7 @@ mod breaks;
 mod clock;
 mod cpu;
 mod fault;
+pub mod faults;
 mod gpu;
 mod kernels;
 mod migrate;
@@ -99,6 +100,12 @@ impl SimDevice {
             pid,
             info: info(profile),
         })
+    }
+
+    /// Puts fault plan `plan` in force, its probabilities drawn from `seed`; its `kernel_log`
+    /// rules write to `kmsg`.
+    pub fn set_faults(&mut self, plan: faults::Plan, seed: u64, kmsg: Option<std::path::PathBuf>) {
+        self.lock().faults = faults::Faults::new(plan, seed, kmsg);
     }
 
     /// The breaks this device runs with.
@@ -290,11 +297,13 @@ impl Device for SimDevice {
     }
 
     fn vram_used(&mut self) -> Option<u64> {
-        Some(self.lock().vram.used_bytes())
+        let gpu = self.lock();
+        Some(gpu.vram.used_bytes() + gpu.faults.leaked)
     }
 
     fn vram_free(&mut self) -> Option<u64> {
-        Some(self.lock().vram.free_frames() * crate::device::PAGE_SIZE)
+        let gpu = self.lock();
+        Some((gpu.vram.free_frames() * crate::device::PAGE_SIZE).saturating_sub(gpu.faults.leaked))
     }
 
     fn eviction_transient(&mut self) -> Option<EvictionTransient> {

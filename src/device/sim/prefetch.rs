@@ -20,6 +20,7 @@ impl Gpu {
         span: Span,
         to: Location,
     ) -> Result<Duration> {
+        self.processes[pid].used_gpu = true;
         let alloc = self.svm_alloc(pid, buf.id, "prefetch")?;
         check_bounds(&alloc.buf, span)?;
         let pages = span.page_range();
@@ -35,7 +36,7 @@ impl Gpu {
             return Ok(Duration::ZERO);
         }
         let mut meter = self.clock.meter();
-        if self.breaks.ignore_prefetch {
+        if self.breaks.ignore_prefetch || self.faults.on(super::faults::Kind::IgnorePrefetch) {
             let obj = &self.objects[object];
             let stray = pages.filter(|&p| obj.location(p) != to).count() as u64;
             if stray > 0 {

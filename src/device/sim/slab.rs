@@ -44,6 +44,11 @@ impl<T> Slab<T> {
         self.slots.get(id as usize)?.as_ref()
     }
 
+    /// Every live entry, mutably.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.slots.iter_mut().flatten()
+    }
+
     /// Live entries.
     pub fn len(&self) -> usize {
         self.slots.len() - self.free.len()

@@ -280,10 +280,6 @@ impl Space {
             .get_mut(&id)
             .ok_or(DeviceError::NoSuchBuffer(id))
     }
-
-    pub fn holds_allocations(&self) -> bool {
-        !self.allocs.is_empty()
-    }
 }
 
 /// Checks that `span` lies inside `buf`.
