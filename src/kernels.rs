@@ -18,7 +18,7 @@ pub const MAX_GRID_BLOCKS: u32 = 65_535;
 /// into device pointers (`base + span.offset`), word counts (`span.len / 4`) and, for the page
 /// kernels (touch, fault storm), whole-page counts (`span.len / 4096`: a partial last page is
 /// not touched).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Launch {
     /// `buf[i] = pattern(seed, generation, first_word + i)` for every word of the span.
     Fill {

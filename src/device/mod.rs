@@ -9,6 +9,7 @@
 pub mod amd;
 pub mod hip;
 pub mod observer;
+pub mod remote;
 pub mod sim;
 
 use std::fmt;
@@ -22,7 +23,10 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const WORDS_PER_PAGE: u64 = PAGE_SIZE / 4;
 
 /// How an allocation is made, which decides whether it may migrate at all.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum AllocKind {
     /// hipMallocManaged: an SVM allocation accessible to every GPU.
     Managed,
@@ -35,6 +39,7 @@ pub enum AllocKind {
     /// A shared mapping of a file: correct in place, never migrated.
     File,
     /// A VRAM buffer object outside SVM, used to put pressure on VRAM.
+    #[serde(rename = "device")]
     DeviceBuffer,
 }
 
@@ -98,7 +103,7 @@ impl fmt::Display for Location {
 }
 
 /// An allocation handle. Cheap to copy; only meaningful to the device that made it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Buf {
     pub id: u32,
     pub kind: AllocKind,
@@ -117,7 +122,7 @@ impl Buf {
 }
 
 /// A byte span inside one allocation, relative to its start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Span {
     pub offset: u64,
     pub len: u64,
@@ -169,7 +174,7 @@ impl fmt::Display for Span {
 }
 
 /// Memory advice, as hipMemAdvise passes it to the SVM attributes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Advice {
     PreferredLocation(Location),
     UnsetPreferredLocation,
@@ -178,7 +183,7 @@ pub enum Advice {
 }
 
 /// Page protection of a CPU mapping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Protection {
     ReadWrite,
     ReadOnly,
@@ -230,7 +235,7 @@ impl MigrationEvent {
 
 /// System memory taken and given back while TTM evicted SVM allocations (the series' open
 /// issue: a throwaway TTM_PL_SYSTEM resource of the allocation's size per eviction).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EvictionTransient {
     pub evictions: u64,
     pub bytes_evicted: u64,
@@ -253,7 +258,7 @@ pub enum ProcessExit {
 }
 
 /// The result of one kernel launch, timed with device events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KernelRun {
     pub elapsed: Duration,
     /// GPU page faults the launch took, where the device counts them.
@@ -266,7 +271,7 @@ pub struct KernelRun {
 pub struct Pending(pub u64);
 
 /// What a backend is and can do, known before any case runs.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DeviceInfo {
     /// `sim`, `hip`, `cuda`, `dmirror`.
     pub backend: String,
@@ -281,7 +286,7 @@ pub struct DeviceInfo {
 
 /// What the device can observe or do. A case names what it needs; the runner skips it with the
 /// capability's reason when the device lacks it.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Capabilities {
     /// GPU page faults are retried (XNACK on): fault-driven migration can happen at all.
     pub xnack: bool,
@@ -311,7 +316,7 @@ pub struct Capabilities {
 pub struct Destructive(pub(crate) ());
 
 /// CPU accesses from several threads at once, each thread with its own list of pages.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct CpuThreads {
     pub buf: Buf,
     pub op: CpuOp,
@@ -320,7 +325,7 @@ pub struct CpuThreads {
 }
 
 /// What each touch of a CPU thread does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CpuOp {
     /// Read the page's first word.
     Read,
@@ -328,18 +333,32 @@ pub enum CpuOp {
     AtomicInc,
 }
 
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+/// A text fixed in the source. Spelled through this alias in [`DeviceError`] because serde
+/// takes a plain `&'static str` field as borrowed from its input, which an error read from a
+/// pipe cannot be; `remote::intern` makes the `&'static str` again.
+pub type FixedText = &'static str;
+
+/// Serde: a device in a second process sends its errors as they are (`remote`).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DeviceError {
     #[error("out of {what} memory: asked for {bytes} bytes")]
-    OutOfMemory { what: &'static str, bytes: u64 },
+    OutOfMemory {
+        #[serde(deserialize_with = "remote::intern")]
+        what: FixedText,
+        bytes: u64,
+    },
     #[error("{span} is outside allocation {buf} of {len} bytes")]
     OutOfBounds { buf: u32, span: Span, len: u64 },
     #[error("allocation {0} does not exist (freed or never made)")]
     NoSuchBuffer(u32),
     #[error("{op} is not supported for {kind} allocations")]
-    Unsupported { op: &'static str, kind: AllocKind },
+    Unsupported {
+        #[serde(deserialize_with = "remote::intern")]
+        op: FixedText,
+        kind: AllocKind,
+    },
     #[error("{0} is not supported by this device")]
-    NotSupported(&'static str),
+    NotSupported(#[serde(deserialize_with = "remote::intern")] FixedText),
     #[error("CPU access to unmapped address at offset {offset:#x} of allocation {buf} (SIGSEGV)")]
     Segfault { buf: u32, offset: u64 },
     #[error("GPU memory fault at offset {offset:#x} of allocation {buf}: {reason}")]

@@ -114,6 +114,9 @@ pub struct Options {
     pub runner_selftest: bool,
     /// Set on a case's child process: run the one case here and write its record to this file.
     pub child_verdict: Option<PathBuf>,
+    /// Set on a second process of a case (`Device::spawn_process` on hip): open the device and
+    /// serve it over stdin and stdout (`device::remote`), nothing else.
+    pub device_server: bool,
     /// Everything else, for libtest-mimic, program name first.
     pub libtest: Vec<String>,
 }
@@ -238,6 +241,7 @@ impl Options {
             preflight: true,
             runner_selftest: false,
             child_verdict: None,
+            device_server: false,
             libtest: vec![program],
         };
         while let Some(arg) = args.next() {
@@ -290,6 +294,7 @@ impl Options {
                 "--no-preflight" => o.preflight = false,
                 "--runner-selftest" => o.runner_selftest = true,
                 "--child-verdict" => o.child_verdict = Some(value("--child-verdict")?.into()),
+                crate::device::remote::SERVER_FLAG => o.device_server = true,
                 _ => o.libtest.push(arg),
             }
         }

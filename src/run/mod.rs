@@ -19,6 +19,7 @@ use libtest_mimic::{Arguments, Trial};
 
 use crate::device::hip::{self, pci::DeviceSelector, Probe, ProbeError};
 use crate::device::observer::ObserverOptions;
+use crate::device::remote;
 use crate::device::sim::faults::Plan as SimFaults;
 use crate::device::sim::{Breaks, SimDevice};
 use crate::device::{Destructive, Device, DeviceInfo};
@@ -70,6 +71,9 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
     }
     if args.get(1).map(String::as_str) == Some("kill-matrix") {
         return killmatrix::kill_matrix(&args[2..]);
+    }
+    if args.iter().any(|a| a == remote::SERVER_FLAG) {
+        return device_server(&Options::parse(args)?);
     }
     let (options, args, resumed) = resume::options(args)?;
     let (options, host) = with_host(options)?;
@@ -552,6 +556,57 @@ fn child_case(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--device-server`: a second process of a case. Opens the device the runner would open for
+/// the same backend and selection, and serves it over stdin and stdout to the
+/// `RemoteDevice` that started this process, until stdin ends.
+fn device_server(options: &Options) -> Result<ExitCode, SetupError> {
+    // A server whose parent died must not go on holding the GPU.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    // stdout carries the protocol alone: whatever else prints (discovery's line, a library's
+    // message) goes to stderr, which is the parent's.
+    let protocol = nix::unistd::dup(std::io::stdout())
+        .and_then(|fd| nix::unistd::dup2_stdout(std::io::stderr()).map(|()| fd))
+        .map_err(|e| {
+            SetupError::Plan(format!(
+                "{}: cannot set stdout aside for the protocol: {e}",
+                remote::SERVER_FLAG
+            ))
+        })?;
+    let mut dev = open_served(options)?;
+    let output = std::io::BufWriter::new(std::fs::File::from(protocol));
+    remote::serve(dev.as_mut(), std::io::stdin().lock(), output)
+        .map_err(|e| SetupError::Plan(format!("{}: {e}", remote::SERVER_FLAG)))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The device a `--device-server` serves: a reference device from the profile and seed, or
+/// the GPU `--device` names.
+fn open_served(options: &Options) -> Result<Box<dyn Device>, SetupError> {
+    let flag = remote::SERVER_FLAG;
+    match options.backend {
+        Backend::Sim => {
+            let opened = open_sim(options, &fixtures_root(options))?;
+            let dev = SimDevice::new(&opened.profile.value, options.seed, opened.breaks)
+                .map_err(|e| SetupError::Plan(format!("{flag}: {e}")))?;
+            Ok(Box::new(dev))
+        }
+        Backend::Hip => match hip::probe(&selector(options)?) {
+            Ok(Probe::Gpu(gpu)) => gpu.open().map_err(|e| {
+                SetupError::Plan(format!("{flag}: cannot open {}: {e}", gpu.describe()))
+            }),
+            Ok(Probe::NoGpu(why)) => Err(SetupError::Plan(format!("{flag} --backend hip: {why}"))),
+            Err(ProbeError::NotBuilt) => Err(cli::UsageError::HipNotBuilt.into()),
+            Err(ProbeError::Unusable(why)) => {
+                Err(SetupError::Plan(format!("{flag} --backend hip: {why}")))
+            }
+        },
+        Backend::Auto => Err(SetupError::Plan(format!(
+            "{flag}: name the backend (--backend sim or hip): a second process must open the \
+             device its parent runs on, not look for one"
+        ))),
+    }
+}
+
 fn describe_filter(args: &Arguments) -> String {
     let mut parts = Vec::new();
     if let Some(f) = &args.filter {
@@ -644,12 +699,17 @@ pub fn fixtures_root(options: &Options) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
-fn open_backend(options: &Options) -> Result<Opened, SetupError> {
-    let root = fixtures_root(options);
-    let selector = match &options.device {
+/// The GPU `--device` names, else the first.
+fn selector(options: &Options) -> Result<DeviceSelector, SetupError> {
+    Ok(match &options.device {
         None => DeviceSelector::First,
         Some(d) => DeviceSelector::parse(d).ok_or_else(|| cli::UsageError::Device(d.clone()))?,
-    };
+    })
+}
+
+fn open_backend(options: &Options) -> Result<Opened, SetupError> {
+    let root = fixtures_root(options);
+    let selector = selector(options)?;
     let probe = match options.backend {
         Backend::Sim => None,
         Backend::Hip => match hip::probe(&selector) {

@@ -11,9 +11,14 @@
 //! - kernel time: hipEvents around the launch on the device's own stream; CPU time: a
 //!   monotonic clock.
 //!
-//! What it cannot do: fork or a second process (the HIP runtime does not survive fork, and a
-//! child would need a protocol to be driven from here), per-page residency. Those
-//! capabilities are off, and the cases that need them skip with that reason.
+//! A second process (`spawn_process`) is a real one: this binary again, in `--device-server`
+//! mode on the same GPU (`--device` with its PCI bus id), driven over pipes by a
+//! [`RemoteDevice`]. Not fork: the HIP runtime does not survive fork (its threads, the KFD
+//! file descriptor and the GPU mappings are not the child's), and a fresh process is what the
+//! cases mean anyway: its own runtime, its own KFD process, ended on its own by a GPU reset.
+//!
+//! What it cannot do: fork, per-page residency. Those capabilities are off, and the cases
+//! that need them skip with that reason.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -31,6 +36,7 @@ use super::{args, select_code_object, NoCodeObject, CODE_OBJECTS, OBSERVERS};
 use crate::device::observer::{
     self, open_all, GpuIdentity, GpuObserver, ObserverOptions, Opened, Provides,
 };
+use crate::device::remote::RemoteDevice;
 use crate::device::{
     Advice, AllocKind, Buf, Capabilities, CpuOp, CpuThreads, Destructive, Device, DeviceError,
     DeviceInfo, EvictionTransient, KernelRun, Location, MigrationEvent, Pending, ProcessExit,
@@ -164,7 +170,7 @@ fn info(found: &Found, provides: Provides) -> DeviceInfo {
             reset: provides.reset,
             device_buffers: true,
             fork: false,
-            processes: false,
+            processes: true,
             concurrency: true,
         },
     }
@@ -249,6 +255,8 @@ struct Alloc {
 pub struct HipDevice {
     info: DeviceInfo,
     ordinal: i32,
+    /// What a second process is told to open: this GPU, whatever order HIP lists GPUs in there.
+    pci_bus_id: String,
     // Declaration order is drop order: after `Drop::drop` synchronized the stream, the
     // pending events, the module and the stream go before the memory they may refer to.
     pending: HashMap<u64, (Event, Event)>,
@@ -298,6 +306,7 @@ impl HipDevice {
         Ok(HipDevice {
             info: info(found, provides),
             ordinal: found.ordinal,
+            pci_bus_id: found.pci_bus_id.clone(),
             pending: HashMap::new(),
             next_pending: 0,
             module,
@@ -717,14 +726,13 @@ impl Device for HipDevice {
     }
 
     fn spawn_process(&mut self) -> Result<Box<dyn Device>> {
-        Err(DeviceError::NotSupported(
-            "a second process on the HIP backend",
-        ))
+        let args = ["--backend", "hip", "--device", &self.pci_bus_id].map(String::from);
+        RemoteDevice::spawn(&args).map(|d| Box::new(d) as Box<dyn Device>)
     }
 
     fn wait_exit(&mut self, _limit: Duration) -> Result<ProcessExit> {
         Err(DeviceError::NotSupported(
-            "waiting for a process on the HIP backend",
+            "waiting for the end of the runner's own process (only a spawned one ends)",
         ))
     }
 

@@ -43,7 +43,7 @@ mod slab;
 mod space;
 mod store;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 mod vram;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
