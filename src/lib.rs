@@ -4,6 +4,7 @@
 //! the reference device `sim` here, real GPUs through the other backends. The runner in [`run`]
 //! plans, runs and records them; [`results`] turns the journal into reports.
 
+pub mod baseline;
 pub mod case;
 pub mod device;
 pub mod expectations;
@@ -18,6 +19,8 @@ pub mod profile;
 pub mod regress;
 pub mod results;
 pub mod run;
+pub mod scaling;
+pub mod sensitivity;
 pub mod shard;
 pub mod taint;
 pub mod timing;

@@ -59,9 +59,13 @@ pub enum Finding {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     pub finding: Finding,
+    // serde_json writes a NaN (no samples on a side) as null: read back as NaN.
+    #[serde(deserialize_with = "crate::timing::nan_if_null")]
     pub baseline_median: f64,
+    #[serde(deserialize_with = "crate::timing::nan_if_null")]
     pub current_median: f64,
     /// How much worse the current median is, as a fraction: 0.2 is 20% worse; negative better.
+    #[serde(deserialize_with = "crate::timing::nan_if_null")]
     pub worse_by: f64,
     /// One-sided p-value of "current is worse".
     pub p_worse: f64,

@@ -260,7 +260,7 @@ pub fn gbps(bytes: u64, d: Duration) -> f64 {
 
 /// serde_json writes NaN and infinities as null; reading null back as NaN keeps a journal that
 /// recorded a broken measurement (a zero duration, say) loadable.
-fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+pub(crate) fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 

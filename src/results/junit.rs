@@ -179,6 +179,18 @@ fn system_out(r: &CaseRecord, run: &RunInfo) -> String {
         };
         property(&format!("metric.{}", m.name), median.trim_end());
     }
+    if let Some(b) = &run.baseline {
+        let method = crate::regress::Method {
+            tolerance: b.tolerance,
+            alpha: b.alpha,
+        };
+        for c in &r.baseline {
+            property(
+                &format!("baseline.{}", c.metric),
+                &crate::baseline::describe(c, method, &b.run_id),
+            );
+        }
+    }
 
     match r.status {
         Status::Flake if !r.retries.is_empty() => {
@@ -327,6 +339,9 @@ fn run_header(run: &RunInfo) -> String {
     );
     if let Some(shard) = run.shard {
         let _ = writeln!(s, "shard: {shard}");
+    }
+    if let Some(b) = &run.baseline {
+        let _ = writeln!(s, "baseline: {} ({}): {}", b.run_id, b.run_dir, b.method);
     }
     for o in &run.observers {
         let _ = writeln!(

@@ -369,6 +369,7 @@ fn merged_info(shards: &[Shard]) -> (RunInfo, Vec<String>) {
         fixtures: first.fixtures.clone(),
         shard: None,
         observers,
+        baseline: first.baseline.clone(),
     };
     (info, notes)
 }

@@ -182,6 +182,9 @@ pub struct CaseRecord {
     /// What the expectations file said of the case, where it said anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expectation: Option<ExpectationNote>,
+    /// Each timing against the same case of the `--baseline` run, where one was given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline: Vec<crate::baseline::MetricComparison>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -272,6 +275,7 @@ impl CaseRecord {
             taint: None,
             output: None,
             expectation: None,
+            baseline: Vec::new(),
         }
     }
 
@@ -463,6 +467,7 @@ pub(crate) mod test_support {
             }],
             shard: None,
             observers: Vec::new(),
+            baseline: None,
         }
     }
 }

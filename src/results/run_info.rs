@@ -49,6 +49,9 @@ pub struct RunInfo {
     /// What the runner could and could not observe (kernel log, taint, ...), each said once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub observers: Vec<Observer>,
+    /// `--baseline`: the earlier run each case's timings were compared with, and the method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<crate::baseline::BaselineRef>,
 }
 
 /// One source of evidence beside the cases themselves, and whether this run had it.
@@ -88,6 +91,7 @@ impl RunInfo {
             fixtures,
             shard: None,
             observers: Vec::new(),
+            baseline: None,
         }
     }
 

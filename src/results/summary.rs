@@ -143,7 +143,59 @@ pub fn render_summary(records: &[CaseRecord], run: &RunInfo) -> String {
     kernel_findings(&mut s, records);
     taint(&mut s, records);
     crashes(&mut s, records);
+    baseline(&mut s, records, run);
     s
+}
+
+/// `--baseline`: the method, how many metrics came out each way, and every comparison that is
+/// not "unchanged".
+fn baseline(s: &mut String, records: &[CaseRecord], run: &RunInfo) {
+    use crate::baseline::Outcome;
+    let Some(b) = &run.baseline else {
+        return;
+    };
+    let _ = writeln!(
+        s,
+        "## Baseline
+
+Compared with run `{}` ({}): {}.
+",
+        b.run_id,
+        code(&b.run_dir),
+        b.method
+    );
+    let compared: Vec<_> = records
+        .iter()
+        .flat_map(|r| r.baseline.iter().map(move |c| (r, c)))
+        .collect();
+    let _ = writeln!(s, "| outcome | metrics |\n| --- | ---: |");
+    for outcome in Outcome::ALL {
+        let n = compared
+            .iter()
+            .filter(|(_, c)| c.outcome == outcome)
+            .count();
+        if n > 0 {
+            let _ = writeln!(s, "| {} | {n} |", outcome.name());
+        }
+    }
+    let _ = writeln!(s, "| **total** | {} |\n", compared.len());
+    let method = crate::regress::Method {
+        tolerance: b.tolerance,
+        alpha: b.alpha,
+    };
+    let notable: Vec<_> = compared
+        .iter()
+        .filter(|(_, c)| c.outcome != Outcome::Unchanged)
+        .collect();
+    if notable.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "| case | comparison |\n| --- | --- |");
+    for (r, c) in notable {
+        let line = crate::baseline::describe(c, method, &b.run_id);
+        let _ = writeln!(s, "| {} | {} |", code(&r.case), cell(&line));
+    }
+    s.push('\n');
 }
 
 /// Kernel log rows in the findings table; the journal holds the rest.

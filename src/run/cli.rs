@@ -109,6 +109,12 @@ pub struct Options {
     pub retries: u32,
     /// Runs of each case.
     pub repeat: u32,
+    /// `--reps N`: timed repetitions of every timed step, in place of the fixtures' `reps`.
+    pub reps: Option<u32>,
+    /// `--baseline DIR`: an earlier run whose timings each case is compared with.
+    pub baseline: Option<PathBuf>,
+    /// `--tolerance` and `--alpha`: what counts as a regression against the baseline.
+    pub method: crate::regress::Method,
     pub preflight: bool,
     /// The runner's own test cases instead of the suite (crash, hang, output, kernel log).
     pub runner_selftest: bool,
@@ -167,12 +173,23 @@ RUNNER OPTIONS:
                         on sim)
   --runner-selftest     run the runner's own test cases (crash, hang, output) instead
 
-SUBCOMMAND:
+TIMINGS:
+  --reps N              timed repetitions of every timed step (default: the fixtures', 3 or 5;
+                        10 with --baseline)
+  --baseline DIR        compare each case's timings with the same case in the run folder DIR;
+                        a significant regression fails the case (record DIR with --reps 10)
+  --tolerance X         smallest slowdown of the median that counts: 0.1 or 10% (default 10%)
+  --alpha P             significance of the one-sided Mann-Whitney test (default 0.01)
+
+SUBCOMMANDS:
   svmconf merge OUT RUN_DIR...  join the runs of shards into OUT and write its reports
   svmconf kill-matrix [--faults DIR] [--keep DIR] [-- RUN OPTIONS]
                                 run the suite on the reference device once per fault plan
                                 (fixtures/faults) and fail if a plan is caught by none of
                                 the cases it names
+  svmconf sensitivity [--help]  how often the baseline comparison catches a slowdown
+  svmconf scaling [--help]      each path's time against size: the exponent of a power law
+  svmconf seeds [--help]        the whole suite on many seeds: failures must be 0
 
 LIBTEST OPTIONS (as any Rust test binary): --list, --exact, --skip PATTERN, --ignored,
   --include-ignored, --test-threads N, --format pretty|terse|json, -q, FILTER.
@@ -205,6 +222,8 @@ pub enum UsageError {
     Seconds { flag: &'static str, value: String },
     #[error("{flag}: expected a count, got `{value}`")]
     Count { flag: &'static str, value: String },
+    #[error("{flag}: expected a fraction in (0, 1) such as 0.1 or 10%, got `{value}`")]
+    Fraction { flag: &'static str, value: String },
 }
 
 impl Options {
@@ -238,6 +257,9 @@ impl Options {
             shard: None,
             retries: 0,
             repeat: 1,
+            reps: None,
+            baseline: None,
+            method: crate::regress::Method::default(),
             preflight: true,
             runner_selftest: false,
             child_verdict: None,
@@ -291,12 +313,22 @@ impl Options {
                 "--shard" => o.shard = Some(value("--shard")?),
                 "--retries" => o.retries = count("--retries", value("--retries")?, 0)?,
                 "--repeat" => o.repeat = count("--repeat", value("--repeat")?, 1)?,
+                "--reps" => o.reps = Some(count("--reps", value("--reps")?, 1)?),
+                "--baseline" => o.baseline = Some(value("--baseline")?.into()),
+                "--tolerance" => {
+                    o.method.tolerance = fraction("--tolerance", value("--tolerance")?)?
+                }
+                "--alpha" => o.method.alpha = fraction("--alpha", value("--alpha")?)?,
                 "--no-preflight" => o.preflight = false,
                 "--runner-selftest" => o.runner_selftest = true,
                 "--child-verdict" => o.child_verdict = Some(value("--child-verdict")?.into()),
                 crate::device::remote::SERVER_FLAG => o.device_server = true,
                 _ => o.libtest.push(arg),
             }
+        }
+        // A comparison needs samples: the count that meets the goal of `svmconf sensitivity`.
+        if o.baseline.is_some() && o.reps.is_none() {
+            o.reps = Some(crate::baseline::RECOMMENDED_REPS);
         }
         Ok(o)
     }
@@ -327,6 +359,19 @@ impl Options {
         }
         if self.runner_selftest {
             s += " --runner-selftest";
+        }
+        if let Some(n) = self.reps {
+            s += &format!(" --reps {n}");
+        }
+        if let Some(b) = &self.baseline {
+            s += &format!(" --baseline {}", shell_word(&b.to_string_lossy()));
+            let default = crate::regress::Method::default();
+            if self.method.tolerance != default.tolerance {
+                s += &format!(" --tolerance {}", self.method.tolerance);
+            }
+            if self.method.alpha != default.alpha {
+                s += &format!(" --alpha {}", self.method.alpha);
+            }
         }
         s
     }
@@ -378,6 +423,10 @@ impl Options {
         if self.runner_selftest {
             a.push("--runner-selftest".into());
         }
+        // The baseline is judged by the runner; the child only needs the repetitions.
+        if let Some(n) = self.reps {
+            a.extend(["--reps".into(), n.to_string()]);
+        }
         a.extend([
             case.into(),
             "--exact".into(),
@@ -411,6 +460,18 @@ fn count(flag: &'static str, value: String, min: u32) -> Result<u32, UsageError>
     match value.parse::<u32>() {
         Ok(v) if v >= min => Ok(v),
         _ => Err(UsageError::Count { flag, value }),
+    }
+}
+
+/// A fraction written as `0.1` or `10%`, strictly between 0 and 1.
+fn fraction(flag: &'static str, value: String) -> Result<f64, UsageError> {
+    let parsed = match value.strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().map(|p| p / 100.0),
+        None => value.parse::<f64>(),
+    };
+    match parsed {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err(UsageError::Fraction { flag, value }),
     }
 }
 
@@ -457,6 +518,10 @@ mod tests {
     #[case(&["--repeat", "0"], UsageError::Count { flag: "--repeat", value: "0".into() })]
     #[case(&["--resume"], UsageError::Missing { flag: "--resume" })]
     #[case(&["--device"], UsageError::Missing { flag: "--device" })]
+    #[case(&["--reps", "0"], UsageError::Count { flag: "--reps", value: "0".into() })]
+    #[case(&["--tolerance", "150%"], UsageError::Fraction { flag: "--tolerance", value: "150%".into() })]
+    #[case(&["--alpha", "0"], UsageError::Fraction { flag: "--alpha", value: "0".into() })]
+    #[case(&["--baseline"], UsageError::Missing { flag: "--baseline" })]
     fn usage_errors(#[case] args: &[&str], #[case] want: UsageError) {
         assert_eq!(parse(args).unwrap_err(), want);
     }
@@ -531,6 +596,41 @@ mod tests {
         assert!(
             line.ends_with("prefetch::partial::2MiB --exact --test-threads 1"),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn timing_options_reach_children_and_repro_lines() {
+        let o = parse(&[
+            "--reps",
+            "10",
+            "--baseline",
+            "results/old",
+            "--tolerance",
+            "20%",
+            "--alpha",
+            "0.05",
+        ])
+        .unwrap();
+        assert_eq!(o.reps, Some(10));
+        assert_eq!((o.method.tolerance, o.method.alpha), (0.2, 0.05));
+        let repro = o.repro_flags("sim", "sim");
+        assert!(
+            repro.ends_with("--reps 10 --baseline results/old --tolerance 0.2 --alpha 0.05"),
+            "{repro}"
+        );
+        let child = o
+            .child_args(
+                "sim",
+                "sim",
+                std::path::Path::new("fx"),
+                "c",
+                std::path::Path::new("v"),
+            )
+            .join(" ");
+        assert!(
+            child.contains("--reps 10") && !child.contains("--baseline"),
+            "{child}"
         );
     }
 

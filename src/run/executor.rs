@@ -54,6 +54,8 @@ pub struct Runner {
     pub stop: Mutex<Option<String>>,
     pub stopped: AtomicBool,
     pub progress: Option<Progress>,
+    /// `--baseline`: the run each case's timings are compared with, in the runner only.
+    pub baseline: Option<crate::baseline::Baseline>,
 }
 
 impl Runner {
@@ -186,6 +188,9 @@ impl Runner {
                 ));
             }
             record.retries = earlier;
+        }
+        if let Some(baseline) = &self.baseline {
+            baseline.judge(&mut record);
         }
         self.observers.apply_expectation(&mut record);
         record

@@ -5,7 +5,8 @@
 //!
 //! Each run is this binary in a child process on the reference device, with the whole suite
 //! (destructive cases included), one case at a time, and a kernel log file the plan's
-//! `kernel_log` rules write to and the runner reads.
+//! `kernel_log` rules write to and the runner reads. The clean run takes 10 timed repetitions,
+//! so that plans that slow a path (`slow` rules) run with it as their `--baseline`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,8 @@ fn caught(status: Status) -> bool {
 /// What one run left.
 struct Outcome {
     records: Vec<CaseRecord>,
+    /// The run folder.
+    run: PathBuf,
 }
 
 /// Options of the command.
@@ -104,8 +107,14 @@ fn plans(dir: &Path) -> Result<Vec<Plan>, SetupError> {
         .collect()
 }
 
-/// One run of the whole suite under `plan` (none: clean), its results in `dir`.
-fn run_suite(plan: Option<&Plan>, dir: &Path, extra: &[String]) -> Result<Outcome, SetupError> {
+/// One run of the whole suite under `plan` (none: clean), its results in `dir`; `baseline`:
+/// a run whose timings it is compared with.
+fn run_suite(
+    plan: Option<&Plan>,
+    dir: &Path,
+    extra: &[String],
+    baseline: Option<&Path>,
+) -> Result<Outcome, SetupError> {
     let io = |what: &str, e: std::io::Error| {
         SetupError::Plan(format!("kill-matrix: {what}: {}", results::io_reason(&e)))
     };
@@ -133,6 +142,16 @@ fn run_suite(plan: Option<&Plan>, dir: &Path, extra: &[String]) -> Result<Outcom
     if let Some(p) = plan {
         cmd.arg("--sim-faults").arg(&p.file);
     }
+    match baseline {
+        Some(b) => {
+            cmd.arg("--baseline").arg(b);
+        }
+        // Enough timed repetitions to be a baseline (see `svmconf sensitivity`).
+        None if plan.is_none() => {
+            cmd.args(["--reps", "10"]);
+        }
+        None => {}
+    }
     let out = cmd.output().map_err(|e| io("running the suite", e))?;
     // 0: all as expected; 101: some case did not pass. Anything else is a setup error.
     if !matches!(out.status.code(), Some(0) | Some(101)) {
@@ -154,7 +173,7 @@ fn run_suite(plan: Option<&Plan>, dir: &Path, extra: &[String]) -> Result<Outcom
         })?;
     let records = results::journal::read(&run.join(results::JOURNAL_FILE))
         .map_err(|e| SetupError::Plan(format!("kill-matrix: {e}")))?;
-    Ok(Outcome { records })
+    Ok(Outcome { records, run })
 }
 
 /// Whether case `name` is one `pattern` names: the exact name, or a whole-name regex.
@@ -223,7 +242,12 @@ fn stem(plan: &Plan) -> String {
 
 /// Runs every plan, as many at a time as the machine has cores (each run is one case at a
 /// time); the outcomes in plan order.
-fn run_plans(plans: &[Plan], root: &Path, extra: &[String]) -> Vec<Result<Outcome, SetupError>> {
+fn run_plans(
+    plans: &[Plan],
+    root: &Path,
+    extra: &[String],
+    clean: &Path,
+) -> Vec<Result<Outcome, SetupError>> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(plans.len());
@@ -236,7 +260,9 @@ fn run_plans(plans: &[Plan], root: &Path, extra: &[String]) -> Vec<Result<Outcom
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(plan) = plans.get(i) else { break };
                 let dir = root.join(format!("{i:02}-{}", stem(plan)));
-                let outcome = run_suite(Some(plan), &dir, extra);
+                // A plan that slows a path is caught by timing: against the clean run.
+                let baseline = plan.slows().then_some(clean);
+                let outcome = run_suite(Some(plan), &dir, extra, baseline);
                 *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
             });
         }
@@ -272,7 +298,7 @@ fn matrix(args: &Args, plans: &[Plan], root: &Path) -> Result<ExitCode, SetupErr
         plans.len(),
         args.faults.display()
     );
-    let clean = run_suite(None, &root.join("clean"), &args.extra)?;
+    let clean = run_suite(None, &root.join("clean"), &args.extra, None)?;
     let noisy: Vec<&CaseRecord> = clean.records.iter().filter(|r| caught(r.status)).collect();
     if !noisy.is_empty() {
         for r in &noisy {
@@ -293,7 +319,7 @@ fn matrix(args: &Args, plans: &[Plan], root: &Path) -> Result<ExitCode, SetupErr
         clean.records.len()
     );
     let mut holes = 0;
-    let outcomes = run_plans(plans, root, &args.extra);
+    let outcomes = run_plans(plans, root, &args.extra, &clean.run);
     for (plan, outcome) in plans.iter().zip(outcomes) {
         let name = stem(plan);
         let verdict = judge(plan, &outcome?);
@@ -359,6 +385,7 @@ mod tests {
     #[test]
     fn a_plan_is_caught_only_when_every_named_case_caught_it() {
         let outcome = Outcome {
+            run: PathBuf::new(),
             records: vec![
                 record("prefetch::round_trip::managed::2MiB", Status::Fail),
                 record("prefetch::partial::2MiB", Status::Pass),
@@ -366,6 +393,7 @@ mod tests {
             ],
         };
         let v = judge(&plan(&["'prefetch::round_trip::.*'"]), &outcome);
+        assert!(!plan(&["x"]).slows());
         assert!(v.problems.is_empty(), "{:?}", v.problems);
         assert_eq!(v.by_path["prefetch"].len(), 1);
         assert_eq!(v.by_path["cpu_fault"][0].1, Status::DmesgWarn);
@@ -381,6 +409,7 @@ mod tests {
     #[test]
     fn a_plan_nothing_caught_is_a_hole_whatever_it_names() {
         let outcome = Outcome {
+            run: PathBuf::new(),
             records: vec![record("a::b", Status::Pass), record("a::c", Status::Skip)],
         };
         let v = judge(&plan(&["'a::.*'"]), &outcome);

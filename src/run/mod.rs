@@ -10,6 +10,7 @@ mod plan;
 mod progress;
 mod resume;
 pub mod selftest;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -46,6 +47,8 @@ pub enum SetupError {
     Plan(String),
     #[error(transparent)]
     Results(#[from] results::ResultsError),
+    #[error(transparent)]
+    Baseline(#[from] crate::baseline::BaselineError),
 }
 
 /// Runs svmconf with `args` (program name first); the exit code follows libtest (0 all passed
@@ -62,6 +65,12 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> ExitCode {
 
 fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
     let args: Vec<String> = args.into_iter().collect();
+    match args.get(1).map(String::as_str) {
+        Some("sensitivity") => return tools::sensitivity(&args[2..]),
+        Some("scaling") => return tools::scaling(&args[2..]),
+        Some("seeds") => return tools::seeds(&args[2..]),
+        _ => {}
+    }
     if args.iter().skip(1).any(|a| a == "-h" || a == "--help") {
         print!("{}", cli::USAGE);
         return Ok(ExitCode::SUCCESS);
@@ -124,6 +133,16 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
             plan.instances.len()
         )));
     }
+    // Read before the run folder is made: a baseline that cannot be used leaves nothing behind.
+    let baseline = match (&options.baseline, libtest.list) {
+        (Some(dir), false) => Some(crate::baseline::Baseline::load(
+            dir,
+            &opened.backend,
+            &opened.profile.value.name,
+            options.method,
+        )?),
+        _ => None,
+    };
     if libtest.list {
         let trials = plan
             .instances
@@ -152,6 +171,7 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
                 plan.fixtures.clone(),
             );
             info.shard = shard;
+            info.baseline = baseline.as_ref().map(|b| b.reference());
             let journal =
                 match results::Journal::create(&dir).and_then(|j| info.write(&dir).map(|_| j)) {
                     Ok(j) => j,
@@ -215,6 +235,7 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
             selected,
             libtest.format.is_none() && !libtest.quiet,
         )),
+        baseline,
         ..Runner::new(&options, &opened, isolation)
     });
     if let Some(r) = &resumed {
@@ -515,6 +536,7 @@ impl Runner {
             stop: Mutex::new(None),
             stopped: Default::default(),
             progress: None,
+            baseline: None,
         }
     }
 }

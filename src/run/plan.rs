@@ -21,7 +21,12 @@ impl Plan {
     pub fn new(options: &Options, profile: &fixtures::Loaded<Profile>) -> Result<Plan, SetupError> {
         let root = super::fixtures_root(options);
         let cases = fixtures::load_cases(&root)?;
-        let instances = cases.value.instances(&profile.value)?;
+        let mut instances = cases.value.instances(&profile.value)?;
+        if let Some(reps) = options.reps {
+            for i in &mut instances {
+                i.repeat.reps = reps;
+            }
+        }
         let registry: HashMap<&str, Body> = suites::registry()
             .into_iter()
             .map(|b| (b.name, b))

@@ -15,6 +15,8 @@ const FAST_CLOCK_SPEEDUP: f64 = 100.0;
 pub(super) struct Meter {
     ns: f64,
     factor: f64,
+    /// Bytes migrated so far by the operation.
+    migrated: u64,
 }
 
 impl Default for Meter {
@@ -22,14 +24,20 @@ impl Default for Meter {
         Meter {
             ns: 0.0,
             factor: 1.0,
+            migrated: 0,
         }
     }
 }
 
 impl Meter {
-    /// What the operation has cost so far, in ns.
-    pub fn ns(&self) -> f64 {
-        self.ns
+    /// Bytes the operation has migrated so far.
+    pub fn migrated(&self) -> u64 {
+        self.migrated
+    }
+
+    /// The operation migrated `bytes` more.
+    pub fn add_migrated(&mut self, bytes: u64) {
+        self.migrated += bytes;
     }
 
     pub fn duration(&self) -> Duration {
@@ -45,16 +53,16 @@ pub(super) struct Clock {
     cost: SimCost,
     migration_speedup: f64,
     /// Draws the noise factors; its own stream, so noise never changes what else the sim does.
-    rng: Rng,
+    noise: NoiseSource,
 }
 
 impl Clock {
     pub fn new(cost: SimCost, fast: bool, seed: u64) -> Clock {
         Clock {
             now_ns: 0.0,
-            cost,
+            noise: NoiseSource::new(cost.noise, seed ^ 0x6e6f_6973_6521),
             migration_speedup: if fast { FAST_CLOCK_SPEEDUP } else { 1.0 },
-            rng: Rng::new(seed ^ 0x6e6f_6973_6521),
+            cost,
         }
     }
 
@@ -62,7 +70,8 @@ impl Clock {
     pub fn meter(&mut self) -> Meter {
         Meter {
             ns: 0.0,
-            factor: noise_factor(&self.cost.noise, &mut self.rng),
+            factor: self.noise.factor(),
+            migrated: 0,
         }
     }
 
@@ -117,19 +126,38 @@ impl Clock {
     }
 }
 
-/// A log-normal factor with mean 1 and coefficient of variation `noise.cv`, times the outlier
-/// factor with probability `noise.outlier_rate`.
-fn noise_factor(noise: &Noise, rng: &mut Rng) -> f64 {
-    if noise.is_none() {
-        return 1.0;
+/// The sim's timing noise: a stream of multiplicative factors. Public so that the regression
+/// check's sensitivity is measured against the very noise the sim puts on its timings.
+#[derive(Clone, Debug)]
+pub struct NoiseSource {
+    noise: Noise,
+    rng: Rng,
+}
+
+impl NoiseSource {
+    pub fn new(noise: Noise, seed: u64) -> NoiseSource {
+        NoiseSource {
+            noise,
+            rng: Rng::new(seed),
+        }
     }
-    let sigma2 = (1.0 + noise.cv * noise.cv).ln();
-    let z = standard_normal(rng);
-    let mut f = (z * sigma2.sqrt() - sigma2 / 2.0).exp();
-    if unit(rng) < noise.outlier_rate {
-        f *= noise.outlier_factor;
+
+    /// A log-normal factor with mean 1 and coefficient of variation `noise.cv`, times the
+    /// outlier factor with probability `noise.outlier_rate`.
+    pub fn factor(&mut self) -> f64 {
+        let noise = &self.noise;
+        if noise.is_none() {
+            return 1.0;
+        }
+        let rng = &mut self.rng;
+        let sigma2 = (1.0 + noise.cv * noise.cv).ln();
+        let z = standard_normal(rng);
+        let mut f = (z * sigma2.sqrt() - sigma2 / 2.0).exp();
+        if unit(rng) < noise.outlier_rate {
+            f *= noise.outlier_factor;
+        }
+        f
     }
-    f
 }
 
 /// Uniform in (0, 1).

@@ -22,7 +22,8 @@
 //!   report nothing; to VRAM only), `stale` (to RAM: copy nothing, the system page keeps what it held before),
 //!   `zero_on_eviction` (an eviction's selected pages come back zeroed), `evict_without_copy`
 //!   (an eviction copies nothing back), `slow` (the migration costs `factor` times as much, or
-//!   with `growth: quadratic` grows with how long its operation has run: quadratic in size),
+//!   with `growth: quadratic` grows with what its operation already migrated: quadratic in
+//!   size),
 //!   `kernel_log` (the kernel logs `line`, a WARNING by default, into `--kmsg FILE`);
 //! - `hang`: a GPU fault never completes (the launch's wait times out);
 //! - `ignore_preferred`: a GPU fault on a page that prefers system memory migrates it;
@@ -109,8 +110,8 @@ pub enum Growth {
     /// `factor` times the cost.
     #[default]
     Linear,
-    /// Each migration costs more the longer its operation has run (1 + elapsed / 1 ms times):
-    /// the operation's time grows with the square of its size.
+    /// Each migration costs more the more its operation has already migrated (1 + migrated /
+    /// 2 MiB times): the operation's time grows with the square of its size.
     Quadratic,
 }
 
@@ -412,6 +413,11 @@ impl Plan {
             )
         })?;
         Plan::parse(&text, path).map_err(|e| e.to_string())
+    }
+
+    /// Whether any rule slows a path (caught by timing, against a baseline).
+    pub fn slows(&self) -> bool {
+        self.rules.iter().any(|r| r.kind == Kind::Slow)
     }
 
     /// Whether any rule logs into the kernel log (which then needs `--kmsg FILE`).

@@ -179,14 +179,18 @@ impl Gpu {
         for (first, count) in runs(pages) {
             self.emit(who, first, count, to, trigger);
         }
-        let mut ns = self.clock.migration_ns(pages.len() as u64 * PAGE_SIZE);
+        let bytes = pages.len() as u64 * PAGE_SIZE;
+        let mut ns = self.clock.migration_ns(bytes);
         if let Some(rule) = fired.get(Kind::Slow) {
             ns *= match rule.growth {
                 Growth::Linear => rule.factor,
-                Growth::Quadratic => rule.factor * (1.0 + meter.ns() / QUADRATIC_NS),
+                Growth::Quadratic => {
+                    rule.factor * (1.0 + meter.migrated() as f64 / QUADRATIC_BYTES as f64)
+                }
             };
         }
         self.clock.charge(meter, ns);
+        meter.add_migrated(bytes);
     }
 
     /// Makes `frames` frames free, evicting SVM allocations when the policy lets TTM do so.
@@ -241,9 +245,10 @@ impl Gpu {
     }
 }
 
-/// A `slow` rule with quadratic growth adds the migration's own cost once per this much time
-/// its operation has already taken.
-const QUADRATIC_NS: f64 = 1e6;
+/// A `slow` rule with quadratic growth adds the migration's own cost once per this many bytes
+/// its operation has already migrated: summed over an operation, time grows with its size
+/// squared.
+const QUADRATIC_BYTES: u64 = 2 << 20;
 
 /// The index `offset` pages away from `i` among `count`, wrapping around.
 fn offset_index(i: usize, offset: i64, count: usize) -> usize {

@@ -50,6 +50,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub use breaks::Breaks;
+pub use clock::NoiseSource;
 
 use crate::device::{
     Advice, AllocKind, Buf, Capabilities, CpuThreads, Destructive, Device, DeviceInfo,
