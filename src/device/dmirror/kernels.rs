@@ -357,8 +357,8 @@ mod tests {
             one.word(edge as u64 - 1),
             "before the span"
         );
-        for i in edge..edge + 4 {
-            assert_eq!(words[i], two.word(i as u64), "word {i}");
+        for (i, w) in words.iter().enumerate().skip(edge).take(4) {
+            assert_eq!(*w, two.word(i as u64), "word {i}");
         }
         assert_eq!(words[edge + 4], one.word(edge as u64 + 4), "after the span");
     }
