@@ -11,22 +11,22 @@ pub const BODIES: &[Body] = &[
     Body {
         name: "cpu_fault::read",
         run: read,
-        needs: &[Need::Xnack],
+        needs: &[Need::Xnack, Need::GpuFaultMigration],
     },
     Body {
         name: "cpu_fault::write",
         run: write,
-        needs: &[Need::Xnack],
+        needs: &[Need::Xnack, Need::GpuFaultMigration],
     },
     Body {
         name: "cpu_fault::partial_touch",
         run: partial_touch,
-        needs: &[Need::Xnack],
+        needs: &[Need::Xnack, Need::GpuFaultMigration],
     },
     Body {
         name: "cpu_fault::whole_allocation",
         run: whole_allocation,
-        needs: &[Need::Xnack, Need::Residency],
+        needs: &[Need::Xnack, Need::Residency, Need::GpuFaultMigration],
     },
 ];
 

@@ -12,7 +12,7 @@ pub const BODIES: &[Body] = &[
     Body {
         name: "fault_storm::scattered",
         run: scattered,
-        needs: &[Need::Xnack],
+        needs: &[Need::Xnack, Need::GpuFaultMigration],
     },
     Body {
         name: "fault_storm::cpu_threads",
@@ -22,7 +22,7 @@ pub const BODIES: &[Body] = &[
     Body {
         name: "fault_storm::ping_pong",
         run: ping_pong,
-        needs: &[Need::Xnack],
+        needs: &[Need::Xnack, Need::Concurrency],
     },
 ];
 

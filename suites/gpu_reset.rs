@@ -14,7 +14,13 @@ use crate::suites::{Body, Need};
 pub const BODIES: &[Body] = &[Body {
     name: "gpu_reset::holder_ends",
     run: holder_ends,
-    needs: &[Need::Destructive, Need::Reset, Need::Processes, Need::Xnack],
+    needs: &[
+        Need::Destructive,
+        Need::Reset,
+        Need::Processes,
+        Need::Xnack,
+        Need::GpuFaultMigration,
+    ],
 }];
 
 /// A holder process keeps data in VRAM and in system memory, and a bystander process that never

@@ -43,10 +43,13 @@ pub enum Need {
     Destructive,
     /// Two GPUs and a policy that migrates between them.
     MultiGpu,
+    /// A GPU access to system memory migrates it (`policy.gpu_fault_migrates`): the case puts
+    /// its data in VRAM by touching it, or checks that a touch does.
+    GpuFaultMigration,
 }
 
 impl Need {
-    pub const ALL: [Need; 12] = [
+    pub const ALL: [Need; 13] = [
         Need::Xnack,
         Need::Residency,
         Need::Events,
@@ -59,6 +62,7 @@ impl Need {
         Need::Reset,
         Need::Destructive,
         Need::MultiGpu,
+        Need::GpuFaultMigration,
     ];
 
     /// The name used in `needs:` of the fixtures.
@@ -76,6 +80,7 @@ impl Need {
             Need::Reset => "reset",
             Need::Destructive => "destructive",
             Need::MultiGpu => "multi_gpu",
+            Need::GpuFaultMigration => "gpu_fault_migration",
         }
     }
 
@@ -114,6 +119,11 @@ impl Need {
                 "needs two GPUs that migrate between each other; the series supports one GPU \
                  (no VRAM-to-VRAM migration): device has {} GPU(s), policy.max_gpus = {}",
                 dev.gpus, profile.policy.max_gpus
+            )),
+            Need::GpuFaultMigration if !profile.policy.gpu_fault_migrates => Some(format!(
+                "needs device accesses that migrate what they touch; on {} they map it in place \
+                 and only a prefetch migrates (profile {}: policy.gpu_fault_migrates = false)",
+                dev.name, profile.name
             )),
             _ => None,
         }

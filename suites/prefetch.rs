@@ -32,7 +32,7 @@ pub const BODIES: &[Body] = &[
     Body {
         name: "prefetch::racing_kernel",
         run: racing_kernel,
-        needs: &[Need::Xnack],
+        needs: &[Need::Xnack, Need::Concurrency],
     },
 ];
 

@@ -24,7 +24,7 @@ pub const BODIES: &[Body] = &[
     Body {
         name: "ttm_eviction::oversubscribe",
         run: oversubscribe,
-        needs: &[Need::Xnack],
+        needs: &[Need::Xnack, Need::GpuFaultMigration],
     },
     Body {
         name: "ttm_eviction::lru_order",

@@ -12,17 +12,17 @@ pub const BODIES: &[Body] = &[
     Body {
         name: "vma::partial_unmap",
         run: partial_unmap,
-        needs: &[Need::Xnack],
+        needs: &[Need::Xnack, Need::GpuFaultMigration],
     },
     Body {
         name: "vma::mremap",
         run: mremap,
-        needs: &[Need::Xnack],
+        needs: &[Need::Xnack, Need::GpuFaultMigration],
     },
     Body {
         name: "vma::fork_cow",
         run: fork_cow,
-        needs: &[Need::Xnack, Need::Fork],
+        needs: &[Need::Xnack, Need::Fork, Need::GpuFaultMigration],
     },
     Body {
         name: "vma::readonly_gpu_write",

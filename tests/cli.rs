@@ -218,8 +218,8 @@ fn exact_repeats_a_case_with_the_same_verdict(#[case] name: &str, #[case] extra:
 
 /// Each bad input: exit status 2, a message naming what and where, no results folder left.
 #[rstest]
-#[case::unknown_backend(&["--backend", "cuda"], "--backend: unknown backend `cuda` (known: auto, sim, hip)")]
-#[case::unknown_profile(&["--profile", "mi250"], "--profile mi250: no profile named `mi250` in `fixtures/profiles` (available: mi300x, mi60, sim)")]
+#[case::unknown_backend(&["--backend", "cuda"], "--backend: unknown backend `cuda` (known: auto, sim, hip, dmirror)")]
+#[case::unknown_profile(&["--profile", "mi250"], "--profile mi250: no profile named `mi250` in `fixtures/profiles` (available: dmirror, mi300x, mi60, sim)")]
 #[case::profile_without_sim_model(&["--profile", "mi300x"], "profile `mi300x` has no `sim:` cost model")]
 #[case::bad_seed(&["--seed", "many"], "--seed: expected a non-negative integer, got `many`")]
 #[case::unknown_break(&["--sim-break", "melt"], "melt")]
@@ -612,6 +612,50 @@ fn hip_device_selection_is_checked_before_anything_runs() {
         text(&out)
     );
     assert!(!folder.exists());
+}
+
+/// Without the test driver's node (this machine, CI): the run does not fail at setup; every case
+/// skips saying which kernel module is missing, the default isolation (a child per case) holds,
+/// and the run exits 0. A node that is not there is named with `--device`, so the test is the
+/// same on a machine that has the driver.
+#[test]
+fn dmirror_without_the_driver_skips_every_case_saying_which_module_is_missing() {
+    let results = tempfile::tempdir().expect("a temporary folder");
+    let node = results.path().join("hmm_dmirror0");
+    let node = node.to_str().unwrap_or_default();
+    let out = svmconf(&[
+        "--backend",
+        "dmirror",
+        "--device",
+        node,
+        "--results",
+        results.path().join("results").to_str().unwrap_or_default(),
+    ]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("(profile dmirror"),
+        "the dmirror profile by default: {said}"
+    );
+    assert!(said.contains("every case is skipped"), "{said}");
+    let records = journal(&run_dir(&results.path().join("results")));
+    assert!(
+        records.len() > 60,
+        "the whole suite is planned: {}",
+        records.len()
+    );
+    let want = format!("no {node}: the kernel's test_hmm module (CONFIG_TEST_HMM) is not loaded");
+    for r in &records {
+        assert_eq!(r["status"], "skip", "{r}");
+        assert_eq!(r["reason"].as_str().unwrap_or_default(), want, "{r}");
+    }
+    let out = svmconf(&["--backend", "dmirror", "--device", "gpu0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("expected a test driver number"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// With the feature and no GPU (this machine, CI): the run does not fail at setup; every

@@ -7,6 +7,7 @@
 //! fall back to other evidence, and say which it used.
 
 pub mod amd;
+pub mod dmirror;
 pub mod hip;
 pub mod observer;
 pub mod remote;

@@ -12,10 +12,12 @@ pub enum Backend {
     Sim,
     /// An AMD GPU through HIP; needs a binary built with `--features hip`.
     Hip,
+    /// The Linux kernel's device-private test driver (`/dev/hmm_dmirror0`, CONFIG_TEST_HMM).
+    Dmirror,
 }
 
 impl Backend {
-    pub const NAMES: &'static str = "auto, sim, hip";
+    pub const NAMES: &'static str = "auto, sim, hip, dmirror";
 
     pub fn parse(s: &str) -> Option<Backend> {
         match s {
@@ -23,6 +25,7 @@ impl Backend {
             "sim" => Some(Backend::Sim),
             // Known even without the feature, so that the error says how to get it.
             "hip" => Some(Backend::Hip),
+            "dmirror" => Some(Backend::Dmirror),
             _ => None,
         }
     }
@@ -138,10 +141,12 @@ svmconf: conformance suite for GPU shared virtual memory migration
 USAGE: svmconf [SVMCONF OPTIONS] [LIBTEST OPTIONS] [FILTER]
 
 SVMCONF OPTIONS:
-  --backend auto|sim|hip  device to run on (default auto: a GPU when one is found, else
-                        sim; hip needs a binary built with --features hip)
-  --device N|PCI        which GPU: a HIP device index or a PCI bus id (0000:c1:00.0);
-                        default the first
+  --backend auto|sim|hip|dmirror
+                        device to run on (default auto: a GPU when one is found, else
+                        sim; hip needs a binary built with --features hip; dmirror is the
+                        kernel's device-private test driver, CONFIG_TEST_HMM)
+  --device N|PCI|PATH   which GPU: a HIP device index or a PCI bus id (0000:c1:00.0);
+                        default the first. dmirror: N or the node (default /dev/hmm_dmirror0)
   --profile NAME|FILE   device profile (fixtures/profiles/NAME.yaml; default: sim on sim)
   --seed N              seed of every data pattern and of the sim (default 1)
   --results DIR         where the run folder is written (default results)
@@ -212,7 +217,10 @@ pub enum UsageError {
          `{0}`"
     )]
     Device(String),
-    #[error("--device {0}: only --backend hip (or auto finding a GPU) has devices to choose")]
+    #[error(
+        "--device {0}: only --backend hip (or auto finding a GPU) and dmirror have devices to \
+         choose"
+    )]
     DeviceOnSim(String),
     #[error("--seed: expected a non-negative integer, got `{0}`")]
     Seed(String),

@@ -39,6 +39,8 @@ pub struct Runner {
     pub faults: Option<crate::device::sim::faults::Plan>,
     /// The GPU each case opens a device on (hip).
     pub gpu: Option<Gpu>,
+    /// The test driver's node each case opens a device on (dmirror).
+    pub dmirror: Option<crate::device::dmirror::Node>,
     /// Why no case can run on this backend here (no GPU found): each skips with it.
     pub unavailable: Option<String>,
     pub fixtures: PathBuf,
@@ -371,6 +373,13 @@ impl Runner {
                     .map_err(|e| Stop::Fail(format!("cannot open {}: {e}", self.info.name))),
                 (None, Some(why)) => Err(Stop::Skip(why.clone())),
                 (None, None) => Err(Stop::Fail("backend hip has no GPU to open".into())),
+            },
+            "dmirror" => match (&self.dmirror, &self.unavailable) {
+                (Some(node), _) => node
+                    .open()
+                    .map_err(|e| Stop::Fail(format!("cannot open {}: {e}", self.info.name))),
+                (None, Some(why)) => Err(Stop::Skip(why.clone())),
+                (None, None) => Err(Stop::Fail("backend dmirror has no node to open".into())),
             },
             other => Err(Stop::Fail(format!("backend {other} cannot open a device"))),
         }

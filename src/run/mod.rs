@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use libtest_mimic::{Arguments, Trial};
 
+use crate::device::dmirror;
 use crate::device::hip::{self, pci::DeviceSelector, Probe, ProbeError};
 use crate::device::observer::ObserverOptions;
 use crate::device::remote;
@@ -525,6 +526,7 @@ impl Runner {
             breaks: opened.breaks,
             faults: opened.faults.clone(),
             gpu: opened.gpu.clone(),
+            dmirror: opened.dmirror.clone(),
             unavailable: opened.unavailable.clone(),
             fixtures: fixtures_root(options),
             isolation,
@@ -622,8 +624,14 @@ fn open_served(options: &Options) -> Result<Box<dyn Device>, SetupError> {
                 Err(SetupError::Plan(format!("{flag} --backend hip: {why}")))
             }
         },
+        Backend::Dmirror => {
+            let node = dmirror::node(options.device.as_deref()).map_err(SetupError::Plan)?;
+            dmirror::DmirrorDevice::open(&node)
+                .map(|d| Box::new(d) as Box<dyn Device>)
+                .map_err(|e| SetupError::Plan(format!("{flag} --backend dmirror: {e}")))
+        }
         Backend::Auto => Err(SetupError::Plan(format!(
-            "{flag}: name the backend (--backend sim or hip): a second process must open the \
+            "{flag}: name the backend (--backend sim, hip or dmirror): a second process must open the \
              device its parent runs on, not look for one"
         ))),
     }
@@ -705,6 +713,8 @@ struct Opened {
     faults: Option<SimFaults>,
     /// The GPU each case opens a device on (hip).
     gpu: Option<hip::Gpu>,
+    /// The test driver's node each case opens a device on (dmirror).
+    dmirror: Option<dmirror::Node>,
     /// Why no case can run on this backend here: each skips with it.
     unavailable: Option<String>,
 }
@@ -731,9 +741,12 @@ fn selector(options: &Options) -> Result<DeviceSelector, SetupError> {
 
 fn open_backend(options: &Options) -> Result<Opened, SetupError> {
     let root = fixtures_root(options);
+    if options.backend == Backend::Dmirror {
+        return open_dmirror(options, &root);
+    }
     let selector = selector(options)?;
     let probe = match options.backend {
-        Backend::Sim => None,
+        Backend::Sim | Backend::Dmirror => None,
         Backend::Hip => match hip::probe(&selector) {
             Ok(p) => Some(p),
             Err(ProbeError::NotBuilt) => return Err(cli::UsageError::HipNotBuilt.into()),
@@ -802,6 +815,7 @@ fn open_sim(options: &Options, root: &Path) -> Result<Opened, SetupError> {
         breaks,
         faults,
         gpu: None,
+        dmirror: None,
         unavailable: None,
     })
 }
@@ -851,6 +865,43 @@ fn open_hip(options: &Options, root: &Path, probe: Probe) -> Result<Opened, Setu
         breaks: Breaks::default(),
         faults: None,
         gpu,
+        dmirror: None,
+        unavailable,
+    })
+}
+
+/// The dmirror backend: the test driver's node (`--device`, else /dev/hmm_dmirror0) and the
+/// `dmirror` profile, or, without the node, a run in which every case skips saying which
+/// module is missing.
+fn open_dmirror(options: &Options, root: &Path) -> Result<Opened, SetupError> {
+    if options.sim_break.is_some() || options.sim_faults.is_some() || options.amdgpu_trace {
+        return Err(SetupError::Plan(
+            "--sim-break, --sim-faults, --amdgpu-trace: not for --backend dmirror (the first two \
+             break only the reference device, the last reads amdgpu's trace)"
+                .into(),
+        ));
+    }
+    let node = dmirror::node(options.device.as_deref()).map_err(SetupError::Plan)?;
+    let name = options.profile.as_deref().unwrap_or("dmirror");
+    let profile = crate::fixtures::load_profile(root, name)
+        .map_err(|e| SetupError::Plan(format!("--profile {name}: {e}")))?;
+    let probe = dmirror::probe(&node)
+        .map_err(|why| SetupError::Plan(format!("--backend dmirror: {why}")))?;
+    let (info, found, unavailable) = match probe {
+        dmirror::Probe::Node(n) => {
+            println!("svmconf: {}", n.describe());
+            (n.info(), Some(n), None)
+        }
+        dmirror::Probe::Missing(why) => (dmirror::missing_info(&node), None, Some(why)),
+    };
+    Ok(Opened {
+        backend: "dmirror".into(),
+        profile,
+        info,
+        breaks: Breaks::default(),
+        faults: None,
+        gpu: None,
+        dmirror: found,
         unavailable,
     })
 }

@@ -1,0 +1,679 @@
+//! [`DmirrorDevice`]: one process's view of the test driver's device.
+//!
+//! Allocations are memory of this process. The device reaches them through its own page table
+//! (READ, WRITE: hmm_range_fault, never a migration), migrates them with MIGRATE_TO_DEV and
+//! MIGRATE_TO_SYS, and SNAPSHOT says per page whether it is device-private now. A CPU access
+//! is a plain load or store: on a device-private page the kernel faults and the driver's
+//! migrate_to_ram brings that one page back.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::ffi::{self, Memory, Refused, Transfer};
+use super::kernels::{self, PageIo, BATCH_PAGES};
+use super::uapi::{self, Command, PageState};
+use crate::device::{
+    Advice, AllocKind, Buf, Capabilities, CpuOp, CpuThreads, Destructive, Device, DeviceError,
+    DeviceInfo, EvictionTransient, KernelRun, Location, MigrationEvent, Pending, ProcessExit,
+    Protection, Result, Span, PAGE_SIZE, WORDS_PER_PAGE,
+};
+use crate::kernels::Launch;
+
+/// The device memory the driver adds at a time (`DEVMEM_CHUNK_SIZE`, 256 MiB): it grows by
+/// such chunks as pages migrate, so there is no fixed VRAM; this is what sizes `vram/4`.
+pub const DEVMEM_CHUNK_BYTES: u64 = 256 << 20;
+
+/// What the runner knows of the device at `node` before any case.
+pub fn info(node: &Path) -> DeviceInfo {
+    DeviceInfo {
+        backend: "dmirror".into(),
+        name: format!("Linux HMM test driver ({})", node.display()),
+        arch: "dmirror".into(),
+        vram_bytes: DEVMEM_CHUNK_BYTES,
+        gpus: 1,
+        caps: Capabilities {
+            // Its faults are always resolved: a device access never fails for want of retry.
+            xnack: true,
+            residency: true,
+            events: false,
+            vram_usage: false,
+            eviction_transient: false,
+            reset: false,
+            device_buffers: false,
+            // The driver mirrors the mm of the process that opened it; a forked child would
+            // need its own open and a second process to drive it.
+            fork: false,
+            processes: false,
+            // Kernels run to completion inside launch_async: nothing runs beside them.
+            concurrency: false,
+        },
+    }
+}
+
+/// One allocation and what keeps it alive.
+struct Alloc {
+    buf: Buf,
+    mem: Memory,
+    /// The file behind a `file` allocation (already unlinked).
+    _file: Option<File>,
+}
+
+/// One process's view of the test driver's device.
+pub struct DmirrorDevice {
+    info: DeviceInfo,
+    dev: File,
+    allocs: HashMap<u32, Alloc>,
+    next_id: u32,
+    /// Launches already run (synchronously), waiting to be collected.
+    finished: HashMap<u64, Result<KernelRun>>,
+    next_pending: u64,
+}
+
+impl DmirrorDevice {
+    /// Opens the driver's node for this process (the driver mirrors the opener's mm).
+    pub fn open(node: &Path) -> Result<DmirrorDevice> {
+        let dev = open_node(node).map_err(|e| DeviceError::Backend(e.to_string()))?;
+        Ok(DmirrorDevice {
+            info: info(node),
+            dev,
+            allocs: HashMap::new(),
+            next_id: 1,
+            finished: HashMap::new(),
+            next_pending: 0,
+        })
+    }
+
+    fn alloc_of(&self, buf: Buf) -> Result<&Alloc> {
+        self.allocs
+            .get(&buf.id)
+            .ok_or(DeviceError::NoSuchBuffer(buf.id))
+    }
+
+    /// The allocation, with `span` checked to lie inside it.
+    fn checked(&self, buf: Buf, span: Span) -> Result<&Alloc> {
+        let a = self.alloc_of(buf)?;
+        if span.end() > a.buf.len {
+            return Err(DeviceError::OutOfBounds {
+                buf: buf.id,
+                span,
+                len: a.buf.len,
+            });
+        }
+        Ok(a)
+    }
+
+    /// Evicts every device-private page of the device (every process's) to system memory and
+    /// gives its memory back: HMM_DMIRROR_RELEASE, the closest this device has to TTM
+    /// evicting everything before a reset.
+    pub fn release(&mut self) -> Result<Duration> {
+        let clock = Instant::now();
+        // Any aligned address will do: the driver looks at none.
+        ffi::command(&self.dev, Command::Release, PAGE_SIZE, 1, Transfer::Nothing)
+            .map_err(|e| DeviceError::Backend(format!("{}: {e}", Command::Release.name())))?;
+        Ok(clock.elapsed())
+    }
+
+    /// Runs `command` over whole pages `[first, first + n)` of `buf`, in batches.
+    fn migrate(&self, buf: Buf, pages: std::ops::Range<u64>, command: Command) -> Result<()> {
+        let a = self.alloc_of(buf)?;
+        if let Some(hole) = a.mem.hole_in(pages.start, pages.end) {
+            return Err(DeviceError::Segfault {
+                buf: buf.id,
+                offset: hole * PAGE_SIZE,
+            });
+        }
+        let mut scratch = Vec::new();
+        let mut page = pages.start;
+        while page < pages.end {
+            let n = (pages.end - page).min(BATCH_PAGES);
+            let addr = a.mem.addr() + page * PAGE_SIZE;
+            let transfer = if command == Command::MigrateToDev {
+                scratch.resize((n * WORDS_PER_PAGE) as usize, 0u32);
+                Transfer::Into(&mut scratch)
+            } else {
+                Transfer::Nothing
+            };
+            match ffi::command(&self.dev, command, addr, n, transfer) {
+                Ok(_) => {}
+                // MIGRATE_TO_DEV reads the migrated pages back for verification and fails with
+                // ENOENT where one did not migrate (shared, file, busy) and was never mirrored:
+                // the migration itself is done, and residency says which pages moved.
+                Err(e)
+                    if command == Command::MigrateToDev
+                        && e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(failed(command, buf, page, n, e)),
+            }
+            page += n;
+        }
+        Ok(())
+    }
+
+    /// One device command over pages of `buf`, copying through `transfer`.
+    fn transfer(
+        &self,
+        command: Command,
+        buf: Buf,
+        first_page: u64,
+        n: u64,
+        transfer: Transfer<'_>,
+    ) -> Result<u64> {
+        let a = self.alloc_of(buf)?;
+        if first_page + n > buf.pages() {
+            return Err(DeviceError::OutOfBounds {
+                buf: buf.id,
+                span: Span::pages(first_page, n),
+                len: buf.len,
+            });
+        }
+        if let Some(hole) = a.mem.hole_in(first_page, first_page + n) {
+            return Err(DeviceError::GpuMemoryFault {
+                buf: buf.id,
+                offset: hole * PAGE_SIZE,
+                reason: "the device accessed a page unmapped from the process".into(),
+            });
+        }
+        let addr = a.mem.addr() + first_page * PAGE_SIZE;
+        ffi::command(&self.dev, command, addr, n, transfer)
+            .map(|cmd| cmd.faults)
+            .map_err(|e| failed(command, buf, first_page, n, e))
+    }
+
+    /// What a refused CPU access of `span` in `buf` is, in the trait's terms.
+    fn refused(buf: Buf, span: Span, r: Refused) -> DeviceError {
+        match r {
+            Refused::Unmapped(offset) => DeviceError::Segfault {
+                buf: buf.id,
+                offset,
+            },
+            Refused::ReadOnly => DeviceError::Segfault {
+                buf: buf.id,
+                offset: span.offset,
+            },
+            Refused::Outside => DeviceError::OutOfBounds {
+                buf: buf.id,
+                span,
+                len: buf.len,
+            },
+        }
+    }
+}
+
+/// A failed command: a device access the process's mapping refused (EFAULT, EPERM, EACCES) is
+/// the device's memory fault, as a GPU's would be; anything else is the driver's error.
+fn failed(command: Command, buf: Buf, first_page: u64, n: u64, e: std::io::Error) -> DeviceError {
+    let what = format!(
+        "{} of pages [{first_page}, {}) of allocation {}: {e}",
+        command.name(),
+        first_page + n,
+        buf.id
+    );
+    let access = matches!(command, Command::Read | Command::Write);
+    match e.raw_os_error() {
+        Some(libc::EFAULT | libc::EPERM | libc::EACCES) if access => DeviceError::GpuMemoryFault {
+            buf: buf.id,
+            offset: first_page * PAGE_SIZE,
+            reason: what,
+        },
+        _ => DeviceError::Backend(what),
+    }
+}
+
+/// Opens `node` read-write, saying what to do when that is refused.
+pub fn open_node(node: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(node)
+        .map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                " (the test driver's nodes are root's: run as root, or chmod the node)"
+            } else {
+                ""
+            };
+            std::io::Error::new(e.kind(), format!("{}: {e}{hint}", node.display()))
+        })
+}
+
+impl PageIo for DmirrorDevice {
+    fn read_pages(&mut self, buf: Buf, first_page: u64, out: &mut [u32]) -> Result<u64> {
+        let n = out.len() as u64 / WORDS_PER_PAGE;
+        self.transfer(Command::Read, buf, first_page, n, Transfer::Into(out))
+    }
+
+    fn write_pages(&mut self, buf: Buf, first_page: u64, words: &[u32]) -> Result<u64> {
+        let n = words.len() as u64 / WORDS_PER_PAGE;
+        self.transfer(Command::Write, buf, first_page, n, Transfer::From(words))
+    }
+}
+
+impl Drop for DmirrorDevice {
+    fn drop(&mut self) {
+        // The next case starts with no device-private page left from this one; nothing to
+        // report an error to here.
+        let _ = self.release();
+    }
+}
+
+impl Device for DmirrorDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn alloc(&mut self, kind: AllocKind, len: u64) -> Result<Buf> {
+        if len == 0 {
+            return Err(DeviceError::Backend(format!(
+                "allocating 0 bytes of {kind} memory: there is nothing to allocate"
+            )));
+        }
+        let id = self.next_id;
+        let mut file = None;
+        let oom = |e: std::io::Error| DeviceError::Backend(format!("{kind} of {len} bytes: {e}"));
+        let mem = match kind {
+            // No runtime allocator here: managed memory is what the process maps itself.
+            AllocKind::Managed | AllocKind::Mmap => Memory::anonymous(len, false).map_err(oom)?,
+            AllocKind::Malloc => Memory::heap(len).map_err(oom)?,
+            AllocKind::Shared => Memory::anonymous(len, true).map_err(oom)?,
+            AllocKind::File => {
+                let (f, mem) = file_mapping(id, len)?;
+                file = Some(f);
+                mem
+            }
+            AllocKind::DeviceBuffer => {
+                return Err(DeviceError::NotSupported(
+                    "device buffers on the HMM test driver (its memory is only device-private \
+                     pages of a process)",
+                ))
+            }
+        };
+        let buf = Buf { id, kind, len };
+        self.allocs.insert(
+            id,
+            Alloc {
+                buf,
+                mem,
+                _file: file,
+            },
+        );
+        self.next_id += 1;
+        Ok(buf)
+    }
+
+    fn free(&mut self, buf: Buf) -> Result<()> {
+        self.allocs
+            .remove(&buf.id)
+            .map(drop)
+            .ok_or(DeviceError::NoSuchBuffer(buf.id))
+    }
+
+    fn unmap(&mut self, buf: Buf, span: Span) -> Result<()> {
+        if buf.kind == AllocKind::Malloc {
+            // munmap inside a heap block would corrupt the C heap.
+            return Err(DeviceError::Unsupported {
+                op: "unmap",
+                kind: buf.kind,
+            });
+        }
+        self.checked(buf, span)?;
+        let pages = span.page_range();
+        let a = self
+            .allocs
+            .get_mut(&buf.id)
+            .ok_or(DeviceError::NoSuchBuffer(buf.id))?;
+        a.mem
+            .unmap_pages(pages.start, pages.end - pages.start)
+            .map_err(|e| {
+                DeviceError::Backend(format!("unmap of {span} in allocation {}: {e}", buf.id))
+            })
+    }
+
+    fn remap(&mut self, buf: Buf) -> Result<()> {
+        if buf.kind == AllocKind::Malloc {
+            return Err(DeviceError::Unsupported {
+                op: "remap",
+                kind: buf.kind,
+            });
+        }
+        let a = self
+            .allocs
+            .get_mut(&buf.id)
+            .ok_or(DeviceError::NoSuchBuffer(buf.id))?;
+        a.mem
+            .remap()
+            .map_err(|e| DeviceError::Backend(format!("remap of allocation {}: {e}", buf.id)))
+    }
+
+    fn protect(&mut self, buf: Buf, prot: Protection) -> Result<()> {
+        if buf.kind == AllocKind::Malloc {
+            return Err(DeviceError::Unsupported {
+                op: "protect",
+                kind: buf.kind,
+            });
+        }
+        let a = self
+            .allocs
+            .get_mut(&buf.id)
+            .ok_or(DeviceError::NoSuchBuffer(buf.id))?;
+        a.mem
+            .protect(prot == Protection::ReadOnly)
+            .map_err(|e| DeviceError::Backend(format!("mprotect of allocation {}: {e}", buf.id)))
+    }
+
+    fn fork(&mut self) -> Result<Box<dyn Device>> {
+        Err(DeviceError::NotSupported(
+            "fork on the dmirror backend (the driver mirrors the mm of the process that opened it)",
+        ))
+    }
+
+    /// The driver keeps no memory attributes, and its device maps every page it touches where
+    /// it is: what preferred location system and accessed-by ask for already holds, so those
+    /// are accepted; a preference for device memory or read-mostly would change nothing, so
+    /// they are refused rather than silently ignored.
+    fn advise(&mut self, buf: Buf, span: Span, advice: Advice) -> Result<()> {
+        self.checked(buf, span)?;
+        match advice {
+            Advice::PreferredLocation(Location::System)
+            | Advice::UnsetPreferredLocation
+            | Advice::AccessedBy => Ok(()),
+            Advice::PreferredLocation(Location::Vram) => Err(DeviceError::NotSupported(
+                "preferred location VRAM on the HMM test driver (its accesses never migrate)",
+            )),
+            Advice::ReadMostly => Err(DeviceError::NotSupported(
+                "read-mostly advice on the HMM test driver (it keeps no memory attributes)",
+            )),
+        }
+    }
+
+    fn prefetch(&mut self, buf: Buf, span: Span, to: Location) -> Result<Duration> {
+        self.checked(buf, span)?;
+        let pages = span.page_range();
+        if pages.is_empty() {
+            return Ok(Duration::ZERO);
+        }
+        let command = match to {
+            Location::Vram => Command::MigrateToDev,
+            Location::System => Command::MigrateToSys,
+        };
+        let clock = Instant::now();
+        self.migrate(buf, pages, command)?;
+        Ok(clock.elapsed())
+    }
+
+    fn launch_async(&mut self, launch: &Launch) -> Result<Pending> {
+        let clock = Instant::now();
+        let run = kernels::run(self, launch).map(|faults| KernelRun {
+            elapsed: clock.elapsed(),
+            faults: Some(faults),
+        });
+        let id = self.next_pending;
+        self.next_pending += 1;
+        self.finished.insert(id, run);
+        Ok(Pending(id))
+    }
+
+    fn wait(&mut self, pending: Pending) -> Result<KernelRun> {
+        self.finished.remove(&pending.0).unwrap_or_else(|| {
+            Err(DeviceError::Backend(format!(
+                "launch {} was never started here",
+                pending.0
+            )))
+        })
+    }
+
+    fn cpu_read(&mut self, buf: Buf, span: Span, out: &mut [u32]) -> Result<Duration> {
+        let a = self.checked(buf, span)?;
+        cpu_words(span, out.len())?;
+        let clock = Instant::now();
+        a.mem
+            .read(span.offset, out)
+            .map_err(|r| Self::refused(buf, span, r))?;
+        Ok(clock.elapsed())
+    }
+
+    fn cpu_write(&mut self, buf: Buf, span: Span, words: &[u32]) -> Result<Duration> {
+        let a = self.checked(buf, span)?;
+        cpu_words(span, words.len())?;
+        let clock = Instant::now();
+        a.mem
+            .write(span.offset, words)
+            .map_err(|r| Self::refused(buf, span, r))?;
+        Ok(clock.elapsed())
+    }
+
+    fn cpu_threads(&mut self, work: &CpuThreads) -> Result<Duration> {
+        let buf = work.buf;
+        let a = self.checked(buf, buf.all())?;
+        if let Some(&p) = work.pages.iter().flatten().find(|p| **p >= buf.pages()) {
+            return Err(DeviceError::OutOfBounds {
+                buf: buf.id,
+                span: Span::pages(p, 1),
+                len: buf.len,
+            });
+        }
+        let mem = &a.mem;
+        let clock = Instant::now();
+        let results: Vec<std::result::Result<(), (u64, Refused)>> = std::thread::scope(|s| {
+            let threads: Vec<_> = work
+                .pages
+                .iter()
+                .map(|pages| {
+                    s.spawn(move || {
+                        for &p in pages {
+                            let offset = p * PAGE_SIZE;
+                            let r = match work.op {
+                                CpuOp::Read => mem.read_word(offset).map(drop),
+                                CpuOp::AtomicInc => mem.atomic_inc(offset),
+                            };
+                            r.map_err(|e| (p, e))?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().unwrap_or(Err((0, Refused::Outside))))
+                .collect()
+        });
+        let took = clock.elapsed();
+        for r in results {
+            r.map_err(|(p, e)| Self::refused(buf, Span::pages(p, 1), e))?;
+        }
+        Ok(took)
+    }
+
+    fn residency(&mut self, buf: Buf, span: Span) -> Option<Result<Vec<Location>>> {
+        Some(self.snapshot(buf, span))
+    }
+
+    fn take_events(&mut self) -> Option<Vec<MigrationEvent>> {
+        None
+    }
+
+    fn vram_used(&mut self) -> Option<u64> {
+        None
+    }
+
+    fn vram_free(&mut self) -> Option<u64> {
+        None
+    }
+
+    fn eviction_transient(&mut self) -> Option<EvictionTransient> {
+        None
+    }
+
+    fn spawn_process(&mut self) -> Result<Box<dyn Device>> {
+        Err(DeviceError::NotSupported(
+            "a second process on the dmirror backend",
+        ))
+    }
+
+    fn wait_exit(&mut self, _limit: Duration) -> Result<ProcessExit> {
+        Err(DeviceError::NotSupported(
+            "waiting for the end of the runner's own process (only a spawned one ends)",
+        ))
+    }
+
+    fn gpu_reset(&mut self, _permit: &Destructive) -> Result<()> {
+        Err(DeviceError::NotSupported(
+            "a reset of the HMM test driver (it has none)",
+        ))
+    }
+}
+
+impl DmirrorDevice {
+    /// SNAPSHOT of the pages of `span`, decoded.
+    fn snapshot(&self, buf: Buf, span: Span) -> Result<Vec<Location>> {
+        self.checked(buf, span)?;
+        let pages = span.page_range();
+        let mut bytes = vec![0u8; (pages.end - pages.start) as usize];
+        let mut page = pages.start;
+        while page < pages.end {
+            let n = (pages.end - page).min(BATCH_PAGES);
+            let at = (page - pages.start) as usize;
+            let out = &mut bytes[at..at + n as usize];
+            self.transfer(Command::Snapshot, buf, page, n, Transfer::Bytes(out))?;
+            page += n;
+        }
+        locations(buf, pages.start, &bytes)
+    }
+}
+
+/// SNAPSHOT bytes of pages from `first_page` as locations; a page of another device or one the
+/// driver could not look up is an error that names it.
+pub fn locations(buf: Buf, first_page: u64, bytes: &[u8]) -> Result<Vec<Location>> {
+    bytes
+        .iter()
+        .enumerate()
+        .map(|(i, b)| match uapi::decode(*b) {
+            PageState::System => Ok(Location::System),
+            PageState::Device => Ok(Location::Vram),
+            other => Err(DeviceError::Backend(format!(
+                "HMM_DMIRROR_SNAPSHOT: page {} of allocation {} reads {b:#04x} ({})",
+                first_page + i as u64,
+                buf.id,
+                if other == PageState::Error {
+                    "the driver could not look it up"
+                } else {
+                    "device-private memory of another test device"
+                }
+            ))),
+        })
+        .collect()
+}
+
+/// The CPU side of `span` must be exactly `n` words, as on the reference device.
+fn cpu_words(span: Span, n: usize) -> Result<()> {
+    if span.words() != n as u64 || span.offset % 4 != 0 {
+        return Err(DeviceError::Backend(format!(
+            "CPU access of {span} ({} words, word-aligned) with {n} words",
+            span.words()
+        )));
+    }
+    Ok(())
+}
+
+/// A shared mapping of a fresh file in the temporary folder, unlinked at once so that nothing
+/// is left behind whatever happens to the process.
+fn file_mapping(id: u32, len: u64) -> Result<(File, Memory)> {
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path: PathBuf =
+        std::env::temp_dir().join(format!("svmconf-dmirror-{}-{id}-{n}", std::process::id()));
+    let shown = path.display().to_string();
+    let os = |what: String, e: std::io::Error| DeviceError::Backend(format!("{what}: {e}"));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| os(format!("creating {shown} for a file allocation"), e))?;
+    let _ = std::fs::remove_file(&path);
+    file.set_len(len)
+        .map_err(|e| os(format!("growing {shown} to {len} bytes"), e))?;
+    let mem = Memory::file(&file, len).map_err(|e| os(format!("mmap of {shown}"), e))?;
+    Ok((file, mem))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::dmirror::uapi::prot;
+
+    const BUF: Buf = Buf {
+        id: 3,
+        kind: AllocKind::Mmap,
+        len: 4 * PAGE_SIZE,
+    };
+
+    #[test]
+    fn snapshot_bytes_become_residency_and_strange_pages_are_named() {
+        let bytes = [
+            prot::NONE,
+            prot::DEV_PRIVATE_LOCAL | prot::WRITE,
+            prot::ZERO | prot::READ,
+            prot::WRITE | prot::PMD,
+        ];
+        let got = locations(BUF, 10, &bytes).unwrap();
+        use Location::*;
+        assert_eq!(got, [System, Vram, System, System]);
+        let e = locations(
+            BUF,
+            10,
+            &[prot::READ, prot::DEV_PRIVATE_REMOTE | prot::READ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("page 11 of allocation 3 reads 0x31"), "{e}");
+        assert!(e.contains("another test device"), "{e}");
+        let e = locations(BUF, 0, &[prot::ERROR]).unwrap_err().to_string();
+        assert!(e.contains("could not look it up"), "{e}");
+    }
+
+    #[test]
+    fn a_refused_device_access_is_a_memory_fault_and_other_errors_are_the_drivers() {
+        let e = failed(
+            Command::Write,
+            BUF,
+            2,
+            1,
+            std::io::Error::from_raw_os_error(libc::EPERM),
+        );
+        assert!(
+            matches!(&e, DeviceError::GpuMemoryFault { buf: 3, offset, reason }
+                if *offset == 2 * PAGE_SIZE && reason.contains("HMM_DMIRROR_WRITE of pages [2, 3)")),
+            "{e}"
+        );
+        let e = failed(
+            Command::MigrateToDev,
+            BUF,
+            0,
+            4,
+            std::io::Error::from_raw_os_error(libc::EFAULT),
+        );
+        assert!(matches!(e, DeviceError::Backend(_)), "{e}");
+    }
+
+    #[test]
+    fn a_missing_node_is_reported_with_its_path() {
+        let e = DmirrorDevice::open(Path::new("/nonexistent/hmm_dmirror9"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("/nonexistent/hmm_dmirror9"), "{e}");
+    }
+
+    #[test]
+    fn the_capabilities_are_what_the_driver_can_do() {
+        let i = info(Path::new("/dev/hmm_dmirror0"));
+        let c = &i.caps;
+        assert!(c.xnack && c.residency);
+        assert!(!(c.events || c.vram_usage || c.eviction_transient || c.reset));
+        assert!(!(c.device_buffers || c.fork || c.processes || c.concurrency));
+        assert_eq!(
+            (i.backend.as_str(), i.arch.as_str()),
+            ("dmirror", "dmirror")
+        );
+    }
+}
