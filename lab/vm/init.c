@@ -5,6 +5,7 @@
  *   /out/exit-status        the command's exit status (a number), written before anything else
  *                           may hang, so the host can tell "failed" from "never finished";
  *   /out/hmm-tests.tap      hmm-tests' TAP output, /out/hmm-tests.exit its exit status.
+ * (hmm-tests' assertion messages, on its stderr, go to the same file.)
  * Console lines start with "svmconf-vm:" so the host's log can be searched for them.
  * Built static (gcc -static) by lab/vm/run: the initramfs has no libc. */
 #define _GNU_SOURCE
@@ -79,7 +80,7 @@ static void write_file(const char *path, const char *fmt, ...)
 	fclose(f);
 }
 
-/* Runs argv with stdout to `out` (NULL: the console); a limit > 0 kills it past that many
+/* Runs argv with stdout and stderr to `out` (NULL: the console); a limit > 0 kills it past that many
  * seconds. Returns the exit status, 128+N for death by signal N, 127 when it could not run. */
 static int run(char **argv, const char *out, int limit)
 {
@@ -88,8 +89,10 @@ static int run(char **argv, const char *out, int limit)
 		setpgid(0, 0);
 		if (out) {
 			int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-			if (fd >= 0)
+			if (fd >= 0) {
 				dup2(fd, 1);
+				dup2(fd, 2);
+			}
 		}
 		execv(argv[0], argv);
 		say("cannot run %s: %s", argv[0], strerror(errno));
