@@ -1,0 +1,210 @@
+/* The VM lab's /init: mount what the run needs, check that the kernel's device-private test
+ * driver is there, run the command in /etc/vm-command, then the kernel's own hmm-tests when the
+ * initramfs has them, and power off. Everything the host wants back goes to /out, a 9p share
+ * of the host's output folder:
+ *   /out/exit-status        the command's exit status (a number), written before anything else
+ *                           may hang, so the host can tell "failed" from "never finished";
+ *   /out/hmm-tests.tap      hmm-tests' TAP output, /out/hmm-tests.exit its exit status.
+ * (hmm-tests' assertion messages, on its stderr, go to the same file.)
+ * Console lines start with "svmconf-vm:" so the host's log can be searched for them.
+ * Built static (gcc -static) by lab/vm/run: the initramfs has no libc. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* hmm-tests is a reference run: a hang there must not keep the results from the host. */
+#define HMM_TESTS_LIMIT_S 900
+
+static void say(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	printf("svmconf-vm: ");
+	vprintf(fmt, ap);
+	printf("\n");
+	fflush(stdout);
+	va_end(ap);
+}
+
+static double uptime(void)
+{
+	double up = -1;
+	FILE *f = fopen("/proc/uptime", "r");
+	if (f) {
+		if (fscanf(f, "%lf", &up) != 1)
+			up = -1;
+		fclose(f);
+	}
+	return up;
+}
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void mount_or_say(const char *src, const char *dir, const char *type, const char *opts)
+{
+	mkdir(dir, 0755);
+	if (mount(src, dir, type, 0, opts) != 0)
+		say("mount %s on %s: %s", type, dir, strerror(errno));
+}
+
+static void write_file(const char *path, const char *fmt, ...)
+{
+	va_list ap;
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		say("cannot write %s: %s", path, strerror(errno));
+		return;
+	}
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	fflush(f);
+	fsync(fileno(f));
+	fclose(f);
+}
+
+/* Runs argv with stdout and stderr to `out` (NULL: the console); a limit > 0 kills it past that many
+ * seconds. Returns the exit status, 128+N for death by signal N, 127 when it could not run. */
+static int run(char **argv, const char *out, int limit)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		setpgid(0, 0);
+		if (out) {
+			int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+			if (fd >= 0) {
+				dup2(fd, 1);
+				dup2(fd, 2);
+			}
+		}
+		execv(argv[0], argv);
+		say("cannot run %s: %s", argv[0], strerror(errno));
+		_exit(127);
+	}
+	if (pid < 0)
+		return 127;
+	pid_t watchdog = -1;
+	if (limit > 0) {
+		watchdog = fork();
+		if (watchdog == 0) {
+			sleep(limit);
+			say("%s still running after %d s: killing it", argv[0], limit);
+			kill(-pid, SIGKILL);
+			_exit(0);
+		}
+	}
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (watchdog > 0) {
+		kill(watchdog, SIGKILL);
+		waitpid(watchdog, NULL, 0);
+	}
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
+/* /etc/vm-command: the argv, each argument ended by a NUL byte. */
+static char **read_command(void)
+{
+	static char buf[65536];
+	static char *argv[256];
+	int fd = open("/etc/vm-command", O_RDONLY);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	if (n <= 0)
+		return NULL;
+	int argc = 0;
+	for (char *p = buf; p < buf + n && argc < 255; p += strlen(p) + 1)
+		argv[argc++] = p;
+	argv[argc] = NULL;
+	return argv;
+}
+
+static void power_off(void)
+{
+	sync();
+	umount("/out");
+	reboot(RB_POWER_OFF);
+	/* Only reached when power-off failed: panic=-1 and -no-reboot still end the VM. */
+	_exit(0);
+}
+
+int main(void)
+{
+	mount_or_say("devtmpfs", "/dev", "devtmpfs", NULL);
+	int console = open("/dev/console", O_RDWR);
+	if (console >= 0) {
+		dup2(console, 0);
+		dup2(console, 1);
+		dup2(console, 2);
+	}
+	mount_or_say("proc", "/proc", "proc", NULL);
+	mount_or_say("sysfs", "/sys", "sysfs", NULL);
+	mount_or_say("debugfs", "/sys/kernel/debug", "debugfs", NULL);
+	mount_or_say("tmpfs", "/tmp", "tmpfs", NULL);
+	mount_or_say("out", "/out", "9p", "trans=virtio,version=9p2000.L,msize=262144");
+	setenv("PATH", "/bin", 1);
+	setenv("HOME", "/tmp", 1);
+	setenv("TERM", "dumb", 1);
+	chdir("/");
+
+	say("booted in %.2f s (kernel uptime at /init)", uptime());
+	int missing = 0;
+	for (int i = 0; i < 2; i++) {
+		char path[32];
+		struct stat st;
+		snprintf(path, sizeof(path), "/dev/hmm_dmirror%d", i);
+		if (stat(path, &st) == 0 && S_ISCHR(st.st_mode)) {
+			say("%s: character device %u:%u", path, major(st.st_rdev), minor(st.st_rdev));
+		} else {
+			say("%s: missing (%s): the kernel lacks CONFIG_TEST_HMM", path,
+			    strerror(errno));
+			missing = 1;
+		}
+	}
+
+	char **argv = read_command();
+	int status;
+	if (missing) {
+		status = 3;
+	} else if (!argv) {
+		say("no command in /etc/vm-command");
+		status = 2;
+	} else {
+		say("running %s", argv[0]);
+		double t0 = now();
+		status = run(argv, NULL, 0);
+		say("command exited %d after %.1f s", status, now() - t0);
+	}
+	write_file("/out/exit-status", "%d\n", status);
+	sync();
+
+	char *hmm[] = { "/bin/hmm-tests", NULL };
+	if (!missing && access(hmm[0], X_OK) == 0) {
+		say("running hmm-tests (the kernel's selftest), TAP to hmm-tests.tap");
+		double t0 = now();
+		int s = run(hmm, "/out/hmm-tests.tap", HMM_TESTS_LIMIT_S);
+		say("hmm-tests exited %d after %.1f s", s, now() - t0);
+		write_file("/out/hmm-tests.exit", "%d\n", s);
+	}
+	power_off();
+	return 0;
+}
