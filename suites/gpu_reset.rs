@@ -96,16 +96,6 @@ fn holder_ends(ctx: &mut Ctx) -> CaseResult {
 
     // The bystander's memory is as it left it. Where the runtime ends every process that
     // initialized it, whatever it did, there is no bystander to ask, and the note says so.
-    let mut quiet = Ctx::new(
-        &mut *bystander,
-        ctx.profile,
-        seed,
-        size,
-        AllocKind::Malloc,
-        ctx.params,
-        ctx.repeat,
-        None,
-    );
     match quiet.dev.wait_exit(Duration::ZERO)? {
         ProcessExit::StillRunning => {
             quiet
