@@ -638,6 +638,10 @@ fn dmirror_without_the_driver_skips_every_case_saying_which_module_is_missing() 
         "the dmirror profile by default: {said}"
     );
     assert!(said.contains("every case is skipped"), "{said}");
+    assert!(
+        said.contains("isolation process, 1 at a time)"),
+        "a device every case shares runs one case at a time: {said}"
+    );
     let records = journal(&run_dir(&results.path().join("results")));
     assert!(
         records.len() > 60,

@@ -87,8 +87,14 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
     }
     let (options, args, resumed) = resume::options(args)?;
     let (options, host) = with_host(options)?;
-    let libtest = Arguments::from_iter(options.libtest.clone());
+    let mut libtest = Arguments::from_iter(options.libtest.clone());
     let opened = open_backend(&options)?;
+    // A GPU or the kernel's test driver is one device that every case shares: a case beside
+    // another would see its VRAM in use, its evictions and its migrations. One case at a time
+    // there, unless `--test-threads` says otherwise; each sim case has a device of its own.
+    if opened.backend != "sim" && libtest.test_threads.is_none() {
+        libtest.test_threads = Some(1);
+    }
     let mut plan = if options.runner_selftest {
         Plan::selftest()
     } else {
@@ -190,13 +196,22 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         cli::Isolation::Process
     });
     println!(
-        "svmconf: {} {selected} of {} cases on {} (profile {}, seed {}, isolation {}); results in {}",
-        if resumed.is_some() { "resuming" } else { "running" },
+        "svmconf: {} {selected} of {} cases on {} (profile {}, seed {}, isolation {}, {} at a \
+         time); results in {}",
+        if resumed.is_some() {
+            "resuming"
+        } else {
+            "running"
+        },
         plan.instances.len(),
         opened.info.name,
         opened.profile.value.name,
         options.seed,
         isolation.name(),
+        libtest.test_threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |n| n.max(1)
+        ),
         dir.display()
     );
     if let Some(why) = &opened.unavailable {
