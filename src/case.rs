@@ -216,6 +216,29 @@ impl<'a> Ctx<'a> {
         Ok(run.elapsed)
     }
 
+    /// GPU writes generation `generation` over the span, and the data ends in VRAM, checked
+    /// with [`Ctx::expect_location`]. It gets there by the write's own faults where a device
+    /// access migrates what it touches (`policy.gpu_fault_migrates`), and otherwise by a
+    /// prefetch after the write, the only way such a device migrates: the cases that start
+    /// from data in VRAM then run on both.
+    pub fn gpu_fill_into_vram(
+        &mut self,
+        buf: Buf,
+        span: Span,
+        generation: u32,
+    ) -> Result<(), Stop> {
+        let before = self.observe();
+        self.gpu_fill(buf, span, generation)?;
+        let why = if self.profile.policy.gpu_fault_migrates {
+            "GPU first touch"
+        } else {
+            self.dev.prefetch(buf, span, Location::Vram)?;
+            "GPU write, then a prefetch (device accesses map pages in place here)"
+        };
+        self.expect_location(buf, span, Location::Vram, why, &before)?;
+        Ok(())
+    }
+
     /// GPU checks the span against `generation`. On a mismatch the span is read back by the CPU
     /// to diagnose it, and the case fails with the diagnosis.
     pub fn gpu_verify(&mut self, buf: Buf, span: Span, generation: u32) -> Result<Duration, Stop> {

@@ -99,17 +99,34 @@ fn scattered(ctx: &mut Ctx) -> CaseResult {
     Ok(())
 }
 
-/// Several CPU threads increment the first word of every VRAM-resident page, each thread in its
-/// own order, so their CPU faults on the same pages race. Parameter `threads` (default 4).
+/// Several CPU threads increment the first word of every VRAM-resident page, so their CPU
+/// faults on the same pages race. Parameters `threads` (default 4) and `order`: `scattered`
+/// (default), each thread in its own order, or `same`, all in page order, so that every
+/// thread faults on the same page at the same time.
 fn cpu_threads(ctx: &mut Ctx) -> CaseResult {
     let threads: u64 = ctx.param("threads", 4)?;
+    let order_name: String = ctx.param("order", "scattered".to_string())?;
+    let same = match order_name.as_str() {
+        "scattered" => false,
+        "same" => true,
+        other => {
+            return Err(Stop::fail(format!(
+                "fixtures: order must be `scattered` or `same`, not `{other}`"
+            )))
+        }
+    };
     let buf = ctx.alloc(ctx.kind, ctx.size)?;
     let all = buf.all();
     let pages = buf.pages();
     ctx.cpu_zero(buf, all)?;
+    let before = ctx.observe();
     ctx.dev.prefetch(buf, all, Location::Vram)?;
+    ctx.expect_location(buf, all, Location::Vram, "prefetch to VRAM", &before)?;
 
     let order = |t: u64| -> Vec<u64> {
+        if same {
+            return (0..pages).collect();
+        }
         let step = coprime_step(pages, ctx.seed.wrapping_add(t * 0x9E37));
         (0..pages).map(|i| (i * step + t) % pages).collect()
     };
@@ -118,8 +135,18 @@ fn cpu_threads(ctx: &mut Ctx) -> CaseResult {
         op: CpuOp::AtomicInc,
         pages: (0..threads).map(order).collect(),
     };
+    let before = ctx.observe();
     let took = ctx.dev.cpu_threads(&work)?;
-    ctx.note(format!("{threads} CPU threads x {pages} pages in {took:?}"));
+    ctx.note(format!(
+        "{threads} CPU threads x {pages} pages ({order_name} order) in {took:?}"
+    ));
+    ctx.expect_location(
+        buf,
+        all,
+        Location::System,
+        "the CPU threads' faults bring every page back",
+        &before,
+    )?;
 
     let words = read_all(ctx, buf, all)?;
     for page in 0..pages {

@@ -8,6 +8,7 @@ pub mod fault_storm;
 pub mod first_touch;
 pub mod gpu_reset;
 pub mod multi_gpu;
+pub mod page_state;
 pub mod prefetch;
 pub mod ttm_eviction;
 pub mod vma;
@@ -150,6 +151,7 @@ pub fn registry() -> Vec<Body> {
         gpu_reset::BODIES,
         vma::BODIES,
         multi_gpu::BODIES,
+        page_state::BODIES,
     ]
     .concat()
 }
