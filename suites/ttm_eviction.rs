@@ -31,7 +31,56 @@ pub const BODIES: &[Body] = &[
         run: lru_order,
         needs: &[Need::Xnack, Need::DeviceBuffers, Need::Residency],
     },
+    Body {
+        name: "ttm_eviction::evict_all",
+        run: evict_all,
+        needs: &[Need::Xnack],
+    },
 ];
+
+/// VRAM emptied of SVM data at once (TTM before a reset or on suspend; the HMM test driver's
+/// RELEASE): every page of the allocation is back in system memory with its data, and it
+/// migrates to VRAM again afterwards, where a second eviction keeps what the GPU wrote there.
+/// Skips where the device cannot be asked to evict everything (a GPU evicts under pressure
+/// only: `ttm_eviction::device_buffers`).
+fn evict_all(ctx: &mut Ctx) -> CaseResult {
+    let buf = ctx.alloc(ctx.kind, ctx.size)?;
+    let all = buf.all();
+    ctx.cpu_fill(buf, all, 1)?;
+    for (round, generation) in [(1, 1), (2, 2)] {
+        let before = ctx.observe();
+        ctx.dev.prefetch(buf, all, Location::Vram)?;
+        ctx.expect_location(buf, all, Location::Vram, "prefetch to VRAM", &before)?;
+        if round == 2 {
+            ctx.gpu_verify(buf, all, 1)?;
+            ctx.gpu_fill(buf, all, generation)?;
+        }
+        let before = ctx.observe();
+        let took = match ctx.dev.evict_all() {
+            Some(took) => took?,
+            None => {
+                return Err(Stop::skip(format!(
+                    "{} cannot be asked to evict all of VRAM; a GPU evicts under pressure \
+                     (ttm_eviction::device_buffers)",
+                    ctx.dev.info().name
+                )))
+            }
+        };
+        ctx.expect_location(
+            buf,
+            all,
+            Location::System,
+            &format!("eviction of everything, round {round}"),
+            &before,
+        )?;
+        ctx.cpu_verify(buf, all, generation)?;
+        ctx.note(format!(
+            "round {round}: every page evicted in {took:?}, data intact"
+        ));
+    }
+    ctx.dev.free(buf)?;
+    Ok(())
+}
 
 /// SVM data resident in VRAM, then a VRAM buffer object that fits only if some of it goes: the
 /// SVM data is evicted to system memory intact, and migrates back on the next GPU touch once the

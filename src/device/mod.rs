@@ -431,6 +431,17 @@ pub trait Device: Send {
     fn vram_free(&mut self) -> Option<u64>;
     /// Transient system memory of TTM evictions since the device was opened.
     fn eviction_transient(&mut self) -> Option<EvictionTransient>;
+    /// Evicts every SVM page in VRAM to system memory now, every process's, as TTM does when
+    /// it empties VRAM (before a reset, on suspend); returns how long it took. `None` where
+    /// the device cannot be asked to (a GPU evicts under pressure only).
+    fn evict_all(&mut self) -> Option<Result<Duration>> {
+        None
+    }
+    /// Per page of `span`, whether the CPU maps it with a huge (PMD, 2 MiB) entry now: a
+    /// transparent huge page. `None` where the device cannot tell.
+    fn huge_mapped(&mut self, _buf: Buf, _span: Span) -> Option<Result<Vec<bool>>> {
+        None
+    }
 
     // --- processes and reset -----------------------------------------------------------------
     /// A fresh process on the same GPU (its own address space, the same VRAM).

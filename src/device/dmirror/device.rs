@@ -259,38 +259,39 @@ fn runs(locations: &[Location]) -> Vec<std::ops::Range<u64>> {
 /// those.
 impl PageIo for DmirrorDevice {
     fn read_pages(&mut self, buf: Buf, first_page: u64, out: &mut [u32]) -> Result<u64> {
-        let n = out.len() as u64 / WORDS_PER_PAGE;
-        let places = self.snapshot(buf, Span::pages(first_page, n).clamp(buf.all()))?;
         let mut faults = 0;
-        for run in runs(&places) {
-            let words = (run.start * WORDS_PER_PAGE) as usize..(run.end * WORDS_PER_PAGE) as usize;
-            faults += self.transfer(
-                Command::Read,
-                buf,
-                first_page + run.start,
-                run.end - run.start,
-                Transfer::Into(&mut out[words]),
-            )?;
+        for run in self.runs_of(buf, first_page, out.len() as u64 / WORDS_PER_PAGE)? {
+            let words = words_of(&run);
+            let pages = run.end - run.start;
+            let into = Transfer::Into(&mut out[words]);
+            faults += self.transfer(Command::Read, buf, first_page + run.start, pages, into)?;
         }
         Ok(faults)
     }
 
     fn write_pages(&mut self, buf: Buf, first_page: u64, words: &[u32]) -> Result<u64> {
-        let n = words.len() as u64 / WORDS_PER_PAGE;
-        let places = self.snapshot(buf, Span::pages(first_page, n).clamp(buf.all()))?;
         let mut faults = 0;
-        for run in runs(&places) {
-            let part = (run.start * WORDS_PER_PAGE) as usize..(run.end * WORDS_PER_PAGE) as usize;
-            faults += self.transfer(
-                Command::Write,
-                buf,
-                first_page + run.start,
-                run.end - run.start,
-                Transfer::From(&words[part]),
-            )?;
+        for run in self.runs_of(buf, first_page, words.len() as u64 / WORDS_PER_PAGE)? {
+            let pages = run.end - run.start;
+            let from = Transfer::From(&words[words_of(&run)]);
+            faults += self.transfer(Command::Write, buf, first_page + run.start, pages, from)?;
         }
         Ok(faults)
     }
+}
+
+impl DmirrorDevice {
+    /// Pages `[first_page, first_page + n)` of `buf` as runs of one place, relative to
+    /// `first_page` (see the PageIo implementation).
+    fn runs_of(&self, buf: Buf, first_page: u64, n: u64) -> Result<Vec<std::ops::Range<u64>>> {
+        let places = self.snapshot(buf, Span::pages(first_page, n).clamp(buf.all()))?;
+        Ok(runs(&places))
+    }
+}
+
+/// The words of pages `run` of a transfer.
+fn words_of(run: &std::ops::Range<u64>) -> std::ops::Range<usize> {
+    (run.start * WORDS_PER_PAGE) as usize..(run.end * WORDS_PER_PAGE) as usize
 }
 
 impl Drop for DmirrorDevice {
@@ -548,6 +549,19 @@ impl Device for DmirrorDevice {
         None
     }
 
+    /// SNAPSHOT's PMD bit: hmm_range_fault found the page mapped by a huge PMD.
+    fn huge_mapped(&mut self, buf: Buf, span: Span) -> Option<Result<Vec<bool>>> {
+        Some(
+            self.snapshot_bytes(buf, span)
+                .map(|bytes| bytes.iter().map(|b| b & uapi::prot::PMD != 0).collect()),
+        )
+    }
+
+    /// RELEASE: the driver migrates every device-private page of its device back.
+    fn evict_all(&mut self) -> Option<Result<Duration>> {
+        Some(self.release())
+    }
+
     fn spawn_process(&mut self) -> Result<Box<dyn Device>> {
         Err(DeviceError::NotSupported(
             "a second process on the dmirror backend",
@@ -570,6 +584,12 @@ impl Device for DmirrorDevice {
 impl DmirrorDevice {
     /// SNAPSHOT of the pages of `span`, decoded.
     fn snapshot(&self, buf: Buf, span: Span) -> Result<Vec<Location>> {
+        let bytes = self.snapshot_bytes(buf, span)?;
+        locations(buf, span.page_range().start, &bytes)
+    }
+
+    /// SNAPSHOT of the pages of `span`: one byte per page (uapi::prot).
+    fn snapshot_bytes(&self, buf: Buf, span: Span) -> Result<Vec<u8>> {
         self.checked(buf, span)?;
         let pages = span.page_range();
         let mut bytes = vec![0u8; (pages.end - pages.start) as usize];
@@ -581,7 +601,7 @@ impl DmirrorDevice {
             self.transfer(Command::Snapshot, buf, page, n, Transfer::Bytes(out))?;
             page += n;
         }
-        locations(buf, pages.start, &bytes)
+        Ok(bytes)
     }
 }
 

@@ -216,6 +216,19 @@ impl Gpu {
         true
     }
 
+    /// TTM empties VRAM of SVM allocations: every one evicted whole, least recently used first.
+    pub(super) fn evict_all(&mut self) -> std::time::Duration {
+        let mut meter = self.clock.meter();
+        // Each eviction takes its allocation out of the LRU; the bound only guards the loop.
+        for _ in 0..=self.vram.devmem.len() {
+            match self.vram.victim(false) {
+                Some(victim) => self.ttm_evict(victim, &mut meter),
+                None => break,
+            }
+        }
+        meter.duration()
+    }
+
     /// TTM evicts one SVM devmem allocation whole, synchronously (amdgpu_bo_move ->
     /// drm_pagemap_evict_to_ram), accounting the transient system resource TTM takes for it.
     fn ttm_evict(&mut self, victim: u32, meter: &mut Meter) {

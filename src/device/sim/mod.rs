@@ -311,6 +311,10 @@ impl Device for SimDevice {
         Some(self.lock().vram.transient)
     }
 
+    fn evict_all(&mut self) -> Option<Result<Duration>> {
+        Some(self.op(|gpu, _| Ok(gpu.evict_all())))
+    }
+
     fn spawn_process(&mut self) -> Result<Box<dyn Device>> {
         let child = self.op(|gpu, _| Ok(gpu.add_process(Space::new())))?;
         Ok(self.sibling(child))
