@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::device::{
     AllocKind, Buf, Destructive, Device, DeviceError, Location, MigrationEvent, Span, Trigger,
+    PAGE_SIZE,
 };
 use crate::kernels::Launch;
 use crate::pattern::Pattern;
@@ -279,6 +280,29 @@ impl<'a> Ctx<'a> {
         let mut words = vec![0u32; span.words() as usize];
         self.pattern(generation).fill(span.first_word(), &mut words);
         Ok(self.dev.cpu_write(buf, span, &words)?)
+    }
+
+    /// CPU reads the first word of page `page`, one 4-byte load, and checks it against
+    /// `generation`: the smallest CPU access, which faults in what the policy brings back for
+    /// one page.
+    pub fn cpu_read_first_word(
+        &mut self,
+        buf: Buf,
+        page: u64,
+        generation: u32,
+    ) -> Result<(), Stop> {
+        let mut word = [0u32; 1];
+        self.dev
+            .cpu_read(buf, Span::new(page * PAGE_SIZE, 4), &mut word)?;
+        let want = self.pattern(generation).word(page * PAGE_SIZE / 4);
+        if word[0] != want {
+            return Err(Stop::fail(format!(
+                "the word the CPU read from page {page} of allocation {} is {:#x}, expected \
+                 {want:#x} (generation {generation})",
+                buf.id, word[0]
+            )));
+        }
+        Ok(())
     }
 
     /// CPU writes zeros over the span.

@@ -124,14 +124,7 @@ fn whole_allocation(ctx: &mut Ctx) -> CaseResult {
     ctx.gpu_fill_into_vram(buf, all, 1)?;
 
     // The operation under test: a single word read.
-    let mut word = [0u32; 1];
-    ctx.dev
-        .cpu_read(buf, Span::new(touched * PAGE_SIZE, 4), &mut word)?;
-    check_eq!(
-        word[0],
-        ctx.pattern(1).word(touched * PAGE_SIZE / 4),
-        "the word read by the CPU"
-    );
+    ctx.cpu_read_first_word(buf, touched, 1)?;
 
     let Some(residency) = ctx.dev.residency(buf, all) else {
         return Err(Stop::skip("the device cannot report page residency"));

@@ -15,19 +15,31 @@
 //!   `policy.cpu_fault_migrates_whole_allocation`, where the run is the device allocation.
 //!
 //! Where a step allows a choice, the walk goes on from what the device chose.
+//!
+//! `page_state::huge_page` takes one transparent huge page through the same steps.
 
 use std::fmt::Write as _;
 
 use crate::case::{CaseResult, Ctx, Stop};
+use crate::check;
 use crate::device::{Buf, Location, Span, PAGE_SIZE};
 use crate::suites::{Body, Need};
-use crate::{check, check_eq};
 
-pub const BODIES: &[Body] = &[Body {
-    name: "page_state::walk",
-    run: walk,
-    needs: &[Need::Xnack, Need::Residency],
-}];
+pub const BODIES: &[Body] = &[
+    Body {
+        name: "page_state::walk",
+        run: walk,
+        needs: &[Need::Xnack, Need::Residency],
+    },
+    Body {
+        name: "page_state::huge_page",
+        run: huge_page,
+        needs: &[Need::Xnack, Need::Residency],
+    },
+];
+
+/// Pages of a transparent huge page (2 MiB).
+const HUGE_PAGES: u64 = 512;
 
 /// What a step allows of one page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,14 +285,7 @@ fn walk(ctx: &mut Ctx) -> CaseResult {
             "no page is in VRAM after the prefetch".to_string(),
         ));
     };
-    let mut word = [0u32; 1];
-    ctx.dev
-        .cpu_read(buf, Span::new(read * PAGE_SIZE, 4), &mut word)?;
-    check_eq!(
-        word[0],
-        ctx.pattern(1).word(read * PAGE_SIZE / 4),
-        "the word the CPU read from page {read}"
-    );
+    ctx.cpu_read_first_word(buf, read, 1)?;
     w.cpu_fault(ctx, read, &format!("the CPU reads page {read}"))?;
 
     // A CPU write of a whole page still in VRAM, if one is left.
@@ -314,6 +319,98 @@ fn walk(ctx: &mut Ctx) -> CaseResult {
         }
     }
     ctx.dev.free(buf)?;
+    Ok(())
+}
+
+/// A transparent huge page through migration: the CPU writes an allocation large enough to
+/// hold an aligned 2 MiB block, the kernel backs it with a huge page, the huge page is
+/// prefetched to VRAM (every one of its 512 pages must go: a huge page the kernel cannot split
+/// or move must not leave pages behind), the GPU reads it, the CPU reads one page of it (what
+/// comes back follows the policy, as in the walk: a kernel that keeps device-private huge pages
+/// brings back 2 MiB, and the profile must say so in `chunk_sizes`), and it goes back. Whether
+/// it is still huge after each step is noted: kernels differ there, and so does khugepaged.
+/// Skips where the device cannot tell huge mappings (only the HMM test driver can) or the
+/// kernel gave the allocation no huge page.
+fn huge_page(ctx: &mut Ctx) -> CaseResult {
+    let buf = ctx.alloc(ctx.kind, ctx.size)?;
+    let pages = buf.pages();
+    check!(
+        pages >= 2 * HUGE_PAGES,
+        "fixtures: a huge page needs an allocation of 4 MiB or more, the size gives {pages} pages"
+    );
+    ctx.cpu_fill(buf, buf.all(), 1)?;
+    let Some(huge) = ctx.dev.huge_mapped(buf, buf.all()) else {
+        return Err(Stop::skip(format!(
+            "{} cannot tell which pages the CPU maps with huge pages",
+            ctx.dev.info().name
+        )));
+    };
+    let Some(first) = huge_block(&huge?) else {
+        return Err(Stop::skip(
+            "the kernel backed no aligned 2 MiB of the allocation with a transparent huge \
+             page (see /sys/kernel/mm/transparent_hugepage/enabled)",
+        ));
+    };
+    let block = first..first + HUGE_PAGES;
+    let span = Span::pages(first, HUGE_PAGES);
+    ctx.note(format!(
+        "pages {}..{} are one transparent huge page",
+        block.start, block.end
+    ));
+    let mut w = Walk {
+        buf,
+        now: vec![Location::System; pages as usize],
+        steps: 0,
+    };
+    ctx.dev.prefetch(buf, span, Location::Vram)?;
+    let want = w.moved(block.clone(), Location::Vram);
+    w.check(ctx, "prefetch of the huge page to VRAM", &want)?;
+    note_huge(ctx, buf, span, "in VRAM")?;
+
+    ctx.gpu_verify(buf, span, 1)?;
+    let want = w.gpu_access(ctx, block.clone());
+    w.check(ctx, "the GPU reads the huge page", &want)?;
+
+    let touched = first + HUGE_PAGES / 2;
+    ctx.cpu_read_first_word(buf, touched, 1)?;
+    w.cpu_fault(ctx, touched, &format!("the CPU reads page {touched}"))?;
+
+    ctx.dev.prefetch(buf, span, Location::System)?;
+    let want = w.moved(block, Location::System);
+    w.check(ctx, "prefetch of the huge page to system memory", &want)?;
+    note_huge(ctx, buf, span, "back in system memory")?;
+    ctx.cpu_verify(buf, buf.all(), 1)?;
+    ctx.dev.free(buf)?;
+    Ok(())
+}
+
+/// The first page of the first aligned run of `HUGE_PAGES` pages all mapped huge. The
+/// allocation's own alignment is not known here, so any run that long counts; a huge page is
+/// always one such run.
+fn huge_block(huge: &[bool]) -> Option<u64> {
+    let mut run = 0;
+    for (p, h) in huge.iter().enumerate() {
+        run = if *h { run + 1 } else { 0 };
+        if run == HUGE_PAGES {
+            return Some(p as u64 + 1 - HUGE_PAGES);
+        }
+    }
+    None
+}
+
+/// Notes how many pages of `span` a huge mapping holds now.
+fn note_huge(ctx: &mut Ctx, buf: Buf, span: Span, when: &str) -> CaseResult {
+    if let Some(huge) = ctx.dev.huge_mapped(buf, span) {
+        let n = huge?.iter().filter(|h| **h).count();
+        ctx.note(format!(
+            "{when}: {n} of {HUGE_PAGES} pages mapped huge ({})",
+            if n == 0 {
+                "the huge page was split"
+            } else {
+                "still huge"
+            }
+        ));
+    }
     Ok(())
 }
 
@@ -353,6 +450,16 @@ mod tests {
             "2 pages are not where the policy puts them: pages 0, 2 (page 0 is in vram, the \
              policy says system)"
         );
+    }
+
+    #[test]
+    fn a_huge_page_is_the_first_run_of_512_huge_pages() {
+        let mut huge = vec![false; 1200];
+        assert_eq!(huge_block(&huge), None);
+        huge[100..611].iter_mut().for_each(|h| *h = true);
+        assert_eq!(huge_block(&huge), None, "511 pages are not a huge page");
+        huge[611] = true;
+        assert_eq!(huge_block(&huge), Some(100));
     }
 
     #[test]

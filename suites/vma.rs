@@ -1,6 +1,7 @@
 //! CPU mapping changes under migrated memory: partial munmap, mremap, fork, read-only mappings
 //! and file-backed mappings. drm_gpusvm does not split a partially unmapped range: it destroys it
 //! and evicts what is left to RAM; the rest of the allocation must stay correct everywhere.
+//! The data gets to VRAM as in cpu_fault ([`Ctx::gpu_fill_into_vram`]).
 
 use crate::case::{CaseResult, Ctx, Stop};
 use crate::device::{DeviceError, Location, Protection, Span};
@@ -12,17 +13,17 @@ pub const BODIES: &[Body] = &[
     Body {
         name: "vma::partial_unmap",
         run: partial_unmap,
-        needs: &[Need::Xnack, Need::GpuFaultMigration],
+        needs: &[Need::Xnack],
     },
     Body {
         name: "vma::mremap",
         run: mremap,
-        needs: &[Need::Xnack, Need::GpuFaultMigration],
+        needs: &[Need::Xnack],
     },
     Body {
         name: "vma::fork_cow",
         run: fork_cow,
-        needs: &[Need::Xnack, Need::Fork, Need::GpuFaultMigration],
+        needs: &[Need::Xnack, Need::Fork],
     },
     Body {
         name: "vma::readonly_gpu_write",
@@ -46,7 +47,7 @@ fn partial_unmap(ctx: &mut Ctx) -> CaseResult {
         pages >= 4,
         "fixtures: partial unmap needs at least 4 pages, the size gives {pages}"
     );
-    ctx.gpu_fill(buf, all, 1)?;
+    ctx.gpu_fill_into_vram(buf, all, 1)?;
     let hole = Span::pages(pages / 4 + 1, (pages / 4).max(1));
     let head = Span::new(0, hole.offset);
     let tail = Span::new(hole.end(), all.len - hole.end());
@@ -83,7 +84,7 @@ fn partial_unmap(ctx: &mut Ctx) -> CaseResult {
 fn mremap(ctx: &mut Ctx) -> CaseResult {
     let buf = ctx.alloc(ctx.kind, ctx.size)?;
     let all = buf.all();
-    ctx.gpu_fill(buf, all, 1)?;
+    ctx.gpu_fill_into_vram(buf, all, 1)?;
     ctx.dev.remap(buf)?;
     ctx.gpu_verify(buf, all, 1)?;
     ctx.gpu_fill(buf, all, 2)?;
@@ -97,7 +98,7 @@ fn mremap(ctx: &mut Ctx) -> CaseResult {
 fn fork_cow(ctx: &mut Ctx) -> CaseResult {
     let buf = ctx.alloc(ctx.kind, ctx.size)?;
     let all = buf.all();
-    ctx.gpu_fill(buf, all, 1)?;
+    ctx.gpu_fill_into_vram(buf, all, 1)?;
     let mut child = ctx.dev.fork()?;
     let (seed, profile, params, repeat) = (ctx.seed, ctx.profile, ctx.params, ctx.repeat);
     let mut child_ctx = Ctx::new(
