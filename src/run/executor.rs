@@ -120,6 +120,15 @@ impl Runner {
                 ..base
             };
         }
+        // No device is the first thing to say: nothing runs, whatever the expectations list.
+        if let Some(why) = &self.unavailable {
+            return CaseRecord {
+                status: Status::Skip,
+                reason: Some(why.clone()),
+                started: results::now_rfc3339(),
+                ..base
+            };
+        }
         if let Some(expected) = self.observers.expected(&instance.name) {
             if let Some(skip) = expected.skip_reason() {
                 let mut record = CaseRecord {
@@ -131,14 +140,6 @@ impl Runner {
                 self.observers.apply_expectation(&mut record);
                 return record;
             }
-        }
-        if let Some(why) = &self.unavailable {
-            return CaseRecord {
-                status: Status::Skip,
-                reason: Some(why.clone()),
-                started: results::now_rfc3339(),
-                ..base
-            };
         }
         let unmet = plan::needs(body, instance)
             .find_map(|need| need.unmet(&self.info, &self.profile, self.destructive.is_some()));
