@@ -325,6 +325,56 @@ pub struct CpuThreads {
     pub pages: Vec<Vec<u64>>,
 }
 
+impl CpuThreads {
+    /// Runs the threads on this machine's CPUs, each touching its pages in order with `touch`
+    /// (the word offset of the page's first word, and what to do there); returns the wall time
+    /// they took, or the first page a thread was refused at with why. Every thread runs to its
+    /// end or its first refusal. A page outside `buf` is refused before any thread starts.
+    pub fn run<E: Send>(
+        &self,
+        touch: impl Fn(u64, CpuOp) -> std::result::Result<(), E> + Sync,
+    ) -> Result<std::result::Result<Duration, (u64, E)>> {
+        let buf = self.buf;
+        if let Some(&p) = self.pages.iter().flatten().find(|p| **p >= buf.pages()) {
+            return Err(DeviceError::OutOfBounds {
+                buf: buf.id,
+                span: Span::pages(p, 1),
+                len: buf.len,
+            });
+        }
+        let touch = &touch;
+        let clock = std::time::Instant::now();
+        let results: Vec<Option<std::result::Result<(), (u64, E)>>> = std::thread::scope(|s| {
+            let threads: Vec<_> = self
+                .pages
+                .iter()
+                .map(|pages| {
+                    s.spawn(move || {
+                        for &p in pages {
+                            touch(p * PAGE_SIZE, self.op).map_err(|e| (p, e))?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().ok()).collect()
+        });
+        let took = clock.elapsed();
+        for r in results {
+            match r {
+                Some(Ok(())) => {}
+                Some(Err(refused)) => return Ok(Err(refused)),
+                None => {
+                    return Err(DeviceError::Backend(
+                        "a CPU thread of cpu_threads panicked".into(),
+                    ))
+                }
+            }
+        }
+        Ok(Ok(took))
+    }
+}
+
 /// What each touch of a CPU thread does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CpuOp {
@@ -450,4 +500,63 @@ pub trait Device: Send {
     fn wait_exit(&mut self, limit: Duration) -> Result<ProcessExit>;
     /// Full GPU reset. VRAM contents are lost and processes holding the GPU are ended.
     fn gpu_reset(&mut self, permit: &Destructive) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    fn work(pages: Vec<Vec<u64>>) -> CpuThreads {
+        CpuThreads {
+            buf: Buf {
+                id: 1,
+                kind: AllocKind::Managed,
+                len: 4 * PAGE_SIZE,
+            },
+            op: CpuOp::AtomicInc,
+            pages,
+        }
+    }
+
+    #[test]
+    fn cpu_threads_touch_every_page_of_every_thread_with_the_op() {
+        let touched = AtomicU64::new(0);
+        let ran = work(vec![vec![0, 1, 2, 3]; 3]).run(|offset, op| {
+            assert_eq!(op, CpuOp::AtomicInc);
+            touched.fetch_add(offset / PAGE_SIZE + 1, Ordering::SeqCst);
+            Ok::<(), ()>(())
+        });
+        assert!(matches!(ran, Ok(Ok(_))), "{ran:?}");
+        assert_eq!(touched.load(Ordering::SeqCst), 3 * (1 + 2 + 3 + 4));
+    }
+
+    #[test]
+    fn cpu_threads_report_the_page_refused_and_refuse_pages_outside_before_starting() {
+        let ran = work(vec![vec![0, 1], vec![2, 3]]).run(|offset, _| {
+            if offset == 2 * PAGE_SIZE {
+                Err("unmapped")
+            } else {
+                Ok(())
+            }
+        });
+        assert!(matches!(ran, Ok(Err((2, "unmapped")))), "{ran:?}");
+        let touched = AtomicU64::new(0);
+        let ran = work(vec![vec![0], vec![4]]).run(|_, _| {
+            touched.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), ()>(())
+        });
+        assert!(
+            matches!(ran, Err(DeviceError::OutOfBounds { .. })),
+            "{ran:?}"
+        );
+        assert_eq!(touched.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_cpu_thread_that_panics_is_an_error_not_a_pass() {
+        let ran = work(vec![vec![0]])
+            .run(|_, _| -> std::result::Result<(), ()> { panic!("the touch panicked") });
+        assert!(matches!(ran, Err(DeviceError::Backend(_))), "{ran:?}");
+    }
 }

@@ -250,6 +250,19 @@ mod tests {
         }
     }
 
+    /// A trace opened on `lab`, with a 2 MiB malloc allocation `id` at 0x7f3c_0000_0000.
+    fn opened(lab: &Lab, id: u32) -> AmdgpuTrace {
+        let log = Box::new(FileKmsg::open(&lab.log).unwrap());
+        let mut trace = AmdgpuTrace::open(patterns(), &lab.control, log).unwrap();
+        let buf = Buf {
+            id,
+            kind: AllocKind::Malloc,
+            len: 1 << 21,
+        };
+        trace.allocated(buf, 0x7f3c_0000_0000);
+        trace
+    }
+
     fn append(path: &Path, lines: &[String]) {
         let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
         for l in lines {
@@ -260,14 +273,7 @@ mod tests {
     #[test]
     fn a_migration_to_vram_and_a_copy_back_become_events() {
         let lab = lab(true);
-        let log = Box::new(FileKmsg::open(&lab.log).unwrap());
-        let mut trace = AmdgpuTrace::open(patterns(), &lab.control, log).unwrap();
-        let buf = Buf {
-            id: 3,
-            kind: AllocKind::Malloc,
-            len: 1 << 21,
-        };
-        trace.allocated(buf, 0x7f3c_0000_0000);
+        let mut trace = opened(&lab, 3);
         append(
             &lab.log,
             &[
@@ -303,14 +309,7 @@ mod tests {
     #[test]
     fn a_failed_copy_or_a_range_outside_the_case_is_no_evidence() {
         let lab = lab(true);
-        let log = Box::new(FileKmsg::open(&lab.log).unwrap());
-        let mut trace = AmdgpuTrace::open(patterns(), &lab.control, log).unwrap();
-        let buf = Buf {
-            id: 1,
-            kind: AllocKind::Malloc,
-            len: 1 << 21,
-        };
-        trace.allocated(buf, 0x7f3c_0000_0000);
+        let mut trace = opened(&lab, 1);
         append(
             &lab.log,
             &[

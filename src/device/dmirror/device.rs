@@ -489,44 +489,12 @@ impl Device for DmirrorDevice {
 
     fn cpu_threads(&mut self, work: &CpuThreads) -> Result<Duration> {
         let buf = work.buf;
-        let a = self.checked(buf, buf.all())?;
-        if let Some(&p) = work.pages.iter().flatten().find(|p| **p >= buf.pages()) {
-            return Err(DeviceError::OutOfBounds {
-                buf: buf.id,
-                span: Span::pages(p, 1),
-                len: buf.len,
-            });
-        }
-        let mem = &a.mem;
-        let clock = Instant::now();
-        let results: Vec<std::result::Result<(), (u64, Refused)>> = std::thread::scope(|s| {
-            let threads: Vec<_> = work
-                .pages
-                .iter()
-                .map(|pages| {
-                    s.spawn(move || {
-                        for &p in pages {
-                            let offset = p * PAGE_SIZE;
-                            let r = match work.op {
-                                CpuOp::Read => mem.read_word(offset).map(drop),
-                                CpuOp::AtomicInc => mem.atomic_inc(offset),
-                            };
-                            r.map_err(|e| (p, e))?;
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            threads
-                .into_iter()
-                .map(|t| t.join().unwrap_or(Err((0, Refused::Outside))))
-                .collect()
-        });
-        let took = clock.elapsed();
-        for r in results {
-            r.map_err(|(p, e)| Self::refused(buf, Span::pages(p, 1), e))?;
-        }
-        Ok(took)
+        let mem = &self.checked(buf, buf.all())?.mem;
+        let ran = work.run(|offset, op| match op {
+            CpuOp::Read => mem.read_word(offset).map(drop),
+            CpuOp::AtomicInc => mem.atomic_inc(offset),
+        })?;
+        ran.map_err(|(p, e)| Self::refused(buf, Span::pages(p, 1), e))
     }
 
     fn residency(&mut self, buf: Buf, span: Span) -> Option<Result<Vec<Location>>> {

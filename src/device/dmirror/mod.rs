@@ -161,6 +161,42 @@ mod tests {
         }
     }
 
+    /// CPU threads touch the process's own memory and need no driver: a plain file as the node.
+    #[test]
+    fn cpu_threads_increment_every_page_of_the_process_memory() {
+        use crate::device::{CpuOp, CpuThreads};
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("hmm_dmirror0");
+        std::fs::write(&fake, b"").unwrap();
+        let Probe::Node(n) = probe(&fake).unwrap() else {
+            panic!("a file that exists is a node to open")
+        };
+        let mut dev = n.open().unwrap();
+        let buf = dev.alloc(crate::device::AllocKind::Mmap, 4 * 4096).unwrap();
+        dev.cpu_threads(&CpuThreads {
+            buf,
+            op: CpuOp::AtomicInc,
+            pages: vec![vec![0, 1, 2, 3], vec![3, 2, 1, 0], vec![1, 3]],
+        })
+        .unwrap();
+        let mut words = vec![0u32; 4 * 1024];
+        dev.cpu_read(buf, buf.all(), &mut words).unwrap();
+        let firsts: Vec<u32> = (0..4).map(|p| words[p * 1024]).collect();
+        assert_eq!(firsts, [2, 3, 2, 3]);
+        dev.unmap(buf, crate::device::Span::pages(2, 1)).unwrap();
+        let e = dev
+            .cpu_threads(&CpuThreads {
+                buf,
+                op: CpuOp::Read,
+                pages: vec![vec![0, 1, 2]],
+            })
+            .unwrap_err();
+        assert!(
+            matches!(e, crate::device::DeviceError::Segfault { offset: 8192, .. }),
+            "{e:?}"
+        );
+    }
+
     #[test]
     fn a_node_that_is_there_but_not_the_driver_opens_and_fails_at_the_first_command() {
         let dir = tempfile::tempdir().unwrap();
