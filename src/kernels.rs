@@ -80,6 +80,12 @@ pub enum Launch {
     },
 }
 
+/// The page fault-storm thread block `i` writes among `pages`: `(i * step + offset) % pages`,
+/// without overflow (`Launch::FaultStorm`; `kernels/fault_storm.hip` computes the same).
+pub fn storm_page(i: u64, step: u64, offset: u64, pages: u64) -> u64 {
+    ((i as u128 * step as u128 + offset as u128) % pages as u128) as u64
+}
+
 impl Launch {
     /// The kernel's symbol in its `.hip` source.
     pub fn symbol(&self) -> &'static str {
@@ -364,6 +370,14 @@ pub const SIGNATURES: &[(&str, &str, &[Param])] = &[
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_storm_page_wraps_without_overflow() {
+        assert_eq!(storm_page(3, 5, 1, 7), (3 * 5 + 1) % 7);
+        let m = u64::MAX;
+        assert_eq!(storm_page(m, m, 5, 7), ((m % 7) * (m % 7) + 5) % 7);
+    }
+
     use super::*;
     use crate::device::AllocKind;
 

@@ -64,16 +64,21 @@ impl Walk {
         let got = residency(ctx, self.buf)?;
         let wrong = differences(want, &got);
         if !wrong.is_empty() {
-            return Err(Stop::fail(format!(
-                "step {} ({what}): {wrong}; the pages are now {}, they were {}",
-                self.steps,
-                runs(&got),
-                runs(&self.now)
-            )));
+            return Err(self.failure(what, &wrong, &got));
         }
         ctx.note(format!("step {} ({what}): {}", self.steps, runs(&got)));
         self.now = got;
         Ok(())
+    }
+
+    /// The failure of the current step: what is wrong, and the pages now and before it.
+    fn failure(&self, what: &str, why: &str, got: &[Location]) -> Stop {
+        Stop::fail(format!(
+            "step {} ({what}): {why}; the pages are now {}, they were {}",
+            self.steps,
+            runs(got),
+            runs(&self.now)
+        ))
     }
 
     /// Everything stays where it is, but for `span`, which must be at `to`.
@@ -122,14 +127,7 @@ impl Walk {
         let changed: Vec<u64> = (0..was.len() as u64)
             .filter(|p| was[*p as usize] != got[*p as usize])
             .collect();
-        let fail = |why: String| {
-            Stop::fail(format!(
-                "step {} ({what}): {why}; the pages are now {}, they were {}",
-                self.steps,
-                runs(&got),
-                runs(was)
-            ))
-        };
+        let fail = |why: String| self.failure(what, &why, &got);
         if got[page as usize] != Location::System {
             return Err(fail(format!("page {page} is still in VRAM")));
         }

@@ -91,6 +91,15 @@ impl DmirrorDevice {
             .ok_or(DeviceError::NoSuchBuffer(buf.id))
     }
 
+    /// The allocation, for `op` to change its mapping ([`refuse_heap`]: munmap or mprotect
+    /// inside a heap block would corrupt the C heap).
+    fn mapping_mut(&mut self, buf: Buf, op: &'static str) -> Result<&mut Alloc> {
+        refuse_heap(buf, op)?;
+        self.allocs
+            .get_mut(&buf.id)
+            .ok_or(DeviceError::NoSuchBuffer(buf.id))
+    }
+
     /// The allocation, with `span` checked to lie inside it.
     fn checked(&self, buf: Buf, span: Span) -> Result<&Alloc> {
         let a = self.alloc_of(buf)?;
@@ -198,6 +207,14 @@ impl DmirrorDevice {
             },
         }
     }
+}
+
+/// Malloc memory's mapping is the C heap's: `op` may not change it.
+fn refuse_heap(buf: Buf, op: &'static str) -> Result<()> {
+    if buf.kind == AllocKind::Malloc {
+        return Err(DeviceError::Unsupported { op, kind: buf.kind });
+    }
+    Ok(())
 }
 
 /// A failed command: a device access the process's mapping refused (EFAULT, EPERM, EACCES) is
@@ -354,20 +371,11 @@ impl Device for DmirrorDevice {
     }
 
     fn unmap(&mut self, buf: Buf, span: Span) -> Result<()> {
-        if buf.kind == AllocKind::Malloc {
-            // munmap inside a heap block would corrupt the C heap.
-            return Err(DeviceError::Unsupported {
-                op: "unmap",
-                kind: buf.kind,
-            });
-        }
+        refuse_heap(buf, "unmap")?;
         self.checked(buf, span)?;
         let pages = span.page_range();
-        let a = self
-            .allocs
-            .get_mut(&buf.id)
-            .ok_or(DeviceError::NoSuchBuffer(buf.id))?;
-        a.mem
+        self.mapping_mut(buf, "unmap")?
+            .mem
             .unmap_pages(pages.start, pages.end - pages.start)
             .map_err(|e| {
                 DeviceError::Backend(format!("unmap of {span} in allocation {}: {e}", buf.id))
@@ -375,33 +383,15 @@ impl Device for DmirrorDevice {
     }
 
     fn remap(&mut self, buf: Buf) -> Result<()> {
-        if buf.kind == AllocKind::Malloc {
-            return Err(DeviceError::Unsupported {
-                op: "remap",
-                kind: buf.kind,
-            });
-        }
-        let a = self
-            .allocs
-            .get_mut(&buf.id)
-            .ok_or(DeviceError::NoSuchBuffer(buf.id))?;
-        a.mem
+        self.mapping_mut(buf, "remap")?
+            .mem
             .remap()
             .map_err(|e| DeviceError::Backend(format!("remap of allocation {}: {e}", buf.id)))
     }
 
     fn protect(&mut self, buf: Buf, prot: Protection) -> Result<()> {
-        if buf.kind == AllocKind::Malloc {
-            return Err(DeviceError::Unsupported {
-                op: "protect",
-                kind: buf.kind,
-            });
-        }
-        let a = self
-            .allocs
-            .get_mut(&buf.id)
-            .ok_or(DeviceError::NoSuchBuffer(buf.id))?;
-        a.mem
+        self.mapping_mut(buf, "protect")?
+            .mem
             .protect(prot == Protection::ReadOnly)
             .map_err(|e| DeviceError::Backend(format!("mprotect of allocation {}: {e}", buf.id)))
     }

@@ -9,7 +9,7 @@
 //! backend runs kernels synchronously).
 
 use crate::device::{Buf, DeviceError, Result, Span, PAGE_SIZE, WORDS_PER_PAGE};
-use crate::kernels::Launch;
+use crate::kernels::{storm_page, Launch};
 use crate::pattern::Pattern;
 
 /// Pages moved by one command: the driver works through 64-page windows anyway, and 2 MiB
@@ -207,8 +207,8 @@ pub fn run(io: &mut dyn PageIo, launch: &Launch) -> Result<u64> {
             let n = span.len / PAGE_SIZE;
             // One command per page, in the scattered order: each is the device's first touch.
             for i in 0..n {
-                let b = ((i as u128 * step as u128 + offset as u128) % n as u128) as u64;
-                write_block(io, buf, &pattern, block(span, b), f)?;
+                let page = storm_page(i, step, offset, n);
+                write_block(io, buf, &pattern, block(span, page), f)?;
             }
         }
         Launch::AtomicInc {

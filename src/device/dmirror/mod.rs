@@ -161,17 +161,23 @@ mod tests {
         }
     }
 
+    /// A device on a plain file in `dir` as its node: a file that exists is a node to open, and
+    /// every driver command on it fails.
+    fn fake_node(dir: &Path) -> Box<dyn Device> {
+        let fake = dir.join("hmm_dmirror0");
+        std::fs::write(&fake, b"").unwrap();
+        let Probe::Node(n) = probe(&fake).unwrap() else {
+            panic!("a file that exists is a node to open")
+        };
+        n.open().unwrap()
+    }
+
     /// CPU threads touch the process's own memory and need no driver: a plain file as the node.
     #[test]
     fn cpu_threads_increment_every_page_of_the_process_memory() {
         use crate::device::{CpuOp, CpuThreads};
         let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("hmm_dmirror0");
-        std::fs::write(&fake, b"").unwrap();
-        let Probe::Node(n) = probe(&fake).unwrap() else {
-            panic!("a file that exists is a node to open")
-        };
-        let mut dev = n.open().unwrap();
+        let mut dev = fake_node(dir.path());
         let buf = dev.alloc(crate::device::AllocKind::Mmap, 4 * 4096).unwrap();
         dev.cpu_threads(&CpuThreads {
             buf,
@@ -200,12 +206,7 @@ mod tests {
     #[test]
     fn a_node_that_is_there_but_not_the_driver_opens_and_fails_at_the_first_command() {
         let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("hmm_dmirror0");
-        std::fs::write(&fake, b"").unwrap();
-        let Probe::Node(n) = probe(&fake).unwrap() else {
-            panic!("a file that exists is a node to open")
-        };
-        let mut dev = n.open().unwrap();
+        let mut dev = fake_node(dir.path());
         let buf = dev.alloc(crate::device::AllocKind::Mmap, 4096).unwrap();
         let e = dev
             .residency(buf, buf.all())

@@ -13,7 +13,7 @@ use super::gpu::{Gpu, Pid};
 use super::space::{check_words, Space};
 use super::store::PAGE_WORDS;
 use crate::device::{Buf, DeviceError, KernelRun, Pending, Result, Span, WORDS_PER_PAGE};
-use crate::kernels::Launch;
+use crate::kernels::{storm_page, Launch};
 use crate::pattern::Pattern;
 
 /// How long a hung fault storm (`storm-hang`) runs before `wait` gives up.
@@ -183,8 +183,7 @@ fn accesses(launch: &Launch, i: u64) -> [Option<Access>; 2] {
             offset,
             ..
         } => {
-            let n = blocks(*span) as u128;
-            let block = ((i as u128 * *step as u128 + *offset as u128) % n) as u64;
+            let block = storm_page(i, *step, *offset, blocks(*span));
             one(Access::write(*buf, block_part(*span, block)))
         }
         Launch::Copy {
