@@ -10,12 +10,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use svmconf::device::kernels::Launch;
 use svmconf::device::sim::{Breaks, SimDevice};
 use svmconf::device::{AllocKind, Device, Location};
-use svmconf::kernels::Launch;
-use svmconf::pattern::Pattern;
-use svmconf::profile::Profile;
-use svmconf::timing::{gbps, Stats};
+use svmconf::model::pattern::Pattern;
+use svmconf::model::profile::Profile;
+use svmconf::model::timing::{gbps, Stats};
 
 const SIZE: u64 = 64 << 20;
 const REPS: usize = 10;

@@ -1,6 +1,6 @@
 /*
  * svm_pattern.h: the word pattern every kernel writes and checks, the same formula as
- * src/pattern.rs (`key`, `mix`, `word`), for device code and for plain host C or C++.
+ * src/model/pattern.rs (`key`, `mix`, `word`), for device code and for plain host C or C++.
  *
  * Each 32-bit word is a function of (seed, generation, allocation-relative word index) that
  * differs between every word, page and generation, so a wrong word tells which word of which

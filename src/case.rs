@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::device::kernels::Launch;
 use crate::device::{
     AllocKind, Buf, Destructive, Device, DeviceError, Location, MigrationEvent, Span, Trigger,
     PAGE_SIZE,
 };
-use crate::kernels::Launch;
-use crate::pattern::Pattern;
-use crate::profile::Profile;
-use crate::timing::{Metric, Repeat};
+use crate::model::pattern::Pattern;
+use crate::model::profile::Profile;
+use crate::model::timing::{Metric, Repeat};
 
 /// Why a case stopped before passing.
 #[derive(Debug)]
@@ -93,7 +93,7 @@ pub enum EvidenceSource {
 }
 
 /// A parameter set from `fixtures/cases.yaml`: the `with:` map, typed by each body.
-pub type Params = crate::yaml::Value;
+pub type Params = crate::util::yaml::Value;
 
 /// Everything a case body may use.
 pub struct Ctx<'a> {
@@ -172,7 +172,7 @@ impl<'a> Ctx<'a> {
     pub fn param<T: serde::de::DeserializeOwned>(&self, key: &str, default: T) -> Result<T, Stop> {
         match self.params.get(key) {
             None => Ok(default),
-            Some(v) => crate::yaml::from_value(v.clone())
+            Some(v) => crate::util::yaml::from_value(v.clone())
                 .map_err(|e| Stop::fail(format!("fixtures: parameter `{key}`: {e}"))),
         }
     }
@@ -196,7 +196,7 @@ impl<'a> Ctx<'a> {
     ) -> Result<Vec<Duration>, Stop> {
         let dev = &mut *self.dev;
         let cell = std::cell::RefCell::new(dev);
-        crate::timing::measure(
+        crate::model::timing::measure(
             self.repeat,
             || reset(&mut **cell.borrow_mut()),
             || step(&mut **cell.borrow_mut()),

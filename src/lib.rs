@@ -1,30 +1,21 @@
 //! svmconf: a hardware-in-the-loop conformance suite for GPU shared virtual memory migration.
 //!
-//! The cases live in `suites/` (one file per migration path) and run against a [`device::Device`]:
-//! the reference device `sim` here, real GPUs through the other backends. The runner in [`run`]
-//! plans, runs and records them; [`results`] turns the journal into reports.
+//! The folders follow a run, each depending only on those above it in this list:
+//! [`util`] and [`model`] (the vocabulary), [`fixtures`] (the YAML under `fixtures/`),
+//! [`observe`] (kernel log, taint, memory), [`device`] (the Device trait and one folder per
+//! backend), [`case`] (what a case body receives), `suites/` (the cases), [`results`] (the
+//! journal and every report derived from it), [`harness`] (plan, run, record) and [`tools`]
+//! (the commands around the suite, and the entry point).
 
-pub mod baseline;
 pub mod case;
 pub mod device;
-pub mod expectations;
 pub mod fixtures;
-pub mod kernels;
-pub mod kmsg;
-pub mod lab;
-pub mod meminfo;
-pub mod pattern;
-pub mod preflight;
-pub mod profile;
-pub mod regress;
+pub mod harness;
+pub mod model;
+pub mod observe;
 pub mod results;
-pub mod run;
-pub mod scaling;
-pub mod sensitivity;
-pub mod shard;
-pub mod taint;
-pub mod timing;
-pub mod yaml;
+pub mod tools;
+pub mod util;
 
 #[path = "../suites/mod.rs"]
 pub mod suites;

@@ -7,8 +7,8 @@
 
 use crate::case::{CaseResult, Ctx, Stop};
 use crate::device::{Location, Span, PAGE_SIZE};
+use crate::model::timing::Metric;
 use crate::suites::{Body, Need};
-use crate::timing::Metric;
 use crate::{check, check_eq};
 
 pub const BODIES: &[Body] = &[

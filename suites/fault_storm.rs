@@ -2,10 +2,10 @@
 //! pages, and GPU and CPU incrementing the same counters. No hang, no lost update.
 
 use crate::case::{CaseResult, Ctx, Stop};
+use crate::device::kernels::Launch;
 use crate::device::{CpuOp, CpuThreads, Location, Span, WORDS_PER_PAGE};
-use crate::kernels::Launch;
+use crate::model::timing::Metric;
 use crate::suites::{Body, Need};
-use crate::timing::Metric;
 use crate::{check, check_eq};
 
 pub const BODIES: &[Body] = &[

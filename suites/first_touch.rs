@@ -4,8 +4,8 @@
 
 use crate::case::{CaseResult, Ctx, Stop};
 use crate::device::{Advice, Location};
+use crate::model::timing::Metric;
 use crate::suites::{Body, Need};
-use crate::timing::Metric;
 
 pub const BODIES: &[Body] = &[Body {
     name: "first_touch::gpu_touch",
@@ -72,7 +72,7 @@ fn gpu_touch(ctx: &mut Ctx) -> CaseResult {
         let samples = ctx.timed(
             |dev| dev.prefetch(buf, all, Location::System).map(drop),
             |dev| {
-                let fill = crate::kernels::Launch::Fill {
+                let fill = crate::device::kernels::Launch::Fill {
                     buf,
                     span: all,
                     seed,

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::case::{CaseResult, Ctx, Stop};
 use crate::check;
+use crate::device::kernels::Launch;
 use crate::device::{AllocKind, Location, ProcessExit};
-use crate::kernels::Launch;
 use crate::suites::{Body, Need};
 
 pub const BODIES: &[Body] = &[Body {

@@ -2,5 +2,5 @@
 //! `svmconf --help` lists svmconf's own options; the rest are libtest's.
 
 fn main() -> std::process::ExitCode {
-    svmconf::run::main_with(std::env::args())
+    svmconf::tools::main_with(std::env::args())
 }

@@ -2,10 +2,10 @@
 //! prefetch of pages already there migrates nothing.
 
 use crate::case::{CaseResult, Ctx};
+use crate::device::kernels::Launch;
 use crate::device::{Buf, Location, Span, Trigger, PAGE_SIZE};
-use crate::kernels::Launch;
+use crate::model::timing::Metric;
 use crate::suites::{Body, Need};
-use crate::timing::Metric;
 use crate::{check, check_eq};
 
 pub const BODIES: &[Body] = &[

@@ -12,8 +12,8 @@ use std::time::Instant;
 use crate::case::{CaseResult, Ctx, Stop};
 use crate::check;
 use crate::device::{AllocKind, Buf, Location, PAGE_SIZE};
+use crate::model::timing::{Metric, Unit};
 use crate::suites::{Body, Need};
-use crate::timing::{Metric, Unit};
 
 pub const BODIES: &[Body] = &[
     Body {
@@ -225,8 +225,8 @@ fn within_system_memory(ctx: &Ctx, bytes: u64) -> CaseResult {
             )));
         }
     }
-    let meminfo = std::path::Path::new(crate::meminfo::PROC_MEMINFO);
-    if let Ok(available) = crate::meminfo::mem_available(meminfo) {
+    let meminfo = std::path::Path::new(crate::observe::meminfo::PROC_MEMINFO);
+    if let Ok(available) = crate::observe::meminfo::mem_available(meminfo) {
         if bytes > available {
             return Err(Stop::skip(format!(
                 "needs {bytes} bytes of system memory; this machine has {available} available \

@@ -4,8 +4,8 @@
 //! The data gets to VRAM as in cpu_fault ([`Ctx::gpu_fill_into_vram`]).
 
 use crate::case::{CaseResult, Ctx, Stop};
+use crate::device::kernels::Launch;
 use crate::device::{DeviceError, Location, Protection, Span};
-use crate::kernels::Launch;
 use crate::suites::{Body, Need};
 use crate::{check, check_eq};
 

@@ -12,5 +12,5 @@ fn main() -> std::process::ExitCode {
         results.to_str().unwrap_or("results"),
     ];
     args.splice(1..1, own.iter().map(|s| s.to_string()));
-    svmconf::run::main_with(args)
+    svmconf::tools::main_with(args)
 }

@@ -14,8 +14,8 @@ use std::process::Command;
 use svmconf::device::hip::args::layout;
 use svmconf::device::hip::target::TargetId;
 use svmconf::device::hip::{CodeObject, CODE_OBJECTS};
-use svmconf::kernels::SIGNATURES;
-use svmconf::yaml::{self, Value};
+use svmconf::device::kernels::SIGNATURES;
+use svmconf::util::yaml::{self, Value};
 
 fn readelf() -> Option<PathBuf> {
     let names = match std::env::var("SVMCONF_READELF") {

@@ -16,9 +16,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use svmconf::device::kernels::{Arg, Launch, Param, SIGNATURES};
 use svmconf::device::{AllocKind, Buf, Span};
-use svmconf::kernels::{Arg, Launch, Param, SIGNATURES};
-use svmconf::pattern;
+use svmconf::model::pattern;
 
 type Signatures<'a> = &'a [(&'a str, &'a str, &'a [Param])];
 
@@ -361,7 +361,7 @@ fn launch_args_follow_the_signatures() {
     let launches = one_launch_of_each();
     let mut problems = Vec::new();
     for launch in &launches {
-        match svmconf::kernels::signature(launch.symbol()) {
+        match svmconf::device::kernels::signature(launch.symbol()) {
             None => problems.push(format!("{} is not in SIGNATURES", launch.symbol())),
             Some((_, params)) => {
                 problems.extend(check_args(launch.symbol(), &launch.args(), params))
@@ -400,7 +400,7 @@ fn wrong_args_are_reported() {
         check_args(
             "svm_fill",
             &good,
-            svmconf::kernels::signature("svm_fill").unwrap().1
+            svmconf::device::kernels::signature("svm_fill").unwrap().1
         ),
         Vec::<String>::new()
     );
@@ -410,7 +410,7 @@ fn wrong_args_are_reported() {
     let problems = check_args(
         "svm_fill",
         &swapped,
-        svmconf::kernels::signature("svm_fill").unwrap().1,
+        svmconf::device::kernels::signature("svm_fill").unwrap().1,
     );
     assert!(
         problems.contains(&"svm_fill argument 2 is named first_word, SIGNATURES has nwords".into()),
@@ -618,7 +618,7 @@ fn check_header_with(env: &str, candidates: &[&str], language: &[&str]) {
     let problems = compare_pattern_output(&rows, &output);
     assert!(
         problems.is_empty(),
-        "kernels/svm_pattern.h ({compiler} {}) and src/pattern.rs disagree on {} rows:\n  {}",
+        "kernels/svm_pattern.h ({compiler} {}) and src/model/pattern.rs disagree on {} rows:\n  {}",
         language.join(" "),
         problems.len(),
         problems[..problems.len().min(10)].join("\n  ")

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use svmconf::device::kernels::Launch;
 use svmconf::device::remote::RemoteDevice;
 use svmconf::device::{AllocKind, Device, ProcessExit};
-use svmconf::kernels::Launch;
-use svmconf::pattern::Pattern;
+use svmconf::model::pattern::Pattern;
 
 const SEED: u64 = 0x5eed;
 

@@ -7,84 +7,22 @@
 //! fall back to other evidence, and say which it used.
 
 pub mod amd;
+pub mod backend;
 pub mod dmirror;
 pub mod hip;
+pub mod kernels;
 pub mod observer;
+pub mod reference;
 pub mod remote;
 pub mod sim;
 
 use std::fmt;
 use std::time::Duration;
 
-use crate::kernels::Launch;
+use crate::device::kernels::Launch;
 
-/// The migration granule of the series: one base page.
-pub const PAGE_SIZE: u64 = 4096;
-/// 32-bit words in one page; patterns and kernels work in words.
-pub const WORDS_PER_PAGE: u64 = PAGE_SIZE / 4;
-
-/// How an allocation is made, which decides whether it may migrate at all.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum AllocKind {
-    /// hipMallocManaged: an SVM allocation accessible to every GPU.
-    Managed,
-    /// malloc: private anonymous memory reached by the GPU through HMM.
-    Malloc,
-    /// mmap(MAP_PRIVATE | MAP_ANONYMOUS): the same, page aligned by construction.
-    Mmap,
-    /// mmap(MAP_SHARED | MAP_ANONYMOUS): shared memory, never migrated.
-    Shared,
-    /// A shared mapping of a file: correct in place, never migrated.
-    File,
-    /// A VRAM buffer object outside SVM, used to put pressure on VRAM.
-    #[serde(rename = "device")]
-    DeviceBuffer,
-}
-
-impl AllocKind {
-    pub const ALL: [AllocKind; 6] = [
-        AllocKind::Managed,
-        AllocKind::Malloc,
-        AllocKind::Mmap,
-        AllocKind::Shared,
-        AllocKind::File,
-        AllocKind::DeviceBuffer,
-    ];
-
-    /// The name used in case names and fixtures.
-    pub fn name(self) -> &'static str {
-        match self {
-            AllocKind::Managed => "managed",
-            AllocKind::Malloc => "malloc",
-            AllocKind::Mmap => "mmap",
-            AllocKind::Shared => "shared",
-            AllocKind::File => "file",
-            AllocKind::DeviceBuffer => "device",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<AllocKind> {
-        AllocKind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// Only private anonymous memory can become device-private (drm_pagemap requires an
-    /// anonymous VMA); shared and file mappings stay where they are.
-    pub fn migratable(self) -> bool {
-        matches!(
-            self,
-            AllocKind::Managed | AllocKind::Malloc | AllocKind::Mmap
-        )
-    }
-}
-
-impl fmt::Display for AllocKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use crate::model::capability::{Capabilities, DeviceInfo};
+pub use crate::model::memory::{AllocKind, PAGE_SIZE, WORDS_PER_PAGE};
 
 /// Where a page lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -270,46 +208,6 @@ pub struct KernelRun {
 #[derive(Debug, PartialEq, Eq)]
 #[must_use = "a pending launch must be waited for"]
 pub struct Pending(pub u64);
-
-/// What a backend is and can do, known before any case runs.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct DeviceInfo {
-    /// `sim`, `hip`, `cuda`, `dmirror`.
-    pub backend: String,
-    /// Human name: "Reference device (profile sim)", "AMD Instinct MI300X".
-    pub name: String,
-    /// Architecture or target id: `gfx942:sramecc+:xnack+`, `sim`.
-    pub arch: String,
-    pub vram_bytes: u64,
-    pub gpus: u32,
-    pub caps: Capabilities,
-}
-
-/// What the device can observe or do. A case names what it needs; the runner skips it with the
-/// capability's reason when the device lacks it.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct Capabilities {
-    /// GPU page faults are retried (XNACK on): fault-driven migration can happen at all.
-    pub xnack: bool,
-    /// `residency()` answers.
-    pub residency: bool,
-    /// `take_events()` answers.
-    pub events: bool,
-    /// `vram_used()` answers.
-    pub vram_usage: bool,
-    /// `eviction_transient()` answers.
-    pub eviction_transient: bool,
-    /// `gpu_reset()` is implemented (permission is separate).
-    pub reset: bool,
-    /// VRAM buffer objects can be allocated to force TTM eviction.
-    pub device_buffers: bool,
-    /// `fork()` is implemented.
-    pub fork: bool,
-    /// `spawn_process()` is implemented.
-    pub processes: bool,
-    /// CPU accesses and kernels can run concurrently (racing cases).
-    pub concurrency: bool,
-}
 
 /// Proof that the user allowed destructive operations (`--allow-destructive`). Only the runner
 /// makes one.

@@ -71,27 +71,27 @@ pub trait GpuObserver: Send {
     }
 }
 
-/// What the run asks of the observers beyond the GPU's identity.
-#[derive(Clone, Debug, Default)]
-pub struct ObserverOptions {
-    /// The series' dynamic-debug trace to turn on and read as migration evidence, from
-    /// `fixtures/amdgpu-trace.yaml` (`--amdgpu-trace`): it writes to the kernel's dynamic debug
-    /// control, so it is opt-in.
-    pub amdgpu_trace: Option<crate::device::amd::dyndbg::TracePatterns>,
-}
-
 /// An observer, or why it cannot be opened for this GPU.
 pub type OpenResult = std::result::Result<Box<dyn GpuObserver>, String>;
 
-/// Opens one kind of observer for one GPU, or says why it cannot be opened there.
-#[derive(Clone, Copy)]
-pub struct ObserverFactory {
+/// Opens one kind of observer for one GPU, or says why it cannot be opened there. `O` is what
+/// the run asks of a vendor's observers beyond the GPU's identity (amdgpu:
+/// `device::amd::ObserverOptions`).
+pub struct ObserverFactory<O> {
     /// The observer's name in run.json, whether it opens or not: `kfd-smi`.
     pub name: &'static str,
-    pub open: fn(&GpuIdentity, &ObserverOptions) -> OpenResult,
+    pub open: fn(&GpuIdentity, &O) -> OpenResult,
 }
 
-impl std::fmt::Debug for ObserverFactory {
+impl<O> Clone for ObserverFactory<O> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<O> Copy for ObserverFactory<O> {}
+
+impl<O> std::fmt::Debug for ObserverFactory<O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name)
     }
@@ -115,11 +115,7 @@ pub struct Opened {
 }
 
 /// Opens every factory's observer for `gpu`; those that cannot open are left out, with why.
-pub fn open_all(
-    factories: &[ObserverFactory],
-    gpu: &GpuIdentity,
-    options: &ObserverOptions,
-) -> Opened {
+pub fn open_all<O>(factories: &[ObserverFactory<O>], gpu: &GpuIdentity, options: &O) -> Opened {
     let mut opened = Opened {
         observers: Vec::new(),
         provides: Provides::default(),
@@ -207,7 +203,7 @@ mod tests {
         }
     }
 
-    const VRAM: ObserverFactory = ObserverFactory {
+    const VRAM: ObserverFactory<()> = ObserverFactory {
         name: "vram",
         open: |_, _| {
             Ok(Box::new(Fake {
@@ -216,7 +212,7 @@ mod tests {
             }))
         },
     };
-    const ABSENT: ObserverFactory = ObserverFactory {
+    const ABSENT: ObserverFactory<()> = ObserverFactory {
         name: "absent",
         open: |gpu, _| Err(format!("nothing for {}", gpu.pci_bus_id)),
     };
@@ -235,9 +231,9 @@ mod tests {
 
     #[test]
     fn what_observers_provide_is_unioned_and_defaults_say_not_observed() {
-        let none = open_all(&[], &gpu(), &ObserverOptions::default());
+        let none = open_all(&[], &gpu(), &());
         assert!(none.observers.is_empty() && none.provides == Provides::default());
-        let mut some = open_all(&[ABSENT, VRAM], &gpu(), &ObserverOptions::default());
+        let mut some = open_all(&[ABSENT, VRAM], &gpu(), &());
         assert!(some.provides.vram_usage && !some.provides.events && !some.provides.reset);
         assert_eq!(some.observers.len(), 1);
         assert_eq!(some.observers[0].vram_used(), Some(42));
@@ -247,7 +243,7 @@ mod tests {
 
     #[test]
     fn every_factory_is_recorded_opened_or_with_why_not() {
-        let opened = open_all(&[ABSENT, VRAM], &gpu(), &ObserverOptions::default());
+        let opened = open_all(&[ABSENT, VRAM], &gpu(), &());
         assert_eq!(
             opened.states,
             vec![

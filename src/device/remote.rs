@@ -31,7 +31,7 @@ use super::{
     EvictionTransient, KernelRun, Location, MigrationEvent, Pending, ProcessExit, Protection,
     Result, Span,
 };
-use crate::kernels::Launch;
+use crate::device::kernels::Launch;
 
 /// The hidden command-line flag that turns svmconf into a device server.
 pub const SERVER_FLAG: &str = "--device-server";
@@ -614,7 +614,7 @@ mod tests {
     use super::*;
     use crate::device::sim::testutil::{self, MIB, SEED};
     use crate::device::Trigger;
-    use crate::pattern::Pattern;
+    use crate::model::pattern::Pattern;
 
     /// A sim device served by [`serve`] on a thread, and the proxy that talks to it over a pair
     /// of pipes.

@@ -180,14 +180,14 @@ fn system_out(r: &CaseRecord, run: &RunInfo) -> String {
         property(&format!("metric.{}", m.name), median.trim_end());
     }
     if let Some(b) = &run.baseline {
-        let method = crate::regress::Method {
+        let method = crate::model::regress::Method {
             tolerance: b.tolerance,
             alpha: b.alpha,
         };
         for c in &r.baseline {
             property(
                 &format!("baseline.{}", c.metric),
-                &crate::baseline::describe(c, method, &b.run_id),
+                &crate::results::baseline::describe(c, method, &b.run_id),
             );
         }
     }
@@ -774,7 +774,7 @@ mod tests {
     #[test]
     fn sharded_run_header_names_shard_and_observers() {
         let mut info = run();
-        info.shard = Some(crate::shard::ShardSpec { index: 2, count: 4 });
+        info.shard = Some(crate::model::shard::ShardSpec { index: 2, count: 4 });
         info.observers = vec![crate::results::Observer {
             name: "kernel_log".into(),
             available: false,

@@ -721,7 +721,7 @@ not ok 3 eviction
     #[test]
     fn a_sharded_run_says_which_shard() {
         let mut info = run();
-        info.shard = Some(crate::shard::ShardSpec { index: 2, count: 4 });
+        info.shard = Some(crate::model::shard::ShardSpec { index: 2, count: 4 });
         let text = render_ktap(&[], &info);
         assert!(text.contains("\n# shard 2/4 of the suite\n"), "{text}");
     }

@@ -6,6 +6,7 @@
 //! two alone, so a shard from another machine, or a run cut short by a crash, can be exported
 //! later, and the shards of one suite merged into one run ([`merge`]).
 
+pub mod baseline;
 pub mod journal;
 pub mod junit;
 pub mod ktap;
@@ -20,7 +21,12 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::timing::Metric;
+use crate::model::timing::Metric;
+use crate::observe::kmsg::LogLine;
+use crate::observe::taint::TaintChange;
+use crate::util::text::io_reason;
+
+pub use crate::model::status::Status;
 
 pub use journal::{Journal, JOURNAL_FILE};
 pub use run_info::RUN_INFO_FILE;
@@ -34,111 +40,6 @@ pub use ktap::{render_ktap, write_ktap, KTAP_FILE};
 pub use merge::{merge, MergeError, MergeReport};
 pub use run_info::{FixtureDigest, Observer, RunInfo, ShardSpec};
 pub use summary::{render_summary, write_summary};
-
-/// How a case ended, in the vocabulary of igt_runner and deqp-runner.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Pass,
-    Fail,
-    /// Could not run here: a capability, permission or device is missing; the reason says which.
-    Skip,
-    Timeout,
-    /// The case's process died from a signal.
-    Crash,
-    /// Passed, but the kernel logged a warning while it ran.
-    DmesgWarn,
-    /// Failed, and the kernel logged an error while it ran.
-    DmesgFail,
-    /// The machine or the runner died during the case.
-    Incomplete,
-    /// Planned but never started (the run was stopped first).
-    Notrun,
-    /// Failed, then passed on a retry (`--retries`); or failed as a known flake of the
-    /// expectations file.
-    Flake,
-    /// Failed as the expectations file says it does.
-    ExpectedFail,
-    /// The expectations file says it fails, and it passed: the list is out of date.
-    UnexpectedPass,
-}
-
-impl Status {
-    pub const ALL: [Status; 12] = [
-        Status::Pass,
-        Status::Fail,
-        Status::Skip,
-        Status::Timeout,
-        Status::Crash,
-        Status::DmesgWarn,
-        Status::DmesgFail,
-        Status::Incomplete,
-        Status::Notrun,
-        Status::Flake,
-        Status::ExpectedFail,
-        Status::UnexpectedPass,
-    ];
-
-    /// Whether the run should be red. A kernel warning during a migration is a kernel bug even
-    /// when the data came back right, so dmesg-warn counts; skip and notrun do not, nor does a
-    /// result the expectations file foresaw (expected failure, flake). An unexpected pass does:
-    /// the expectations are wrong and must be updated.
-    pub fn is_failure(self) -> bool {
-        !matches!(
-            self,
-            Status::Pass | Status::Skip | Status::Notrun | Status::Flake | Status::ExpectedFail
-        )
-    }
-
-    /// Whether the case ran and did not pass: what a retry is for, and what an expected failure
-    /// must be.
-    pub fn is_bad_outcome(self) -> bool {
-        matches!(
-            self,
-            Status::Fail
-                | Status::Timeout
-                | Status::Crash
-                | Status::DmesgWarn
-                | Status::DmesgFail
-                | Status::Incomplete
-        )
-    }
-
-    /// The status once the kernel is found to have complained while the case ran (a flagged
-    /// log line, a bad taint): pass becomes dmesg-warn and fail dmesg-fail, as igt_runner does;
-    /// other statuses already say more.
-    pub fn with_kernel_finding(self) -> Status {
-        match self {
-            Status::Pass => Status::DmesgWarn,
-            Status::Fail => Status::DmesgFail,
-            other => other,
-        }
-    }
-
-    /// The name as written in the journal: `dmesg_warn`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Pass => "pass",
-            Status::Fail => "fail",
-            Status::Skip => "skip",
-            Status::Timeout => "timeout",
-            Status::Crash => "crash",
-            Status::DmesgWarn => "dmesg_warn",
-            Status::DmesgFail => "dmesg_fail",
-            Status::Incomplete => "incomplete",
-            Status::Notrun => "notrun",
-            Status::Flake => "flake",
-            Status::ExpectedFail => "expected_fail",
-            Status::UnexpectedPass => "unexpected_pass",
-        }
-    }
-}
-
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// One finished case: a line of the journal.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -184,7 +85,7 @@ pub struct CaseRecord {
     pub expectation: Option<ExpectationNote>,
     /// Each timing against the same case of the `--baseline` run, where one was given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub baseline: Vec<crate::baseline::MetricComparison>,
+    pub baseline: Vec<crate::results::baseline::MetricComparison>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -200,34 +101,6 @@ pub struct Attempt {
     pub reason: Option<String>,
     pub started: String,
     pub duration_s: f64,
-}
-
-/// A record of the kernel log (`/dev/kmsg`), as attributed to a case.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogLine {
-    /// Syslog level: 0 emerg .. 7 debug.
-    pub level: u8,
-    /// The kernel's sequence number of the record.
-    pub seq: u64,
-    /// Microseconds since boot, as the kernel stamps it.
-    pub ts_us: u64,
-    pub text: String,
-    /// Why the line matters, where it does: `WARNING`, `BUG`, `oops`, `call trace`,
-    /// `GPU page fault`, or `level warning` for any other line at or below warning that the
-    /// allow-list does not excuse. `None`: the line is informational or allowed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flag: Option<String>,
-}
-
-/// `/proc/sys/kernel/tainted` before and after a case, when it changed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaintChange {
-    pub before: u64,
-    pub after: u64,
-    /// The flags gained, by name: `W (warn)`.
-    pub gained: Vec<String>,
-    /// Whether a gained flag stops the run (die, warn, machine check, bad page, soft lockup).
-    pub bad: bool,
 }
 
 /// Where a child process's output went, and its last lines.
@@ -338,20 +211,6 @@ pub enum ResultsError {
     },
 }
 
-/// An I/O error as a clause of a sentence: `permission denied`, without the errno suffix.
-pub(crate) fn io_reason(e: &io::Error) -> String {
-    let text = e.to_string();
-    let text = match text.find(" (os error ") {
-        Some(i) => &text[..i],
-        None => &text,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => text.to_string(),
-    }
-}
-
 /// Now, RFC 3339 UTC to the millisecond: `2025-01-31T02:14:07.123Z`.
 pub fn now_rfc3339() -> String {
     rfc3339(OffsetDateTime::now_utc())
@@ -403,7 +262,7 @@ pub(crate) mod test_support {
     //! Records and run descriptions for the tests of the exports.
 
     use super::*;
-    use crate::timing::Unit;
+    use crate::model::timing::Unit;
 
     pub fn record(case: &str, status: Status, reason: Option<&str>) -> CaseRecord {
         let kind = if case.contains("::malloc::") {

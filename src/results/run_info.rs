@@ -7,20 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{now_rfc3339, write_atomically, ResultsError};
 use crate::device::DeviceInfo;
+pub use crate::fixtures::FixtureDigest;
 /// Defined beside its parser and the hash that assigns cases to shards.
-pub use crate::shard::ShardSpec;
+pub use crate::model::shard::ShardSpec;
 
 /// The run description's file name inside a results folder.
 pub const RUN_INFO_FILE: &str = "run.json";
-
-/// A fixture file a run used, with its digest.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FixtureDigest {
-    /// Relative to the repository: `fixtures/profiles/sim.yaml`.
-    pub path: String,
-    /// SHA-256 of the file, lowercase hex.
-    pub sha256: String,
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
@@ -51,7 +43,7 @@ pub struct RunInfo {
     pub observers: Vec<Observer>,
     /// `--baseline`: the earlier run each case's timings were compared with, and the method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub baseline: Option<crate::baseline::BaselineRef>,
+    pub baseline: Option<crate::results::baseline::BaselineRef>,
 }
 
 /// One source of evidence beside the cases themselves, and whether this run had it.

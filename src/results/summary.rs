@@ -150,7 +150,7 @@ pub fn render_summary(records: &[CaseRecord], run: &RunInfo) -> String {
 /// `--baseline`: the method, how many metrics came out each way, and every comparison that is
 /// not "unchanged".
 fn baseline(s: &mut String, records: &[CaseRecord], run: &RunInfo) {
-    use crate::baseline::Outcome;
+    use crate::results::baseline::Outcome;
     let Some(b) = &run.baseline else {
         return;
     };
@@ -179,7 +179,7 @@ Compared with run `{}` ({}): {}.
         }
     }
     let _ = writeln!(s, "| **total** | {} |\n", compared.len());
-    let method = crate::regress::Method {
+    let method = crate::model::regress::Method {
         tolerance: b.tolerance,
         alpha: b.alpha,
     };
@@ -192,7 +192,7 @@ Compared with run `{}` ({}): {}.
     }
     let _ = writeln!(s, "| case | comparison |\n| --- | --- |");
     for (r, c) in notable {
-        let line = crate::baseline::describe(c, method, &b.run_id);
+        let line = crate::results::baseline::describe(c, method, &b.run_id);
         let _ = writeln!(s, "| {} | {} |", code(&r.case), cell(&line));
     }
     s.push('\n');

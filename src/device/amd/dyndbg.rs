@@ -4,7 +4,7 @@
 //!
 //! Three parts:
 //! - the patterns, one regular expression per line of evidence, in `fixtures/amdgpu-trace.yaml`
-//!   ([`TracePatterns::parse`], loaded by [`crate::fixtures::load_amdgpu_trace`]), so that a
+//!   ([`TracePatterns::parse`], loaded by [`crate::fixtures::load_with`]), so that a
 //!   lab whose kernel prints differently fixes a fixture, not the code;
 //! - kernel log lines in the forms they reach us ([`split_log_line`]): `/dev/kmsg` messages,
 //!   `dmesg` lines with `[ seconds]` and `<level>` prefixes, `dev_printk`'s `amdgpu
@@ -30,9 +30,9 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::device::PAGE_SIZE;
-use crate::kmsg::Record;
-use crate::results::io_reason;
-use crate::yaml::{self, FieldPath, YamlError};
+use crate::observe::kmsg::Record;
+use crate::util::text::io_reason;
+use crate::util::yaml::{self, FieldPath, YamlError};
 
 use super::sysfs::PciAddress;
 

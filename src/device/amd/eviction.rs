@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use crate::device::observer::{GpuObserver, Provides};
 use crate::device::EvictionTransient;
-use crate::meminfo;
+use crate::observe::meminfo;
 
 /// Changes of `MemAvailable` smaller than this are the machine, not an eviction.
 pub const NOISE_FLOOR: u64 = 4 << 20;

@@ -20,3 +20,12 @@ pub mod trace;
 pub const SYSFS_ROOT: &str = "/sys";
 /// Where debugfs is mounted on a real machine (root only).
 pub const DEBUGFS_ROOT: &str = "/sys/kernel/debug";
+
+/// What the run asks of amdgpu's observers beyond the GPU's identity.
+#[derive(Clone, Debug, Default)]
+pub struct ObserverOptions {
+    /// The series' dynamic-debug trace to turn on and read as migration evidence, from
+    /// `fixtures/amdgpu-trace.yaml` (`--amdgpu-trace`): it writes to the kernel's dynamic debug
+    /// control, so it is opt-in.
+    pub amdgpu_trace: Option<dyndbg::TracePatterns>,
+}

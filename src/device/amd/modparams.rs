@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::results::io_reason;
+use crate::util::text::io_reason;
 
 /// amdgpu's parameters, under the sysfs root.
 pub const AMDGPU_PARAMETERS: &str = "module/amdgpu/parameters";

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::reset;
 use super::sysfs::{self, DrmCard, PciAddress};
+use crate::device::amd::ObserverOptions;
 use crate::device::observer::{GpuIdentity, GpuObserver, ObserverFactory, Provides};
 use crate::device::{Destructive, DeviceError, Result};
 
@@ -64,25 +65,26 @@ pub fn sysfs_vram_under(
 }
 
 /// VRAM in use from sysfs, on a real machine.
-pub const SYSFS_VRAM: ObserverFactory = ObserverFactory {
+pub const SYSFS_VRAM: ObserverFactory<ObserverOptions> = ObserverFactory {
     name: "sysfs-vram",
     open: |gpu, _| sysfs_vram_under(Path::new(super::SYSFS_ROOT), gpu),
 };
 
 /// The series' trace as migration evidence, when `--amdgpu-trace` asked for it.
-pub const AMDGPU_TRACE: ObserverFactory = ObserverFactory {
+pub const AMDGPU_TRACE: ObserverFactory<ObserverOptions> = ObserverFactory {
     name: "amdgpu-trace",
     open: |_, options| {
         let Some(patterns) = &options.amdgpu_trace else {
             return Err("off (--amdgpu-trace turns on the series' dynamic-debug trace)".into());
         };
-        let log = crate::kmsg::DevKmsg::open(Path::new(crate::kmsg::DEV_KMSG)).map_err(|e| {
-            format!(
-                "{}: {}",
-                crate::kmsg::DEV_KMSG,
-                crate::results::io_reason(&e)
-            )
-        })?;
+        let log = crate::observe::kmsg::DevKmsg::open(Path::new(crate::observe::kmsg::DEV_KMSG))
+            .map_err(|e| {
+                format!(
+                    "{}: {}",
+                    crate::observe::kmsg::DEV_KMSG,
+                    crate::util::text::io_reason(&e)
+                )
+            })?;
         let control = super::trace::control_file(Path::new(super::DEBUGFS_ROOT));
         super::trace::AmdgpuTrace::open(patterns.clone(), &control, Box::new(log))
             .map(|t| Box::new(t) as Box<dyn GpuObserver>)
@@ -90,12 +92,15 @@ pub const AMDGPU_TRACE: ObserverFactory = ObserverFactory {
 };
 
 /// Eviction transients from `MemAvailable`, sampled while cases run.
-pub const EVICTION_MEMORY: ObserverFactory = ObserverFactory {
+pub const EVICTION_MEMORY: ObserverFactory<ObserverOptions> = ObserverFactory {
     name: "eviction-memory",
     open: |_, _| {
-        let pool = Path::new(super::DEBUGFS_ROOT).join(crate::meminfo::TTM_PAGE_POOL);
-        super::eviction::EvictionMemory::open(Path::new(crate::meminfo::PROC_MEMINFO), Some(pool))
-            .map(|o| Box::new(o) as Box<dyn GpuObserver>)
+        let pool = Path::new(super::DEBUGFS_ROOT).join(crate::observe::meminfo::TTM_PAGE_POOL);
+        super::eviction::EvictionMemory::open(
+            Path::new(crate::observe::meminfo::PROC_MEMINFO),
+            Some(pool),
+        )
+        .map(|o| Box::new(o) as Box<dyn GpuObserver>)
     },
 };
 
@@ -148,7 +153,7 @@ pub fn debugfs_reset_under(
         format!(
             "`{}`: {}; the reset needs root",
             path.display(),
-            crate::results::io_reason(&e)
+            crate::util::text::io_reason(&e)
         )
     })?;
     Ok(Box::new(DebugfsReset {
@@ -159,7 +164,7 @@ pub fn debugfs_reset_under(
 }
 
 /// The debugfs reset, on a real machine.
-pub const DEBUGFS_RESET: ObserverFactory = ObserverFactory {
+pub const DEBUGFS_RESET: ObserverFactory<ObserverOptions> = ObserverFactory {
     name: "debugfs-reset",
     open: |gpu, _| {
         debugfs_reset_under(

@@ -21,7 +21,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::device::Destructive;
-use crate::results::io_reason;
+use crate::util::text::io_reason;
 
 use super::sysfs::{DrmCard, PciAddress};
 

@@ -81,7 +81,7 @@ impl Shared {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    inbox.ended = Some(crate::results::io_reason(&e));
+                    inbox.ended = Some(crate::util::text::io_reason(&e));
                     return;
                 }
             }

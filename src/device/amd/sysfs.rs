@@ -19,7 +19,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::results::io_reason;
+use crate::util::text::io_reason;
 
 /// The DRM class, under the sysfs root.
 pub const DRM_CLASS: &str = "class/drm";

@@ -20,7 +20,7 @@ use super::dyndbg::{self, TraceKind, TracePatterns};
 use super::smi::AddressMap;
 use crate::device::observer::{GpuObserver, Provides};
 use crate::device::{Buf, Location, MigrationEvent, Trigger, PAGE_SIZE};
-use crate::kmsg::KmsgSource;
+use crate::observe::kmsg::KmsgSource;
 
 /// Migrations from the series' trace.
 pub struct AmdgpuTrace {
@@ -200,7 +200,7 @@ impl GpuObserver for AmdgpuTrace {
 mod tests {
     use super::*;
     use crate::device::AllocKind;
-    use crate::kmsg::FileKmsg;
+    use crate::observe::kmsg::FileKmsg;
     use std::io::Write;
 
     fn patterns() -> TracePatterns {

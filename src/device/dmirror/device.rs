@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use super::ffi::{self, Memory, Refused, Transfer};
 use super::kernels::{self, PageIo, BATCH_PAGES};
 use super::uapi::{self, Command, PageState};
+use crate::device::kernels::Launch;
 use crate::device::{
     Advice, AllocKind, Buf, Capabilities, CpuOp, CpuThreads, Destructive, Device, DeviceError,
     DeviceInfo, EvictionTransient, KernelRun, Location, MigrationEvent, Pending, ProcessExit,
     Protection, Result, Span, PAGE_SIZE, WORDS_PER_PAGE,
 };
-use crate::kernels::Launch;
 
 /// The device memory the driver adds at a time (`DEVMEM_CHUNK_SIZE`, 256 MiB): it grows by
 /// such chunks as pages migrate, so there is no fixed VRAM; this is what sizes `vram/4`.

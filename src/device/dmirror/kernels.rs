@@ -8,9 +8,9 @@
 //! written back as they were read, which is right because nothing else runs meanwhile (the
 //! backend runs kernels synchronously).
 
+use crate::device::kernels::{storm_page, Launch};
 use crate::device::{Buf, DeviceError, Result, Span, PAGE_SIZE, WORDS_PER_PAGE};
-use crate::kernels::{storm_page, Launch};
-use crate::pattern::Pattern;
+use crate::model::pattern::Pattern;
 
 /// Pages moved by one command: the driver works through 64-page windows anyway, and 2 MiB
 /// keeps the bounce buffers small whatever the span.

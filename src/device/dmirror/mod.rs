@@ -24,6 +24,7 @@
 //! The only `unsafe` is in `ffi`; `uapi` is the header as data and `kernels` the arithmetic,
 //! both tested without the driver.
 
+pub mod backend;
 mod device;
 mod ffi;
 pub mod kernels;

@@ -8,8 +8,8 @@
 //! [`layout`] gives the offsets the compiler must have used, which CI compares with the code
 //! objects' `.args` metadata.
 
+use crate::device::kernels::{signature, Arg, Launch, Param};
 use crate::device::Buf;
-use crate::kernels::{signature, Arg, Launch, Param};
 
 /// One packed argument: the bytes HIP copies, typed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,8 +188,8 @@ pub fn layout(params: &[Param]) -> Option<Vec<ArgLayout>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::kernels::SIGNATURES;
     use crate::device::{AllocKind, Span, PAGE_SIZE};
-    use crate::kernels::SIGNATURES;
 
     fn buf(id: u32, len: u64) -> Buf {
         Buf {

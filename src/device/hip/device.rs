@@ -33,16 +33,15 @@ use super::pci::DeviceSelector;
 use super::target::{TargetId, TargetIdError};
 use super::xnack::XnackState;
 use super::{args, select_code_object, NoCodeObject, CODE_OBJECTS, OBSERVERS};
-use crate::device::observer::{
-    self, open_all, GpuIdentity, GpuObserver, ObserverOptions, Opened, Provides,
-};
+use crate::device::amd::ObserverOptions;
+use crate::device::kernels::{Launch, BLOCK_THREADS};
+use crate::device::observer::{self, open_all, GpuIdentity, GpuObserver, Opened, Provides};
 use crate::device::remote::RemoteDevice;
 use crate::device::{
     Advice, AllocKind, Buf, Capabilities, CpuOp, CpuThreads, Destructive, Device, DeviceError,
     DeviceInfo, EvictionTransient, KernelRun, Location, MigrationEvent, Pending, ProcessExit,
     Protection, Result, Span,
 };
-use crate::kernels::{Launch, BLOCK_THREADS};
 
 /// amdgpu's module parameter that decides whether GPUs retry faults by default.
 const NORETRY: &str = "/sys/module/amdgpu/parameters/noretry";

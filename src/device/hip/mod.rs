@@ -17,6 +17,7 @@
 //! `device::observer`. Each is recorded in run.json as opened, or not and why.
 
 pub mod args;
+pub mod backend;
 pub mod error;
 pub mod pci;
 pub mod target;
@@ -30,7 +31,8 @@ mod ffi;
 #[cfg(feature = "hip")]
 pub use device::{discover, DiscoverError, Found, HipDevice};
 
-use super::observer::{GpuIdentity, ObserverFactory, ObserverOptions, ObserverState};
+use super::amd::ObserverOptions;
+use super::observer::{GpuIdentity, ObserverFactory, ObserverState};
 use super::{Device, DeviceError, DeviceInfo};
 use pci::DeviceSelector;
 use target::TargetId;
@@ -148,7 +150,7 @@ pub fn no_gpu_info() -> DeviceInfo {
 /// wins (for events: the first with events, see `observer::take_events`): KFD SMI events,
 /// the series' trace when asked for, VRAM in use from sysfs, eviction transients from
 /// `MemAvailable`, the debugfs reset.
-pub const OBSERVERS: &[ObserverFactory] = &[
+pub const OBSERVERS: &[ObserverFactory<ObserverOptions>] = &[
     KFD_SMI,
     crate::device::amd::observers::AMDGPU_TRACE,
     crate::device::amd::observers::SYSFS_VRAM,
@@ -159,7 +161,7 @@ pub const OBSERVERS: &[ObserverFactory] = &[
 /// KFD SMI events: `/dev/kfd`, `AMDKFD_IOC_SMI_EVENTS` for the GPU's KFD id (its topology
 /// node matched by PCI bus id), the migration events' mask, and a reader thread
 /// (`device::amd::smi_reader`). The ioctl is in `ffi`, so without the feature there is none.
-pub const KFD_SMI: ObserverFactory = ObserverFactory {
+pub const KFD_SMI: ObserverFactory<ObserverOptions> = ObserverFactory {
     name: "kfd-smi",
     open: open_kfd_smi,
 };
@@ -181,7 +183,7 @@ fn open_kfd_smi(
         .read(true)
         .write(true)
         .open(DEV_KFD)
-        .map_err(|e| format!("{DEV_KFD}: {}", crate::results::io_reason(&e)))?;
+        .map_err(|e| format!("{DEV_KFD}: {}", crate::util::text::io_reason(&e)))?;
     let events = ffi::kfd_smi_events(&kfd, node.gpu_id, KfdSmi::mask()).map_err(|e| {
         format!(
             "AMDKFD_IOC_SMI_EVENTS for gpu_id {:#x} (KFD node {}): {e}",

@@ -112,15 +112,15 @@ impl fmt::Display for Breaks {
 mod tests {
     use std::time::Duration;
 
+    use crate::device::kernels::Launch;
     use crate::device::sim::testutil::*;
     use crate::device::sim::SimDevice;
     use crate::device::{
         Advice, AllocKind, Buf, Destructive, Device, DeviceError, Location, Protection, Span,
         Trigger, PAGE_SIZE,
     };
-    use crate::kernels::Launch;
-    use crate::pattern::Diagnosis;
-    use crate::timing::gbps;
+    use crate::model::pattern::Diagnosis;
+    use crate::model::timing::gbps;
 
     use super::*;
 
@@ -153,7 +153,7 @@ mod tests {
         dev: &mut dyn Device,
         buf: Buf,
         generation: u32,
-    ) -> Option<Box<crate::pattern::Mismatch>> {
+    ) -> Option<Box<crate::model::pattern::Mismatch>> {
         let words = cpu_words(dev, buf, buf.all());
         pattern(generation).check(0, &words).err()
     }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::rng::Rng;
-use crate::profile::{Noise, SimCost};
+use crate::model::profile::{Noise, SimCost};
 
 /// How much faster than the cost model the `fast-clock` break counts migrations.
 const FAST_CLOCK_SPEEDUP: f64 = 100.0;

@@ -42,7 +42,7 @@ use serde::Deserialize;
 
 use super::rng::Rng;
 use crate::device::Trigger;
-use crate::yaml::{self, FieldPath, YamlError};
+use crate::util::yaml::{self, FieldPath, YamlError};
 
 /// What a rule breaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -409,7 +409,7 @@ impl Plan {
             format!(
                 "cannot read `{}`: {}",
                 path.display(),
-                crate::results::io_reason(&e)
+                crate::util::text::io_reason(&e)
             )
         })?;
         Plan::parse(&text, path).map_err(|e| e.to_string())
@@ -747,7 +747,7 @@ mod tests {
         let text = std::fs::read_to_string(&kmsg).unwrap();
         let last = text.lines().last().unwrap();
         assert!(last.starts_with("4,42,42000,-;WARNING: CPU: 0"), "{last}");
-        let record = crate::kmsg::parse_record(last).unwrap();
+        let record = crate::observe::kmsg::parse_record(last).unwrap();
         assert_eq!(record.level, 4);
     }
 

@@ -18,7 +18,7 @@ use super::vram::Vram;
 use crate::device::{
     AllocKind, DeviceError, KernelRun, Location, MigrationEvent, ProcessExit, Result, Trigger,
 };
-use crate::profile::{Policy, Profile, SimCost};
+use crate::model::profile::{Policy, Profile, SimCost};
 
 /// A process id on the simulated GPU: its index in the process table, never reused.
 pub(super) type Pid = usize;

@@ -12,9 +12,9 @@ use super::fault::{Home, Progress};
 use super::gpu::{Gpu, Pid};
 use super::space::{check_words, Space};
 use super::store::PAGE_WORDS;
+use crate::device::kernels::{storm_page, Launch};
 use crate::device::{Buf, DeviceError, KernelRun, Pending, Result, Span, WORDS_PER_PAGE};
-use crate::kernels::{storm_page, Launch};
-use crate::pattern::Pattern;
+use crate::model::pattern::Pattern;
 
 /// How long a hung fault storm (`storm-hang`) runs before `wait` gives up.
 pub(super) const HANG: Duration = Duration::from_secs(10);
@@ -498,9 +498,9 @@ fn set_u64(words: &mut [u32], at: usize, value: u64) {
 mod tests {
     use rstest::rstest;
 
+    use crate::device::kernels::Launch;
     use crate::device::sim::testutil::*;
     use crate::device::{AllocKind, Buf, Device, DeviceError, Location, Pending, Span, Trigger};
-    use crate::kernels::Launch;
 
     fn verify(dev: &mut dyn Device, buf: Buf, span: Span, generation: u32) -> (u64, u64) {
         let result = dev.alloc(AllocKind::Managed, 16).unwrap();

@@ -240,11 +240,11 @@ impl Gpu {
 mod tests {
     use rstest::rstest;
 
+    use crate::device::kernels::Launch;
     use crate::device::sim::testutil::*;
     use crate::device::{
         Advice, AllocKind, Device, DeviceError, Location, Protection, Span, Trigger, PAGE_SIZE,
     };
-    use crate::kernels::Launch;
 
     #[test]
     fn device_buffers_take_vram_evicting_svm_allocations_and_are_never_evicted() {

@@ -27,6 +27,7 @@
 //! - one GPU: `profile.gpus` is reported as it is and `policy.max_gpus` is for the suite to
 //!   read; no migration between GPUs exists here.
 
+pub mod backend;
 mod breaks;
 mod clock;
 mod cpu;
@@ -52,13 +53,13 @@ use std::time::Duration;
 pub use breaks::Breaks;
 pub use clock::NoiseSource;
 
+use crate::device::kernels::Launch;
 use crate::device::{
     Advice, AllocKind, Buf, Capabilities, CpuThreads, Destructive, Device, DeviceInfo,
     EvictionTransient, KernelRun, Location, MigrationEvent, Pending, ProcessExit, Protection,
     Result, Span, PAGE_SIZE,
 };
-use crate::kernels::Launch;
-use crate::profile::{Profile, SimCost};
+use crate::model::profile::{Profile, SimCost};
 use gpu::{Gpu, Pid, ProcState};
 use space::Space;
 

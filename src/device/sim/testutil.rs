@@ -1,10 +1,10 @@
 //! What the sim's own tests share: a small profile, and CPU/GPU fill and check helpers.
 
 use super::{Breaks, SimDevice};
+use crate::device::kernels::Launch;
 use crate::device::{Buf, Device, KernelRun, Location, MigrationEvent, Span, Trigger};
-use crate::kernels::Launch;
-use crate::pattern::Pattern;
-use crate::profile::{Limits, Policy, Profile, SimCost};
+use crate::model::pattern::Pattern;
+use crate::model::profile::{Limits, Policy, Profile, SimCost};
 
 pub const SEED: u64 = 0x5eed;
 pub const MIB: u64 = 1 << 20;
@@ -20,7 +20,7 @@ pub fn cost() -> SimCost {
         remote_gbps: 25.0,
         cpu_gbps: 20.0,
         reset_exit_ms: 50.0,
-        noise: crate::profile::Noise::default(),
+        noise: crate::model::profile::Noise::default(),
     }
 }
 

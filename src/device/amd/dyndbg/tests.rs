@@ -2,7 +2,13 @@
 //! kernel log line reaches us, and the fixture's checks against broken entries.
 
 use super::*;
-use crate::fixtures::load_amdgpu_trace;
+use crate::fixtures::{load_with, AMDGPU_TRACE_FILE};
+
+fn load_amdgpu_trace(
+    root: &std::path::Path,
+) -> Result<crate::fixtures::Loaded<TracePatterns>, crate::fixtures::FixtureError> {
+    load_with(root, AMDGPU_TRACE_FILE, TracePatterns::parse)
+}
 use rstest::rstest;
 
 fn fixture() -> TracePatterns {
@@ -174,7 +180,7 @@ fn every_series_line_is_evidence(#[case] message: String, #[case] w: Want) {
 fn a_kmsg_record_keeps_its_level_and_time() {
     let t = fixture();
     let raw = format!("7,5123,812046301,-;{}\n", copy_to_ram(512, 0));
-    let record = crate::kmsg::parse_record(&raw).unwrap();
+    let record = crate::observe::kmsg::parse_record(&raw).unwrap();
     let got = t.match_record(&record).unwrap().unwrap();
     assert_eq!(got.kind, TraceKind::Ram);
     assert_eq!((got.level, got.ts_us), (Some(7), Some(812_046_301)));

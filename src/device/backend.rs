@@ -1,0 +1,311 @@
+//! The seam between the harness and the backends, as deqp-runner's `TestCommand` is between its
+//! runner and its test kinds: the harness opens a [`Backend`] once per run from the user's
+//! [`Settings`], asks it what it is, and asks it for a fresh [`Device`] per case. Every backend
+//! is a [`Kind`] in [`KINDS`]; nothing outside `device/` names one.
+
+use std::path::{Path, PathBuf};
+
+use super::Device;
+use crate::fixtures::{self, FixtureError, Loaded};
+use crate::model::capability::DeviceInfo;
+use crate::model::profile::Profile;
+
+/// What the user asked of the device layer (the command line, a lab host file).
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// `--backend NAME`; `None` is `auto`: the first backend that finds its hardware here,
+    /// else the reference device.
+    pub backend: Option<String>,
+    /// The fixtures folder profiles are loaded from.
+    pub fixtures: PathBuf,
+    /// `--profile NAME|FILE`; `None`: the backend's own default.
+    pub profile: Option<String>,
+    /// `--device`, as written; each backend that has devices to choose parses it.
+    pub device: Option<String>,
+    /// The run's seed.
+    pub seed: u64,
+    /// `--sim-break`, `--sim-faults`: the reference device broken on purpose. Refused by the
+    /// backends whose device cannot be.
+    pub sim_break: Option<String>,
+    pub sim_faults: Option<PathBuf>,
+    /// `--amdgpu-trace`: amdgpu's dynamic-debug trace as migration evidence.
+    pub amdgpu_trace: bool,
+    /// `--kmsg FILE`: where the kernel log is read (and where the sim's fault plans log).
+    pub kmsg: Option<PathBuf>,
+}
+
+/// What opening a backend for a run can refuse: bad input, all reported before anything runs.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// A fixture (a profile) that cannot be loaded.
+    #[error(transparent)]
+    Fixtures(#[from] FixtureError),
+    /// Anything else, as one sentence that names the flag and what to do.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Why a case gets no device.
+#[derive(Debug)]
+pub enum OpenError {
+    /// This backend has no device here (no GPU found): the case skips with the reason.
+    Unavailable(String),
+    /// The device could not be opened: the case fails with the message.
+    Failed(String),
+}
+
+/// One backend opened for a run: what it is, and a device per case.
+pub trait Backend: Send + Sync {
+    /// `sim`, `hip`, `dmirror`: what `--backend` takes, and what run folders and repro lines say.
+    fn name(&self) -> &'static str;
+
+    /// The profile the run's cases are planned and judged with.
+    fn profile(&self) -> &Loaded<Profile>;
+
+    /// The device, for run.json and the console.
+    fn info(&self) -> &DeviceInfo;
+
+    /// One line for the start of the run about what was found, where there is more to say
+    /// than [`DeviceInfo::name`].
+    fn describe(&self) -> Option<String> {
+        None
+    }
+
+    /// Whether the device is real (a GPU, a kernel driver): one device that every case shares
+    /// (its VRAM in use, its evictions, its migrations), and a kernel whose log and taint are
+    /// worth watching. The reference device is not: each case has a device of its own.
+    fn hardware(&self) -> bool;
+
+    /// Each case in a child process of its own unless `--isolate` says otherwise: where a case
+    /// can hang or crash in a driver, the runner must outlive it.
+    fn isolates_by_default(&self) -> bool {
+        self.hardware()
+    }
+
+    /// Cases at a time unless `--test-threads` says otherwise; `None`: as many as CPUs.
+    fn default_threads(&self) -> Option<usize> {
+        self.hardware().then_some(1)
+    }
+
+    /// Why no case can run on this backend here (no GPU found): each skips with it.
+    fn unavailable(&self) -> Option<&str> {
+        None
+    }
+
+    /// A fresh device for one case with the case's seed.
+    fn open(&self, seed: u64) -> Result<Box<dyn Device>, OpenError>;
+
+    /// A device for a case's second process (`--device-server`), on the same hardware.
+    fn open_served(&self, seed: u64) -> Result<Box<dyn Device>, OpenError> {
+        self.open(seed)
+    }
+
+    /// What the backend's observers could and could not open, for run.json.
+    fn notes(&self) -> Vec<Note> {
+        Vec::new()
+    }
+}
+
+/// One observer's state for run.json: opened, and from what, or not, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub name: String,
+    pub available: bool,
+    pub detail: String,
+}
+
+/// One backend the binary knows.
+#[derive(Clone, Copy)]
+pub struct Kind {
+    /// What `--backend` takes.
+    pub name: &'static str,
+    /// Opens it for a run.
+    pub open: fn(&Settings) -> Result<Box<dyn Backend>, BackendError>,
+    /// For `--backend auto`: opens it when its hardware is here (`Ok(None)` when not); `None`
+    /// for a backend that auto never picks on its own.
+    pub detect: Option<fn(&Settings) -> Detected>,
+}
+
+/// What `auto` asks of a backend: opened where its hardware is here, `None` where it is not.
+pub type Detected = Result<Option<Box<dyn Backend>>, BackendError>;
+
+/// `--backend auto`.
+pub const AUTO: &str = "auto";
+
+/// Every backend, the reference device first: it is what `auto` falls back to.
+pub const KINDS: [Kind; 3] = [
+    super::sim::backend::KIND,
+    super::hip::backend::KIND,
+    super::dmirror::backend::KIND,
+];
+
+/// `auto` and every backend's name, as `--backend` takes them.
+pub fn names() -> Vec<&'static str> {
+    std::iter::once(AUTO)
+        .chain(KINDS.iter().map(|k| k.name))
+        .collect()
+}
+
+/// The backend called `name`.
+pub fn kind(name: &str) -> Option<Kind> {
+    KINDS.into_iter().find(|k| k.name == name)
+}
+
+/// Opens the backend `settings` names, or for `auto` the first that finds its hardware, else
+/// the reference device.
+pub fn open(settings: &Settings) -> Result<Box<dyn Backend>, BackendError> {
+    match settings.backend.as_deref() {
+        Some(name) if name != AUTO => match kind(name) {
+            Some(k) => (k.open)(settings),
+            None => Err(BackendError::Refused(format!(
+                "--backend: unknown backend `{name}` (known: {})",
+                names().join(", ")
+            ))),
+        },
+        _ => {
+            for k in KINDS {
+                if let Some(detect) = k.detect {
+                    if let Some(found) = detect(settings)? {
+                        return Ok(found);
+                    }
+                }
+            }
+            (KINDS[0].open)(settings)
+        }
+    }
+}
+
+/// Loads the profile `--profile` names, else `default`, with the flag in the message.
+pub fn load_profile(settings: &Settings, default: &str) -> Result<Loaded<Profile>, BackendError> {
+    let name = settings.profile.as_deref().unwrap_or(default);
+    fixtures::load_profile(&settings.fixtures, name)
+        .map_err(|e| BackendError::Refused(format!("--profile {name}: {e}")))
+}
+
+/// The profile under the fixtures whose `arch` is `processor` (`gfx942`: mi300x), unless
+/// `--profile` names one.
+pub fn profile_for(
+    settings: &Settings,
+    processor: &str,
+    backend: &str,
+) -> Result<Loaded<Profile>, BackendError> {
+    if settings.profile.is_some() {
+        return load_profile(settings, "");
+    }
+    let root: &Path = &settings.fixtures;
+    let names = fixtures::profile_names(root)?;
+    for name in &names {
+        let p = fixtures::load_profile(root, name)?;
+        if p.value.arch == processor {
+            return Ok(p);
+        }
+    }
+    Err(BackendError::Refused(format!(
+        "--backend {backend}: no profile in {} has `arch: {processor}` (profiles: {}); pass \
+         --profile NAME|FILE",
+        root.join(fixtures::PROFILES_DIR).display(),
+        names.join(", ")
+    )))
+}
+
+/// Refuses the options that break or trace another backend's device.
+pub fn refuse_foreign(
+    settings: &Settings,
+    own: &[&str],
+    message: &str,
+) -> Result<(), BackendError> {
+    let given = [
+        ("--sim-break", settings.sim_break.is_some()),
+        ("--sim-faults", settings.sim_faults.is_some()),
+        ("--amdgpu-trace", settings.amdgpu_trace),
+    ];
+    if given.iter().any(|(flag, on)| *on && !own.contains(flag)) {
+        return Err(BackendError::Refused(message.to_string()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(backend: Option<&str>) -> Settings {
+        Settings {
+            backend: backend.map(String::from),
+            fixtures: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures"),
+            seed: 1,
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn every_backend_has_its_own_name_and_auto_is_none_of_them() {
+        let mut seen = std::collections::BTreeSet::new();
+        for k in KINDS {
+            assert!(seen.insert(k.name), "two backends are called {}", k.name);
+            assert_ne!(k.name, AUTO);
+        }
+        assert_eq!(names().len(), KINDS.len() + 1);
+    }
+
+    #[test]
+    fn an_unknown_backend_is_refused_with_the_known_ones() {
+        let e = open(&settings(Some("cuda")))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            e.starts_with("--backend: unknown backend `cuda` (known: auto, "),
+            "{e}"
+        );
+        for k in KINDS {
+            assert!(e.contains(k.name), "{e}");
+        }
+    }
+
+    #[test]
+    fn auto_without_hardware_is_the_reference_device_with_its_defaults() {
+        let b = open(&settings(None)).expect("the reference device opens");
+        assert_eq!(b.name(), crate::device::reference::name());
+        assert!(!b.hardware());
+        assert!(!b.isolates_by_default());
+        assert_eq!(b.default_threads(), None);
+        assert!(b.unavailable().is_none());
+        let dev = b.open(7).expect("a device per case");
+        assert_eq!(dev.info().backend, crate::device::reference::name());
+    }
+
+    #[test]
+    fn a_backend_opened_by_name_reports_that_name_and_its_info_agrees() {
+        for k in KINDS {
+            let s = Settings {
+                profile: Some("sim".into()),
+                ..settings(Some(k.name))
+            };
+            match open(&s) {
+                Ok(b) => {
+                    assert_eq!(b.name(), k.name);
+                    assert_eq!(b.info().backend, k.name);
+                    // Hardware shares one device: one case at a time, each in a process.
+                    if b.hardware() {
+                        assert_eq!(b.default_threads(), Some(1), "{}", k.name);
+                        assert!(b.isolates_by_default(), "{}", k.name);
+                    }
+                }
+                // A backend not built in (hip without the feature) says so; nothing else fails.
+                Err(e) => assert!(e.to_string().contains(k.name), "{}: {e}", k.name),
+            }
+        }
+    }
+
+    #[test]
+    fn a_foreign_option_is_refused_with_the_backends_message() {
+        let s = Settings {
+            sim_break: Some("x".into()),
+            ..settings(None)
+        };
+        assert!(refuse_foreign(&s, &["--sim-break"], "no").is_ok());
+        let e = refuse_foreign(&s, &[], "only the reference device").unwrap_err();
+        assert_eq!(e.to_string(), "only the reference device");
+    }
+}

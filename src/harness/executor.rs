@@ -1,0 +1,530 @@
+//! Running a case: its repetitions and retries, each attempt in a child process or on this
+//! thread, with the journal's start and end lines around it, the kernel log and the taint read
+//! before and after, and the expectations applied to what it did.
+
+use std::collections::HashSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Completion, Failed};
+
+use super::child::{self, End, Spawn};
+use super::cli::{Isolation, Options};
+use super::plan;
+use super::progress::Progress;
+use super::watch::Observers;
+use crate::case::{Ctx, Stop};
+use crate::device::backend::{Backend, OpenError};
+use crate::device::{Destructive, Device, DeviceInfo};
+use crate::fixtures::CaseInstance;
+use crate::model::profile::Profile;
+use crate::results::journal::Start;
+use crate::results::{self, Attempt, CaseRecord, Status};
+use crate::suites::Body;
+
+/// What every case of a run shares.
+pub struct Runner {
+    pub options: Options,
+    pub profile: Profile,
+    /// The profile as the command line named it, for child processes and repro lines.
+    pub profile_arg: String,
+    pub info: DeviceInfo,
+    /// Where each case gets its device.
+    pub backend: std::sync::Arc<dyn Backend>,
+    pub fixtures: PathBuf,
+    pub isolation: Isolation,
+    /// The run folder; `None` in a case's child process, which records nothing itself.
+    pub dir: Option<PathBuf>,
+    pub journal: Option<Mutex<results::Journal>>,
+    pub destructive: Option<Destructive>,
+    pub observers: Observers,
+    /// `(case, repetition)` already finished in the journal (a resumed run).
+    pub finished: HashSet<(String, u32)>,
+    /// Set when a case tainted the kernel: the rest are not run.
+    pub stop: Mutex<Option<String>>,
+    pub stopped: AtomicBool,
+    pub progress: Option<Progress>,
+    /// `--baseline`: the run each case's timings are compared with, in the runner only.
+    pub baseline: Option<crate::results::baseline::Baseline>,
+}
+
+impl Runner {
+    /// Runs every repetition of a case that the journal does not have yet; what libtest sees is
+    /// the worst of them.
+    pub fn run_case(&self, instance: &CaseInstance, body: Body) -> Result<Completion, Failed> {
+        if let Some(p) = &self.progress {
+            p.case_started(&instance.name);
+        }
+        let reps: Vec<u32> = match self.options.repeat {
+            1 => vec![0],
+            n => (1..=n).collect(),
+        };
+        let mut shown: Option<CaseRecord> = None;
+        let mut failure = None;
+        for rep in reps {
+            if self.finished.contains(&(instance.name.clone(), rep)) {
+                continue;
+            }
+            let record = self.run_repetition(instance, body, rep);
+            if let Err(e) = self.record_end(&record) {
+                failure = Some(e);
+                break;
+            }
+            let worse = shown
+                .as_ref()
+                .map_or(true, |s| rank(record.status) > rank(s.status));
+            if worse {
+                shown = Some(record);
+            }
+        }
+        if let Some(p) = &self.progress {
+            p.case_finished(
+                &instance.name,
+                failure.is_some() || shown.as_ref().is_some_and(|r| r.status.is_failure()),
+            );
+        }
+        if let Some(e) = failure {
+            return Err(Failed::from(e));
+        }
+        let Some(record) = shown else {
+            return Ok(Completion::ignored_with("already recorded (resumed run)"));
+        };
+        match record.status {
+            Status::Skip | Status::Notrun => Ok(Completion::ignored_with(
+                record.reason.unwrap_or_else(|| record.status.to_string()),
+            )),
+            s if !s.is_failure() => Ok(Completion::Completed),
+            _ => Err(Failed::from(failure_text(&record))),
+        }
+    }
+
+    fn run_repetition(&self, instance: &CaseInstance, body: Body, rep: u32) -> CaseRecord {
+        let base = self.blank_record(instance, rep);
+        if let Some(why) = self.stopped_reason() {
+            return CaseRecord {
+                status: Status::Notrun,
+                reason: Some(why),
+                started: results::now_rfc3339(),
+                ..base
+            };
+        }
+        // No device is the first thing to say: nothing runs, whatever the expectations list.
+        if let Some(why) = self.backend.unavailable() {
+            return CaseRecord {
+                status: Status::Skip,
+                reason: Some(why.to_string()),
+                started: results::now_rfc3339(),
+                ..base
+            };
+        }
+        if let Some(expected) = self.observers.expected(&instance.name) {
+            if let Some(skip) = expected.skip_reason() {
+                let mut record = CaseRecord {
+                    status: Status::Skip,
+                    reason: Some(skip),
+                    started: results::now_rfc3339(),
+                    ..base
+                };
+                self.observers.apply_expectation(&mut record);
+                return record;
+            }
+        }
+        let unmet = plan::needs(body, instance)
+            .find_map(|need| need.unmet(&self.info, &self.profile, self.destructive.is_some()));
+        if let Some(reason) = unmet {
+            return CaseRecord {
+                status: Status::Skip,
+                reason: Some(reason),
+                started: results::now_rfc3339(),
+                ..base
+            };
+        }
+
+        let listed_fail = self
+            .observers
+            .expected(&instance.name)
+            .is_some_and(|e| e.is_fail());
+        let mut earlier: Vec<Attempt> = Vec::new();
+        let mut attempt = 1;
+        let mut record = loop {
+            let record = self.run_attempt(instance, body, &base, attempt);
+            // A kernel warning or taint is a kernel bug whatever the next attempt does: a retry
+            // must not wash it out as a flake.
+            let retryable = matches!(
+                record.status,
+                Status::Fail | Status::Timeout | Status::Crash
+            ) && record.taint.is_none();
+            let again = retryable
+                && attempt <= self.options.retries
+                && !listed_fail
+                && self.stopped_reason().is_none();
+            if !again {
+                break record;
+            }
+            earlier.push(Attempt {
+                status: record.status,
+                reason: Some(record.headline().to_string()).filter(|s| !s.is_empty()),
+                started: record.started.clone(),
+                duration_s: record.duration_s,
+            });
+            attempt += 1;
+        };
+        if !earlier.is_empty() {
+            if record.status == Status::Pass {
+                let first = earlier[0].reason.clone().unwrap_or_default();
+                record.status = Status::Flake;
+                record.reason = Some(format!(
+                    "flaky: passed on attempt {attempt} after {} failed: {first}",
+                    earlier.len()
+                ));
+            }
+            record.retries = earlier;
+        }
+        if let Some(baseline) = &self.baseline {
+            baseline.judge(&mut record);
+        }
+        self.observers.apply_expectation(&mut record);
+        record
+    }
+
+    /// One attempt: journal start, the case in a child or here, the kernel's evidence.
+    fn run_attempt(
+        &self,
+        instance: &CaseInstance,
+        body: Body,
+        base: &CaseRecord,
+        attempt: u32,
+    ) -> CaseRecord {
+        let started = results::now_rfc3339();
+        if let Some(journal) = &self.journal {
+            let start = Start {
+                case: instance.name.clone(),
+                started: started.clone(),
+                repetition: base.repetition,
+                attempt,
+            };
+            let written = journal
+                .lock()
+                .map_err(|_| "the journal lock is poisoned".to_string())
+                .and_then(|mut j| j.append_start(&start).map_err(|e| e.to_string()));
+            if let Err(e) = written {
+                return CaseRecord {
+                    status: Status::Notrun,
+                    reason: Some(format!("not run: its start could not be recorded: {e}")),
+                    started,
+                    ..base.clone()
+                };
+            }
+        }
+        let watch = self.observers.begin(&instance.name);
+        let clock = Instant::now();
+        let mut record = match (self.isolation, &self.dir) {
+            (Isolation::Process, Some(dir)) => self.attempt_in_child(instance, base, attempt, dir),
+            _ => self.attempt_here(instance, body, base),
+        };
+        record.started = started;
+        record.duration_s = clock.elapsed().as_secs_f64();
+        if let Some(stop) = self.observers.end(watch, &mut record) {
+            if !self.options.continue_on_taint {
+                self.stop_run(format!(
+                    "not run: {stop} during {}; rerun with --continue-on-taint to go on after it",
+                    instance.name
+                ));
+            }
+        }
+        record
+    }
+
+    /// The case on this thread, on a fresh device.
+    pub fn attempt_here(
+        &self,
+        instance: &CaseInstance,
+        body: Body,
+        base: &CaseRecord,
+    ) -> CaseRecord {
+        let mut record = base.clone();
+        let outcome = match self.open_device(base.seed) {
+            Err(stop) => Err(stop),
+            Ok(mut dev) => {
+                let mut ctx = Ctx::new(
+                    dev.as_mut(),
+                    &self.profile,
+                    base.seed,
+                    instance.size,
+                    instance.kind,
+                    &instance.params,
+                    instance.repeat,
+                    self.destructive.as_ref(),
+                );
+                let result = catch_unwind(AssertUnwindSafe(|| (body.run)(&mut ctx)))
+                    .unwrap_or_else(|panic| {
+                        Err(Stop::Fail(format!(
+                            "the case panicked: {}",
+                            panic_text(&panic)
+                        )))
+                    });
+                let (metrics, evidence) = ctx.take_record();
+                record.metrics = metrics;
+                record.evidence = evidence;
+                result
+            }
+        };
+        match outcome {
+            Ok(()) => record.status = Status::Pass,
+            Err(Stop::Skip(reason)) => {
+                record.status = Status::Skip;
+                record.reason = Some(reason);
+            }
+            Err(Stop::Fail(message)) => {
+                record.status = Status::Fail;
+                record.reason = Some(message);
+            }
+        }
+        record
+    }
+
+    fn attempt_in_child(
+        &self,
+        instance: &CaseInstance,
+        base: &CaseRecord,
+        attempt: u32,
+        dir: &std::path::Path,
+    ) -> CaseRecord {
+        let mut stem = child::file_stem(&instance.name);
+        if base.repetition > 0 {
+            stem += &format!(".rep{}", base.repetition);
+        }
+        if attempt > 1 {
+            stem += &format!(".try{attempt}");
+        }
+        let verdict = dir
+            .join(child::OUTPUT_DIR)
+            .join(format!("{stem}.verdict.json"));
+        let timeout = self.options.timeout_s.unwrap_or(instance.timeout_s);
+        let spawn = Spawn {
+            exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("svmconf")),
+            args: self.options.child_args(
+                self.backend.name(),
+                &self.profile_arg,
+                &self.fixtures,
+                &instance.name,
+                &verdict,
+            ),
+            run_dir: dir.to_path_buf(),
+            stem,
+            timeout: Duration::from_secs_f64(timeout),
+            grace: Duration::from_secs_f64(self.options.kill_grace_s),
+            sysrq: self.backend.hardware() && self.options.sysrq,
+        };
+        let (end, output) = child::run(&spawn);
+        let mut record = match end {
+            End::Verdict(r) => CaseRecord {
+                status: r.status,
+                reason: r.reason,
+                metrics: r.metrics,
+                evidence: r.evidence,
+                ..base.clone()
+            },
+            other => {
+                let status = match other {
+                    End::TimedOut { .. } => Status::Timeout,
+                    _ => Status::Crash,
+                };
+                let mut reason = other.reason().unwrap_or_default();
+                let last = last_lines(&output.stdout_tail, &output.stderr_tail, 5);
+                if !last.is_empty() {
+                    reason += &format!("\nits last output:\n{last}");
+                }
+                CaseRecord {
+                    status,
+                    reason: Some(reason),
+                    ..base.clone()
+                }
+            }
+        };
+        record.output = Some(output);
+        record
+    }
+
+    fn open_device(&self, seed: u64) -> Result<Box<dyn Device>, Stop> {
+        self.backend.open(seed).map_err(|e| match e {
+            OpenError::Unavailable(why) => Stop::Skip(why),
+            OpenError::Failed(why) => Stop::Fail(why),
+        })
+    }
+
+    /// The record every attempt starts from: who the case is and how to repeat it.
+    pub fn blank_record(&self, instance: &CaseInstance, repetition: u32) -> CaseRecord {
+        CaseRecord {
+            case: instance.name.clone(),
+            seed: super::case_seed(self.options.seed, &instance.name),
+            kind: instance.kind.name().to_string(),
+            size: instance.size,
+            repro: self.repro(&instance.name),
+            repetition,
+            ..CaseRecord::blank()
+        }
+    }
+
+    pub fn repro(&self, case: &str) -> String {
+        format!(
+            "svmconf {} --exact {}",
+            super::cli::shell_word(case),
+            self.options
+                .repro_flags(self.backend.name(), &self.profile_arg)
+        )
+    }
+
+    /// Records the attempts a dead runner left running as incomplete: whatever ended the run
+    /// (a crash, a reset that took the machine, a SIGKILL) happened during them.
+    pub fn record_incomplete(
+        &self,
+        in_flight: &[Start],
+        instances: &[CaseInstance],
+    ) -> Result<(), results::ResultsError> {
+        for s in in_flight {
+            let mut record = match instances.iter().find(|i| i.name == s.case) {
+                Some(i) => self.blank_record(i, s.repetition),
+                None => CaseRecord {
+                    case: s.case.clone(),
+                    repetition: s.repetition,
+                    repro: self.repro(&s.case),
+                    ..CaseRecord::blank()
+                },
+            };
+            record.status = Status::Incomplete;
+            record.started = s.started.clone();
+            record.reason = Some(format!(
+                "the run ended while attempt {} of this case was running (the runner was killed,                  or the machine crashed or rebooted); resumed at {}",
+                s.attempt,
+                results::now_rfc3339()
+            ));
+            if let Some(journal) = &self.journal {
+                if let Ok(mut j) = journal.lock() {
+                    j.append(&record)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn record_end(&self, record: &CaseRecord) -> Result<(), String> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        journal
+            .lock()
+            .map_err(|_| "the journal lock is poisoned".to_string())?
+            .append(record)
+            .map_err(|e| format!("{}: the result could not be recorded: {e}", record.case))
+    }
+
+    fn stop_run(&self, why: String) {
+        if let Ok(mut stop) = self.stop.lock() {
+            if stop.is_none() {
+                eprintln!("svmconf: stopping: {why}");
+                *stop = Some(why);
+            }
+        }
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    fn stopped_reason(&self) -> Option<String> {
+        if !self.stopped.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.stop.lock().ok().and_then(|s| s.clone())
+    }
+}
+
+/// Which of two repetitions' records libtest shows: the worse.
+fn rank(s: Status) -> u8 {
+    match s {
+        Status::Notrun => 0,
+        Status::Skip => 1,
+        Status::Pass => 2,
+        Status::ExpectedFail => 3,
+        Status::Flake => 4,
+        Status::DmesgWarn => 5,
+        Status::Fail => 6,
+        Status::DmesgFail => 7,
+        Status::UnexpectedPass => 8,
+        Status::Timeout => 9,
+        Status::Crash => 10,
+        Status::Incomplete => 11,
+    }
+}
+
+/// The last `n` lines of a child's output, stderr after stdout.
+fn last_lines(stdout: &str, stderr: &str, n: usize) -> String {
+    let pick = |s: &str| -> Vec<String> {
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| {
+                let l: String = l.chars().take(200).collect();
+                format!("  {l}")
+            })
+            .collect()
+    };
+    let mut out = pick(stdout);
+    let err = pick(stderr);
+    if !err.is_empty() {
+        out.push("  (stderr)".into());
+        out.extend(err);
+    }
+    out.join("\n")
+}
+
+/// What libtest prints for a failed case: the message with its evidence, then the repro line.
+pub fn failure_text(r: &CaseRecord) -> String {
+    let mut s = format!("{}: {}", r.status, r.reason.clone().unwrap_or_default());
+    for e in &r.evidence {
+        s += &format!("\n  evidence: {e}");
+    }
+    for m in &r.metrics {
+        s += &format!("\n  metric: {m}");
+    }
+    for l in r.kernel_log.iter().filter(|l| l.flag.is_some()).take(5) {
+        s += &format!(
+            "\n  kernel: [{}] {}",
+            l.flag.as_deref().unwrap_or(""),
+            l.text
+        );
+    }
+    s += &format!("\n  repeat with: {}", r.repro);
+    s
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_has_its_own_rank() {
+        let mut ranks: Vec<u8> = Status::ALL.iter().map(|s| rank(*s)).collect();
+        ranks.sort();
+        ranks.dedup();
+        assert_eq!(ranks.len(), Status::ALL.len());
+        assert!(rank(Status::Crash) > rank(Status::Fail));
+        assert!(rank(Status::Fail) > rank(Status::Pass));
+    }
+
+    #[test]
+    fn last_lines_keep_the_end_of_both_streams() {
+        let got = last_lines("a\nb\nc\n", "e1\n", 2);
+        assert_eq!(got, "  b\n  c\n  (stderr)\n  e1");
+        assert_eq!(last_lines("", "", 3), "");
+    }
+}

@@ -1,0 +1,106 @@
+//! The plan: every case instance of the fixtures joined to its registered body, with the needs
+//! of both, checked before anything runs.
+
+use std::collections::HashMap;
+
+use super::cli::Options;
+use super::SetupError;
+use crate::fixtures::{self, CaseInstance};
+use crate::model::profile::Profile;
+use crate::suites::{self, Body, Need};
+
+pub struct Plan {
+    pub instances: Vec<CaseInstance>,
+    /// The body of each instance, same order.
+    pub bodies: Vec<Body>,
+    /// Fixture files used, with digests, for run.json.
+    pub fixtures: Vec<crate::fixtures::FixtureDigest>,
+}
+
+impl Plan {
+    pub fn new(options: &Options, profile: &fixtures::Loaded<Profile>) -> Result<Plan, SetupError> {
+        let root = super::fixtures_root(options);
+        let cases = fixtures::load_cases(&root)?;
+        let mut instances = cases.value.instances(&profile.value)?;
+        if let Some(reps) = options.reps {
+            for i in &mut instances {
+                i.repeat.reps = reps;
+            }
+        }
+        let registry: HashMap<&str, Body> = suites::registry()
+            .into_iter()
+            .map(|b| (b.name, b))
+            .collect();
+
+        let mut bodies = Vec::with_capacity(instances.len());
+        for i in &instances {
+            let body = registry.get(i.body.as_str()).ok_or_else(|| {
+                let mut known: Vec<&str> = registry.keys().copied().collect();
+                known.sort();
+                SetupError::Plan(format!(
+                    "{}: case `{}` names body `{}`, which no suite registers (known: {})",
+                    cases.path.display(),
+                    i.name,
+                    i.body,
+                    known.join(", ")
+                ))
+            })?;
+            if let Some(bad) = i.needs.iter().find(|n| Need::from_name(n).is_none()) {
+                return Err(SetupError::Plan(format!(
+                    "{}: case `{}`: unknown need `{bad}`",
+                    cases.path.display(),
+                    i.name
+                )));
+            }
+            bodies.push(*body);
+        }
+        let unused: Vec<&str> = registry
+            .keys()
+            .filter(|b| !instances.iter().any(|i| i.body == **b))
+            .copied()
+            .collect();
+        if !unused.is_empty() {
+            return Err(SetupError::Plan(format!(
+                "{}: no case runs the bodies {}",
+                cases.path.display(),
+                unused.join(", ")
+            )));
+        }
+        Ok(Plan {
+            instances,
+            bodies,
+            fixtures: vec![profile.digest(), cases.digest()],
+        })
+    }
+}
+
+impl Plan {
+    /// Keeps the instances (and their bodies) for which `keep` holds.
+    pub fn keep(&mut self, keep: impl Fn(&CaseInstance) -> bool) {
+        let (instances, bodies) = std::mem::take(&mut self.instances)
+            .into_iter()
+            .zip(std::mem::take(&mut self.bodies))
+            .filter(|(i, _)| keep(i))
+            .unzip();
+        self.instances = instances;
+        self.bodies = bodies;
+    }
+
+    /// The runner's own test cases (`--runner-selftest`), in place of the suite.
+    pub fn selftest() -> Plan {
+        let (instances, bodies) = super::selftest::plan().into_iter().unzip();
+        Plan {
+            instances,
+            bodies,
+            fixtures: Vec::new(),
+        }
+    }
+}
+
+/// The needs of a body and of its instance's fixtures.
+pub fn needs<'a>(body: Body, instance: &'a CaseInstance) -> impl Iterator<Item = Need> + 'a {
+    body.needs
+        .iter()
+        .copied()
+        .chain(instance.needs.iter().filter_map(|n| Need::from_name(n)))
+}

@@ -1,0 +1,124 @@
+//! What the runner watches around each case besides the case itself: the kernel log, the
+//! kernel's taint, and the expectations file's word on the case.
+
+use crate::harness::expectations::{Expectations, Expected, ExpectedKind};
+use crate::observe::kmsg::{self, AllowList, KernelLog, Span};
+use crate::observe::taint::{self, Taint, TaintSource};
+use crate::results::{CaseRecord, Observer, Status};
+
+/// The most kernel log lines a record keeps: flagged lines first, then the rest in order.
+pub const KERNEL_LOG_LINES: usize = 200;
+
+impl Expected {
+    pub fn is_fail(&self) -> bool {
+        self.kind == ExpectedKind::Fail
+    }
+
+    /// The reason a skip-listed case is not run.
+    pub fn skip_reason(&self) -> Option<String> {
+        (self.kind == ExpectedKind::Skip)
+            .then(|| format!("skipped by the expectations file: {}", self.reason))
+    }
+}
+
+/// Everything watched, opened once per run.
+#[derive(Default)]
+pub struct Observers {
+    /// fixtures/expectations/<profile>.yaml, where there is one.
+    pub expectations: Option<Expectations>,
+    pub kernel_log: Option<KernelLog>,
+    /// fixtures/kernel-log.yaml: lines that are not a defect of the system under test.
+    pub allow: Option<AllowList>,
+    pub taint: Option<TaintSource>,
+}
+
+/// What was read when a case began.
+pub struct Watch {
+    span: Option<Span>,
+    taint: Option<Taint>,
+}
+
+impl Observers {
+    pub fn expected(&self, case: &str) -> Option<&Expected> {
+        self.expectations.as_ref()?.lookup(case)
+    }
+
+    pub fn apply_expectation(&self, record: &mut CaseRecord) {
+        if let Some(e) = &self.expectations {
+            e.apply(record);
+        }
+    }
+
+    pub fn begin(&self, case: &str) -> Watch {
+        Watch {
+            span: self.kernel_log.as_ref().map(|k| k.begin(case)),
+            taint: self.taint.as_ref().and_then(|t| t.read().ok()),
+        }
+    }
+
+    /// Adds the kernel's evidence to `record`: its log lines, flagged, and the taint it gained,
+    /// either of which turns a pass into dmesg-warn and a failure into dmesg-fail. Returns why
+    /// the run must stop, if it must.
+    pub fn end(&self, watch: Watch, record: &mut CaseRecord) -> Option<String> {
+        if let (Some(log), Some(span)) = (&self.kernel_log, watch.span) {
+            let records = log.end(span);
+            let empty = AllowList::empty();
+            let c = kmsg::classify(&records, self.allow.as_ref().unwrap_or(&empty));
+            if c.flagged() {
+                let what = c
+                    .named
+                    .first()
+                    .map(|n| format!("logged a {n}"))
+                    .unwrap_or_else(|| "logged a warning".into());
+                kernel_finding(record, &what);
+            }
+            let (mut flagged, rest): (Vec<_>, Vec<_>) =
+                c.lines.into_iter().partition(|l| l.flag.is_some());
+            flagged.extend(rest);
+            flagged.truncate(KERNEL_LOG_LINES);
+            record.kernel_log = flagged;
+        }
+        let (Some(source), Some(before)) = (&self.taint, watch.taint) else {
+            return None;
+        };
+        let after = source.read().ok()?;
+        let change = taint::change(before, after)?;
+        let stop = change.bad.then(|| {
+            format!(
+                "the kernel gained taint {} ({})",
+                change.gained.join(", "),
+                source.path().display()
+            )
+        });
+        if change.bad {
+            kernel_finding(
+                record,
+                &format!("gained taint {}", change.gained.join(", ")),
+            );
+        }
+        record.taint = Some(change);
+        stop
+    }
+
+    /// What run.json says of the kernel log at the end: gaps, markers not written.
+    pub fn late_notes(&self) -> Vec<Observer> {
+        self.kernel_log
+            .iter()
+            .flat_map(|k| k.notes())
+            .map(|detail| Observer {
+                name: "kernel_log".into(),
+                available: true,
+                detail,
+            })
+            .collect()
+    }
+}
+
+/// The kernel complained while the case ran (`what`: "logged a WARNING", "gained taint W"):
+/// the status says so, and a pass says why it is no longer one.
+fn kernel_finding(record: &mut CaseRecord, what: &str) {
+    if record.status == Status::Pass {
+        record.reason = Some(format!("passed, but the kernel {what} while it ran"));
+    }
+    record.status = record.status.with_kernel_finding();
+}

@@ -1,0 +1,72 @@
+//! The memory vocabulary every layer shares: the page, and the kinds of allocation a case can
+//! make (which decide whether its pages may migrate at all).
+
+use std::fmt;
+
+/// The migration granule of the series: one base page.
+pub const PAGE_SIZE: u64 = 4096;
+/// 32-bit words in one page; patterns and kernels work in words.
+pub const WORDS_PER_PAGE: u64 = PAGE_SIZE / 4;
+
+/// How an allocation is made, which decides whether it may migrate at all.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AllocKind {
+    /// hipMallocManaged: an SVM allocation accessible to every GPU.
+    Managed,
+    /// malloc: private anonymous memory reached by the GPU through HMM.
+    Malloc,
+    /// mmap(MAP_PRIVATE | MAP_ANONYMOUS): the same, page aligned by construction.
+    Mmap,
+    /// mmap(MAP_SHARED | MAP_ANONYMOUS): shared memory, never migrated.
+    Shared,
+    /// A shared mapping of a file: correct in place, never migrated.
+    File,
+    /// A VRAM buffer object outside SVM, used to put pressure on VRAM.
+    #[serde(rename = "device")]
+    DeviceBuffer,
+}
+
+impl AllocKind {
+    pub const ALL: [AllocKind; 6] = [
+        AllocKind::Managed,
+        AllocKind::Malloc,
+        AllocKind::Mmap,
+        AllocKind::Shared,
+        AllocKind::File,
+        AllocKind::DeviceBuffer,
+    ];
+
+    /// The name used in case names and fixtures.
+    pub fn name(self) -> &'static str {
+        match self {
+            AllocKind::Managed => "managed",
+            AllocKind::Malloc => "malloc",
+            AllocKind::Mmap => "mmap",
+            AllocKind::Shared => "shared",
+            AllocKind::File => "file",
+            AllocKind::DeviceBuffer => "device",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<AllocKind> {
+        AllocKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Only private anonymous memory can become device-private (drm_pagemap requires an
+    /// anonymous VMA); shared and file mappings stay where they are.
+    pub fn migratable(self) -> bool {
+        matches!(
+            self,
+            AllocKind::Managed | AllocKind::Malloc | AllocKind::Mmap
+        )
+    }
+}
+
+impl fmt::Display for AllocKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

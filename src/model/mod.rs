@@ -1,0 +1,12 @@
+//! The suite's vocabulary, free of any device or runner: data patterns and their diagnosis,
+//! device profiles and the reference policy, timing statistics and the baseline comparison,
+//! and how a suite is split into shards.
+
+pub mod capability;
+pub mod memory;
+pub mod pattern;
+pub mod profile;
+pub mod regress;
+pub mod shard;
+pub mod status;
+pub mod timing;
