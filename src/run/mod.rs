@@ -52,11 +52,21 @@ pub enum SetupError {
     Baseline(#[from] crate::baseline::BaselineError),
 }
 
-/// Runs svmconf with `args` (program name first); the exit code follows libtest (0 all passed
-/// or skipped, 101 a failure) and 2 for bad input.
-pub fn main_with(args: impl IntoIterator<Item = String>) -> ExitCode {
-    match run(args) {
+/// Runs svmconf with `args` (program name first, as `std::env::args_os` gives them); the exit
+/// code follows libtest (0 all passed or skipped, 101 a failure) and 2 for bad input, an
+/// argument that is not UTF-8 included.
+pub fn main_with<I>(args: I) -> ExitCode
+where
+    I: IntoIterator,
+    I::Item: Into<std::ffi::OsString>,
+{
+    match cli::utf8_args(args).map_err(SetupError::from).and_then(run) {
         Ok(code) => code,
+        // clap's own message: what was wrong, a suggestion, the usage line.
+        Err(SetupError::Usage(cli::UsageError::Syntax(e))) => {
+            e.print();
+            ExitCode::from(EXIT_USAGE)
+        }
         Err(e) => {
             eprintln!("svmconf: error: {e}");
             ExitCode::from(EXIT_USAGE)
@@ -64,8 +74,7 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> ExitCode {
     }
 }
 
-fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
-    let args: Vec<String> = args.into_iter().collect();
+fn run(args: Vec<String>) -> Result<ExitCode, SetupError> {
     match args.get(1).map(String::as_str) {
         Some("sensitivity") => return tools::sensitivity(&args[2..]),
         Some("scaling") => return tools::scaling(&args[2..]),
@@ -73,7 +82,7 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
         _ => {}
     }
     if args.iter().skip(1).any(|a| a == "-h" || a == "--help") {
-        print!("{}", cli::USAGE);
+        print!("{}", cli::help(args.iter().skip(1).any(|a| a == "--help")));
         return Ok(ExitCode::SUCCESS);
     }
     if args.get(1).map(String::as_str) == Some("merge") {
@@ -87,7 +96,7 @@ fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
     }
     let (options, args, resumed) = resume::options(args)?;
     let (options, host) = with_host(options)?;
-    let mut libtest = Arguments::from_iter(options.libtest.clone());
+    let mut libtest = options.libtest.clone();
     let opened = open_backend(&options)?;
     // A GPU or the kernel's test driver is one device that every case shares: a case beside
     // another would see its VRAM in use, its evictions and its migrations. One case at a time

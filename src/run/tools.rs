@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
-use super::cli::{Options, UsageError};
+use super::cli::{self, Options, UsageError};
 use super::SetupError;
 use crate::baseline::RECOMMENDED_REPS;
 use crate::regress::Method;
@@ -87,7 +87,7 @@ fn number<T: std::str::FromStr>(
     flag: &'static str,
     value: Option<&String>,
 ) -> Result<T, SetupError> {
-    let value = value.ok_or(UsageError::Missing { flag })?;
+    let value = value.ok_or(UsageError::Missing { flag: flag.into() })?;
     value
         .parse()
         .map_err(|_| SetupError::Plan(format!("{flag}: expected a number, got `{value}`")))
@@ -328,10 +328,11 @@ pub(super) fn scaling(args: &[String]) -> Result<ExitCode, SetupError> {
         }
     }
     let options = Options::parse(std::iter::once("svmconf".to_string()).chain(pass.clone()))?;
-    if options.libtest.len() > 1 {
+    let libtest = cli::libtest_words(&options.libtest);
+    if !libtest.is_empty() {
         return Err(SetupError::Plan(format!(
             "scaling: `{}` is not a run option; the sweep picks its own cases",
-            options.libtest[1..].join(" ")
+            libtest.join(" ")
         )));
     }
     let scratch = Scratch::new("scaling")?;
