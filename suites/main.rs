@@ -1,6 +1,7 @@
 //! The `svmconf` binary: the whole conformance suite behind a libtest-style command line.
-//! `svmconf --help` lists svmconf's own options; the rest are libtest's.
+//! `svmconf --help` lists svmconf's own options and libtest's.
 
 fn main() -> std::process::ExitCode {
-    svmconf::tools::main_with(std::env::args())
+    // `args_os`: an argument that is not UTF-8 is bad input svmconf names, not a panic.
+    svmconf::tools::main_with(std::env::args_os())
 }

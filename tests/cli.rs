@@ -229,6 +229,9 @@ fn exact_repeats_a_case_with_the_same_verdict(#[case] name: &str, #[case] extra:
 #[case::shard_not_a_fraction(&["--shard", "two"], "--shard: ")]
 #[case::unknown_isolation(&["--isolate", "vm"], "--isolate: unknown isolation `vm` (known: process, none)")]
 #[case::zero_repeat(&["--repeat", "0"], "--repeat: expected a count, got `0`")]
+#[case::missing_value(&["--seed"], "--seed: expected a value")]
+#[case::unknown_flag(&["--bogus"], "unexpected argument '--bogus' found")]
+#[case::two_filters(&["prefetch", "cpu_fault"], "unexpected argument 'cpu_fault' found")]
 fn bad_input_is_named_and_leaves_nothing(#[case] args: &[&str], #[case] message: &str) {
     let results = tempfile::tempdir().expect("a temporary folder");
     let folder = results.path().join("results");
@@ -242,6 +245,140 @@ fn bad_input_is_named_and_leaves_nothing(#[case] args: &[&str], #[case] message:
         text(&out)
     );
     assert!(!folder.exists(), "nothing is created on bad input");
+}
+
+/// `--help` is clap's: svmconf's options (each in the README's tables), libtest's, the
+/// subcommands; `-h` too, a line an option.
+#[test]
+fn help_is_generated_and_lists_every_option() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("README.md is readable");
+    // `| `--backend auto\|sim...` | ... |` and `| `--kmsg FILE`, `--tainted FILE` | ... |`
+    let documented: Vec<String> = readme
+        .lines()
+        .filter(|l| l.starts_with("| `--"))
+        .flat_map(|l| l.split('|').nth(1).unwrap_or_default().split(", "))
+        .filter_map(|cell| {
+            let flag = cell.trim().trim_start_matches('`');
+            let flag = flag.split([' ', '`', '\\']).next().unwrap_or_default();
+            flag.starts_with("--").then(|| flag.to_string())
+        })
+        .collect();
+    assert!(documented.len() >= 25, "{documented:?}");
+    for help in ["--help", "-h"] {
+        let out = svmconf(&[help]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(said.starts_with("svmconf: conformance suite"), "{said}");
+        assert!(said.contains("Usage: svmconf [OPTIONS] [FILTER]"), "{said}");
+        for flag in &documented {
+            // The flag itself, not a longer one it begins.
+            let whole = said.match_indices(flag.as_str()).any(|(at, _)| {
+                !said[at + flag.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '-')
+            });
+            assert!(whole, "{help}: {flag} in {said}");
+        }
+        for other in [
+            "--sim-faults <FILE>",
+            "--amdgpu-trace",
+            "--runner-selftest",
+            "--list",
+            "--exact",
+            "--skip <FILTER>",
+            "--ignored",
+            "--include-ignored",
+            "--format <pretty|terse|json>",
+            "-q, --quiet",
+            "[FILTER]",
+            "svmconf merge OUT RUN_DIR...",
+            "svmconf kill-matrix [--faults DIR] [--keep DIR] [-- RUN OPTIONS]",
+            "svmconf sensitivity",
+            "svmconf scaling",
+            "svmconf seeds",
+        ] {
+            assert!(said.contains(other), "{help}: {other} in {said}");
+        }
+        for internal in ["--child-verdict", "--device-server"] {
+            assert!(!said.contains(internal), "{help}: {internal} in {said}");
+        }
+    }
+    // --help says everything: defaults and where values come from.
+    let long = String::from_utf8_lossy(&svmconf(&["--help"]).stdout).to_string();
+    for detail in [
+        "default auto: a GPU when one is found, else sim",
+        "CONFIG_TEST_HMM",
+        "(default 1)",
+        "(default 10)",
+        "(default 10%)",
+        "(default 0.01)",
+        "10 with --baseline",
+    ] {
+        assert!(long.contains(detail), "{detail} in {long}");
+    }
+}
+
+/// A mistyped flag is bad input that names the flag meant: one of svmconf's, not the libtest
+/// flag nearest in spelling, never an internal one.
+#[rstest]
+#[case::svmconf_flag(&["--isolat", "process"], "--isolate")]
+#[case::inline_value(&["--backnd=sim"], "--backend")]
+#[case::libtest_flag(&["--exct"], "--exact")]
+#[case::not_the_device_server(&["--device-serve"], "--device")]
+fn a_misspelled_flag_suggests_the_flag_meant(#[case] args: &[&str], #[case] meant: &str) {
+    let results = tempfile::tempdir().expect("a temporary folder");
+    let folder = results.path().join("results");
+    let mut all = vec!["--results", folder.to_str().unwrap_or_default()];
+    all.extend_from_slice(args);
+    let out = svmconf(&all);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!(
+            "unexpected argument '{}' found",
+            args[0].split('=').next().unwrap_or_default()
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("tip: a similar argument exists: '{meant}'")),
+        "{said}"
+    );
+    assert!(!said.contains("--device-server"), "{said}");
+    assert!(!folder.exists(), "nothing is created on bad input");
+}
+
+/// An argument that is not UTF-8 is bad input named as it is, not a panic (101).
+#[test]
+fn an_argument_that_is_not_utf8_is_named_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let results = tempfile::tempdir().expect("a temporary folder");
+    for bad in [&b"caf\xe9"[..], &b"--results=caf\xe9"[..]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_svmconf"))
+            .arg("--list")
+            .arg(std::ffi::OsStr::from_bytes(bad))
+            .current_dir(results.path())
+            .output()
+            .expect("the svmconf binary runs");
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        let shown = String::from_utf8_lossy(bad).replace('\u{fffd}', "\\xE9");
+        assert!(
+            said.contains(&format!(
+                "svmconf: error: argument \"{shown}\" is not valid UTF-8"
+            )),
+            "{said}"
+        );
+        assert!(!said.contains("panicked"), "{said}");
+        assert!(out.stdout.is_empty(), "nothing listed: {said}");
+    }
+    assert_eq!(
+        std::fs::read_dir(results.path())
+            .map(|d| d.count())
+            .unwrap_or(1),
+        0,
+        "nothing is created on bad input"
+    );
 }
 
 #[test]

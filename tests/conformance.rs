@@ -3,14 +3,10 @@
 //! the build's temporary folder so a test run leaves the repository clean.
 
 fn main() -> std::process::ExitCode {
-    let mut args: Vec<String> = std::env::args().collect();
+    // `args_os`: an argument that is not UTF-8 is bad input the suite names, not a panic.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let results = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("conformance-results");
-    let own = [
-        "--backend",
-        "sim",
-        "--results",
-        results.to_str().unwrap_or("results"),
-    ];
-    args.splice(1..1, own.iter().map(|s| s.to_string()));
+    let own = ["--backend", "sim", "--results"].map(std::ffi::OsString::from);
+    args.splice(1..1, own.into_iter().chain([results.into_os_string()]));
     svmconf::tools::main_with(args)
 }

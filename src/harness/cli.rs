@@ -1,45 +1,16 @@
-//! The command line: svmconf's own options, split from the libtest options that libtest-mimic
-//! parses (`--list`, `--exact`, `--skip`, `--ignored`, `--include-ignored`, `--test-threads`,
-//! `--format`, a filter), so the binary drives like any Rust test binary.
+//! The command line: svmconf's own options with libtest-mimic's (`--list`, `--exact`, `--skip`,
+//! `--ignored`, `--include-ignored`, `--test-threads`, `--format`, a filter) flattened in, all
+//! parsed by one clap command, so the binary drives like any Rust test binary, and `--help`,
+//! errors and suggestions know every option.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-/// Which device the cases run on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    /// The best device available: a GPU backend when one is built in and finds a GPU, else sim.
-    Auto,
-    Sim,
-    /// An AMD GPU through HIP; needs a binary built with `--features hip`.
-    Hip,
-    /// The Linux kernel's device-private test driver (`/dev/hmm_dmirror0`, CONFIG_TEST_HMM).
-    Dmirror,
-}
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, FromArgMatches};
 
-impl Backend {
-    pub const NAMES: &'static str = "auto, sim, hip, dmirror";
-
-    pub fn parse(s: &str) -> Option<Backend> {
-        match s {
-            "auto" => Some(Backend::Auto),
-            "sim" => Some(Backend::Sim),
-            // Known even without the feature, so that the error says how to get it.
-            "hip" => Some(Backend::Hip),
-            "dmirror" => Some(Backend::Dmirror),
-            _ => None,
-        }
-    }
-
-    /// The backend's name for the device layer; `None` for auto.
-    pub fn name(self) -> Option<&'static str> {
-        match self {
-            Backend::Auto => None,
-            Backend::Sim => Some("sim"),
-            Backend::Hip => Some("hip"),
-            Backend::Dmirror => Some("dmirror"),
-        }
-    }
-}
+use crate::device::backend;
 
 /// Where a case runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +44,8 @@ impl Isolation {
 /// svmconf's own options.
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub backend: Backend,
+    /// `--backend`: `auto` or the name of a backend of [`crate::device::backend::KINDS`].
+    pub backend: String,
     /// `--device`: a HIP device index or PCI bus id, as written; checked where the backend
     /// opens. `None`: the first device.
     pub device: Option<String>,
@@ -136,67 +108,24 @@ pub struct Options {
     /// Set on a second process of a case (`Device::spawn_process` on hip): open the device and
     /// serve it over stdin and stdout (`device::remote`), nothing else.
     pub device_server: bool,
-    /// Everything else, for libtest-mimic, program name first.
-    pub libtest: Vec<String>,
+    /// libtest's options and filter, as libtest-mimic runs them.
+    pub libtest: libtest_mimic::Arguments,
 }
 
 pub const DEFAULT_SEED: u64 = 1;
 pub const DEFAULT_KILL_GRACE_S: f64 = 10.0;
+pub const DEFAULT_RESULTS: &str = "results";
 pub const DEV_KMSG: &str = "/dev/kmsg";
 pub const PROC_TAINTED: &str = "/proc/sys/kernel/tainted";
 
-pub const USAGE: &str = "\
-svmconf: conformance suite for GPU shared virtual memory migration
+const SVMCONF: &str = "Svmconf options";
+const RUNNER: &str = "Runner options";
+const TIMINGS: &str = "Timings";
+const LIBTEST: &str = "Libtest options (as any Rust test binary)";
 
-USAGE: svmconf [SVMCONF OPTIONS] [LIBTEST OPTIONS] [FILTER]
-
-SVMCONF OPTIONS:
-  --backend auto|sim|hip|dmirror
-                        device to run on (default auto: a GPU when one is found, else
-                        sim; hip needs a binary built with --features hip; dmirror is the
-                        kernel's device-private test driver, CONFIG_TEST_HMM)
-  --device N|PCI|PATH   which GPU: a HIP device index or a PCI bus id (0000:c1:00.0);
-                        default the first. dmirror: N or the node (default /dev/hmm_dmirror0)
-  --profile NAME|FILE   device profile (fixtures/profiles/NAME.yaml; default: sim on sim)
-  --seed N              seed of every data pattern and of the sim (default 1)
-  --results DIR         where the run folder is written (default results)
-  --junit FILE          also write the JUnit report to FILE
-  --allow-destructive   allow cases that reset the GPU
-  --amdgpu-trace        turn on the series' pr_debug trace (fixtures/amdgpu-trace.yaml) and read
-                        it as migration evidence where KFD SMI events are absent (GPUs; root)
-  --sim-break A,B       break migration paths of the sim on purpose (see --sim-break help)
-  --sim-faults FILE     a fault plan for the sim (fixtures/faults/*.yaml; see svmconf kill-matrix)
-  --fixtures DIR        fixtures folder (default ./fixtures, else the one built in)
-  --host FILE           a lab machine (lab/hosts/NAME.yaml): its backend, profile, device,
-                        results folder and permissions are the defaults, its needs checked
-
-RUNNER OPTIONS:
-  --isolate process|none  each case in a child process with a timeout (default on GPUs), or
-                        on a thread of the runner (default on sim)
-  --timeout SECS        every case's limit under process isolation (default: the fixtures')
-  --kill-grace SECS     between SIGTERM and SIGKILL of a case past its limit (default 10)
-  --retries N           run a case that does not pass up to N more times; a later pass is a flake
-  --repeat N            run every case N times (stress)
-  --shard K/N           run the K-th of N parts of the suite (svmconf merge joins them)
-  --resume DIR          continue the run in DIR after its last finished case
-  --ktap FILE           also write the KTAP report to FILE
-  --continue-on-taint   go on after a case taints the kernel (default: stop, the rest notrun)
-  --no-preflight        run even where the device differs from the profile
-  --kmsg FILE           kernel log to read (default /dev/kmsg on GPUs, none on sim; a file of
-                        kmsg records for tests and replays)
-  --tainted FILE        kernel taint to read (default /proc/sys/kernel/tainted on GPUs, none
-                        on sim)
-  --runner-selftest     run the runner's own test cases (crash, hang, output) instead
-
-TIMINGS:
-  --reps N              timed repetitions of every timed step (default: the fixtures', 3 or 5;
-                        10 with --baseline)
-  --baseline DIR        compare each case's timings with the same case in the run folder DIR;
-                        a significant regression fails the case (record DIR with --reps 10)
-  --tolerance X         smallest slowdown of the median that counts: 0.1 or 10% (default 10%)
-  --alpha P             significance of the one-sided Mann-Whitney test (default 0.01)
-
-SUBCOMMANDS:
+/// The subcommands, which take their own arguments (`svmconf sensitivity --help`, ...).
+const SUBCOMMANDS: &str = "\
+Subcommands:
   svmconf merge OUT RUN_DIR...  join the runs of shards into OUT and write its reports
   svmconf kill-matrix [--faults DIR] [--keep DIR] [-- RUN OPTIONS]
                                 run the suite on the reference device once per fault plan
@@ -206,15 +135,369 @@ SUBCOMMANDS:
   svmconf scaling [--help]      each path's time against size: the exponent of a power law
   svmconf seeds [--help]        the whole suite on many seeds: failures must be 0
 
-LIBTEST OPTIONS (as any Rust test binary): --list, --exact, --skip PATTERN, --ignored,
-  --include-ignored, --test-threads N, --format pretty|terse|json, -q, FILTER.
-";
+Exit status: 0 when every result was foreseen, 101 when one was not, 2 for bad input.";
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// The command line as clap reads it, as svmconf has always read it: a value is the next word
+/// whatever it looks like (`--seed -3` is a bad seed, not two flags), and an option of
+/// svmconf's given twice keeps its last value (libtest's refuse a second one, as they did).
+/// libtest-mimic's own help template and note are replaced by this command's.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "svmconf",
+    about = "svmconf: conformance suite for GPU shared virtual memory migration",
+    help_template = "{about-with-newline}\n{usage-heading} {usage}\n\n{all-args}{after-help}",
+    after_help = SUBCOMMANDS,
+    disable_version_flag = true
+)]
+struct Cli {
+    #[arg(
+        long,
+        value_name = "auto|sim|hip|dmirror",
+        value_parser = parse_backend,
+        allow_hyphen_values = true,
+        overrides_with = "backend",
+        help_heading = SVMCONF,
+        help = "device to run on (default auto)",
+        long_help = "device to run on (default auto: a GPU when one is found, else sim; hip \
+                     needs a binary\nbuilt with --features hip; dmirror is the kernel's \
+                     device-private test driver,\nCONFIG_TEST_HMM)"
+    )]
+    backend: Option<String>,
+    #[arg(
+        long,
+        value_name = "N|PCI|PATH",
+        allow_hyphen_values = true,
+        overrides_with = "device",
+        help_heading = SVMCONF,
+        help = "which GPU: a HIP device index or a PCI bus id (default the first)",
+        long_help = "which GPU: a HIP device index or a PCI bus id (0000:c1:00.0); default the \
+                     first.\ndmirror: N or the node (default /dev/hmm_dmirror0)"
+    )]
+    device: Option<String>,
+    #[arg(
+        long,
+        value_name = "NAME|FILE",
+        allow_hyphen_values = true,
+        overrides_with = "profile",
+        help_heading = SVMCONF,
+        help = "device profile (fixtures/profiles/NAME.yaml; default: sim on sim)"
+    )]
+    profile: Option<String>,
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = parse_seed,
+        allow_hyphen_values = true,
+        overrides_with = "seed",
+        help_heading = SVMCONF,
+        help = "seed of every data pattern and of the sim (default 1)",
+        long_help = "seed of every data pattern and of the sim, decimal or 0x hex (default 1)"
+    )]
+    seed: Option<u64>,
+    #[arg(
+        long,
+        value_name = "DIR",
+        allow_hyphen_values = true,
+        overrides_with = "results",
+        help_heading = SVMCONF,
+        help = "where the run folder is written (default results)"
+    )]
+    results: Option<PathBuf>,
+    #[arg(
+        long,
+        value_name = "FILE",
+        allow_hyphen_values = true,
+        overrides_with = "junit",
+        help_heading = SVMCONF,
+        help = "also write the JUnit report to FILE"
+    )]
+    junit: Option<PathBuf>,
+    #[arg(
+        long,
+        overrides_with = "allow_destructive",
+        help_heading = SVMCONF,
+        help = "allow cases that reset the GPU"
+    )]
+    allow_destructive: bool,
+    #[arg(
+        long,
+        overrides_with = "amdgpu_trace",
+        help_heading = SVMCONF,
+        help = "read the series' pr_debug trace as migration evidence (GPUs; root)",
+        long_help = "turn on the series' pr_debug trace (fixtures/amdgpu-trace.yaml) and read \
+                     it as migration\nevidence where KFD SMI events are absent (GPUs; root)"
+    )]
+    amdgpu_trace: bool,
+    #[arg(
+        long,
+        value_name = "A,B",
+        allow_hyphen_values = true,
+        overrides_with = "sim_break",
+        help_heading = SVMCONF,
+        help = "break migration paths of the sim on purpose (see --sim-break help)"
+    )]
+    sim_break: Option<String>,
+    #[arg(
+        long,
+        value_name = "FILE",
+        allow_hyphen_values = true,
+        overrides_with = "sim_faults",
+        help_heading = SVMCONF,
+        help = "a fault plan for the sim (fixtures/faults/*.yaml; see svmconf kill-matrix)"
+    )]
+    sim_faults: Option<PathBuf>,
+    #[arg(
+        long,
+        value_name = "DIR",
+        allow_hyphen_values = true,
+        overrides_with = "fixtures",
+        help_heading = SVMCONF,
+        help = "fixtures folder (default ./fixtures, else the one built in)"
+    )]
+    fixtures: Option<PathBuf>,
+    #[arg(
+        long,
+        value_name = "FILE",
+        allow_hyphen_values = true,
+        overrides_with = "host",
+        help_heading = SVMCONF,
+        help = "a lab machine (lab/hosts/NAME.yaml) whose settings are the defaults",
+        long_help = "a lab machine (lab/hosts/NAME.yaml): its backend, profile, device, results \
+                     folder and\npermissions are the defaults, its needs checked"
+    )]
+    host: Option<PathBuf>,
+
+    #[arg(
+        long,
+        value_name = "process|none",
+        value_parser = parse_isolation,
+        allow_hyphen_values = true,
+        overrides_with = "isolate",
+        help_heading = RUNNER,
+        help = "each case in a child process (default on GPUs) or on a thread (default on sim)",
+        long_help = "each case in a child process with a timeout (default on GPUs), or on a \
+                     thread of the\nrunner (default on sim)"
+    )]
+    isolate: Option<Isolation>,
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = |s: &str| seconds("--timeout", s),
+        allow_hyphen_values = true,
+        overrides_with = "timeout",
+        help_heading = RUNNER,
+        help = "every case's limit under process isolation (default: the fixtures')"
+    )]
+    timeout: Option<f64>,
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = |s: &str| seconds("--kill-grace", s),
+        allow_hyphen_values = true,
+        overrides_with = "kill_grace",
+        help_heading = RUNNER,
+        help = "between SIGTERM and SIGKILL of a case past its limit (default 10)"
+    )]
+    kill_grace: Option<f64>,
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = |s: &str| count("--retries", s, 0),
+        allow_hyphen_values = true,
+        overrides_with = "retries",
+        help_heading = RUNNER,
+        help = "run a case that does not pass up to N more times; a later pass is a flake"
+    )]
+    retries: Option<u32>,
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = |s: &str| count("--repeat", s, 1),
+        allow_hyphen_values = true,
+        overrides_with = "repeat",
+        help_heading = RUNNER,
+        help = "run every case N times (stress)"
+    )]
+    repeat: Option<u32>,
+    #[arg(
+        long,
+        value_name = "K/N",
+        allow_hyphen_values = true,
+        overrides_with = "shard",
+        help_heading = RUNNER,
+        help = "run the K-th of N parts of the suite (svmconf merge joins them)"
+    )]
+    shard: Option<String>,
+    #[arg(
+        long,
+        value_name = "DIR",
+        allow_hyphen_values = true,
+        overrides_with = "resume",
+        help_heading = RUNNER,
+        help = "continue the run in DIR after its last finished case"
+    )]
+    resume: Option<PathBuf>,
+    #[arg(
+        long,
+        value_name = "FILE",
+        allow_hyphen_values = true,
+        overrides_with = "ktap",
+        help_heading = RUNNER,
+        help = "also write the KTAP report to FILE"
+    )]
+    ktap: Option<PathBuf>,
+    #[arg(
+        long,
+        overrides_with = "continue_on_taint",
+        help_heading = RUNNER,
+        help = "go on after a case taints the kernel (default: stop, the rest notrun)"
+    )]
+    continue_on_taint: bool,
+    #[arg(
+        long,
+        overrides_with = "no_preflight",
+        help_heading = RUNNER,
+        help = "run even where the device differs from the profile"
+    )]
+    no_preflight: bool,
+    #[arg(
+        long,
+        value_name = "FILE",
+        allow_hyphen_values = true,
+        overrides_with = "kmsg",
+        help_heading = RUNNER,
+        help = "kernel log to read (default /dev/kmsg on GPUs, none on sim)",
+        long_help = "kernel log to read (default /dev/kmsg on GPUs, none on sim; a file of kmsg \
+                     records for\ntests and replays)"
+    )]
+    kmsg: Option<PathBuf>,
+    #[arg(
+        long,
+        value_name = "FILE",
+        allow_hyphen_values = true,
+        overrides_with = "tainted",
+        help_heading = RUNNER,
+        help = "kernel taint to read (default /proc/sys/kernel/tainted on GPUs, none on sim)"
+    )]
+    tainted: Option<PathBuf>,
+    #[arg(
+        long,
+        overrides_with = "runner_selftest",
+        help_heading = RUNNER,
+        help = "run the runner's own test cases (crash, hang, output) instead"
+    )]
+    runner_selftest: bool,
+
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = |s: &str| count("--reps", s, 1),
+        allow_hyphen_values = true,
+        overrides_with = "reps",
+        help_heading = TIMINGS,
+        help = "timed repetitions of every timed step (default: the fixtures', 3 or 5; 10 with \
+                --baseline)"
+    )]
+    reps: Option<u32>,
+    #[arg(
+        long,
+        value_name = "DIR",
+        allow_hyphen_values = true,
+        overrides_with = "baseline",
+        help_heading = TIMINGS,
+        help = "compare each case's timings with the same case in the run folder DIR",
+        long_help = "compare each case's timings with the same case in the run folder DIR; a \
+                     significant\nregression fails the case (record DIR with --reps 10)"
+    )]
+    baseline: Option<PathBuf>,
+    #[arg(
+        long,
+        value_name = "X",
+        value_parser = |s: &str| fraction("--tolerance", s),
+        allow_hyphen_values = true,
+        overrides_with = "tolerance",
+        help_heading = TIMINGS,
+        help = "smallest slowdown of the median that counts: 0.1 or 10% (default 10%)"
+    )]
+    tolerance: Option<f64>,
+    #[arg(
+        long,
+        value_name = "P",
+        value_parser = |s: &str| fraction("--alpha", s),
+        allow_hyphen_values = true,
+        overrides_with = "alpha",
+        help_heading = TIMINGS,
+        help = "significance of the one-sided Mann-Whitney test (default 0.01)"
+    )]
+    alpha: Option<f64>,
+
+    /// Internal: a case's child process writes its record to this file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        allow_hyphen_values = true,
+        overrides_with = "child_verdict",
+        hide = true
+    )]
+    child_verdict: Option<PathBuf>,
+    /// Internal: serve the device over stdin and stdout (`device::remote::SERVER_FLAG`).
+    #[arg(long, overrides_with = "device_server", hide = true)]
+    device_server: bool,
+
+    #[command(flatten, next_help_heading = LIBTEST)]
+    libtest: libtest_mimic::Arguments,
+}
+
+/// A command line that clap refused (an unknown flag, a stray word, a bad value of one of
+/// libtest's options), with clap's own message, suggestion and usage line.
+#[derive(Clone, Debug)]
+pub struct Syntax(Arc<clap::Error>);
+
+impl Syntax {
+    /// Writes clap's message to standard error, in colour on a terminal.
+    pub fn print(&self) {
+        let _ = self.0.print();
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.0.kind()
+    }
+
+    /// The flag clap suggests in place of an unknown one (`--isolate`), if any.
+    pub fn suggested(&self) -> Option<&str> {
+        match self.0.get(ContextKind::SuggestedArg) {
+            Some(ContextValue::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Syntax {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.to_string().trim_end())
+    }
+}
+
+impl PartialEq for Syntax {
+    fn eq(&self, other: &Syntax) -> bool {
+        self.0.kind() == other.0.kind() && self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Syntax {}
+
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UsageError {
+    #[error("{0}")]
+    Syntax(Syntax),
+    #[error("argument {0:?} is not valid UTF-8")]
+    NotUtf8(OsString),
     #[error("{flag}: expected a value")]
-    Missing { flag: &'static str },
-    #[error("--backend: unknown backend `{0}` (known: {names})", names = Backend::NAMES)]
+    Missing { flag: String },
+    #[error(
+        "--backend: unknown backend `{0}` (known: {names})",
+        names = backend::names().join(", ")
+    )]
     Backend(String),
     #[error(
         "--backend hip: this svmconf was built without `--features hip`; rebuild it with \
@@ -244,113 +527,226 @@ pub enum UsageError {
     Fraction { flag: &'static str, value: String },
 }
 
+/// The command line's words as text, program name first: an argument that is not UTF-8 is bad
+/// input, named (a program name that is not is shown as near as it can be).
+pub fn utf8_args<I>(args: I) -> Result<Vec<String>, UsageError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    let mut words = Vec::new();
+    for (i, arg) in args.into_iter().enumerate() {
+        match arg.into().into_string() {
+            Ok(s) => words.push(s),
+            Err(program) if i == 0 => words.push(program.to_string_lossy().into_owned()),
+            Err(arg) => return Err(UsageError::NotUtf8(arg)),
+        }
+    }
+    Ok(words)
+}
+
+/// The whole command line as clap knows it: svmconf's options, libtest's, the filter.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// `--help` (everything each option says) or `-h` (a line an option), as clap writes them.
+pub fn help(long: bool) -> String {
+    let mut cmd = command();
+    if long {
+        cmd.render_long_help().to_string()
+    } else {
+        cmd.render_help().to_string()
+    }
+}
+
+/// libtest's options and filter in `a`, as words of a command line (filter first): what a
+/// command that picks its own cases refuses.
+pub fn libtest_words(a: &libtest_mimic::Arguments) -> Vec<String> {
+    use clap::ValueEnum;
+    let value = |v: &dyn Fn() -> Option<clap::builder::PossibleValue>| {
+        v().map_or_else(String::new, |p| p.get_name().to_string())
+    };
+    let mut w: Vec<String> = a.filter.iter().cloned().collect();
+    let switches = [
+        (a.include_ignored, "--include-ignored"),
+        (a.ignored, "--ignored"),
+        (a.test, "--test"),
+        (a.bench, "--bench"),
+        (a.list, "--list"),
+        (a.nocapture, "--nocapture"),
+        (a.show_output, "--show-output"),
+        (a.exact, "--exact"),
+        (a.quiet, "--quiet"),
+    ];
+    w.extend(switches.iter().filter(|s| s.0).map(|s| s.1.to_string()));
+    if let Some(z) = a.unstable_flags {
+        w.extend(["-Z".into(), value(&|| z.to_possible_value())]);
+    }
+    if let Some(n) = a.test_threads {
+        w.extend(["--test-threads".into(), n.to_string()]);
+    }
+    if let Some(f) = &a.logfile {
+        w.extend(["--logfile".into(), f.clone()]);
+    }
+    for s in &a.skip {
+        w.extend(["--skip".into(), s.clone()]);
+    }
+    if let Some(c) = a.color {
+        w.extend(["--color".into(), value(&|| c.to_possible_value())]);
+    }
+    if let Some(f) = a.format {
+        w.extend(["--format".into(), value(&|| f.to_possible_value())]);
+    }
+    w
+}
+
 impl Options {
-    /// Splits `args` (program name first) into svmconf's options and libtest's.
+    /// Reads `args` (program name first): svmconf's options and libtest's.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, UsageError> {
-        let mut args = args.into_iter();
-        let program = args.next().unwrap_or_else(|| "svmconf".into());
-        let mut o = Options {
-            backend: Backend::Auto,
-            device: None,
-            profile: None,
-            seed: DEFAULT_SEED,
-            results: PathBuf::from("results"),
-            host: None,
-            results_given: false,
-            sysrq: true,
-            junit: None,
-            allow_destructive: false,
-            sim_break: None,
-            sim_faults: None,
-            fixtures: None,
-            isolate: None,
-            timeout_s: None,
-            kill_grace_s: DEFAULT_KILL_GRACE_S,
-            kmsg: None,
-            tainted: None,
-            continue_on_taint: false,
-            amdgpu_trace: false,
-            resume: None,
-            ktap: None,
-            shard: None,
-            retries: 0,
-            repeat: 1,
-            reps: None,
-            baseline: None,
-            method: crate::model::regress::Method::default(),
-            preflight: true,
-            runner_selftest: false,
-            child_verdict: None,
-            device_server: false,
-            libtest: vec![program],
-        };
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-                _ => (arg.clone(), None),
-            };
-            let mut value = |flag: &'static str| {
-                inline
-                    .clone()
-                    .or_else(|| args.next())
-                    .ok_or(UsageError::Missing { flag })
-            };
-            match flag.as_str() {
-                "--backend" => {
-                    let v = value("--backend")?;
-                    o.backend = Backend::parse(&v).ok_or(UsageError::Backend(v))?;
-                }
-                "--device" => o.device = Some(value("--device")?),
-                "--profile" => o.profile = Some(value("--profile")?),
-                "--seed" => {
-                    let v = value("--seed")?;
-                    o.seed = parse_seed(&v).ok_or(UsageError::Seed(v))?;
-                }
-                "--results" => {
-                    o.results = value("--results")?.into();
-                    o.results_given = true;
-                }
-                "--host" => o.host = Some(value("--host")?.into()),
-                "--junit" => o.junit = Some(value("--junit")?.into()),
-                "--sim-break" => o.sim_break = Some(value("--sim-break")?),
-                "--sim-faults" => o.sim_faults = Some(value("--sim-faults")?.into()),
-                "--fixtures" => o.fixtures = Some(value("--fixtures")?.into()),
-                "--allow-destructive" => o.allow_destructive = true,
-                "--isolate" => {
-                    let v = value("--isolate")?;
-                    o.isolate = Some(Isolation::parse(&v).ok_or(UsageError::Isolate(v))?);
-                }
-                "--timeout" => o.timeout_s = Some(seconds("--timeout", value("--timeout")?)?),
-                "--kill-grace" => o.kill_grace_s = seconds("--kill-grace", value("--kill-grace")?)?,
-                "--kmsg" => o.kmsg = Some(value("--kmsg")?.into()),
-                "--tainted" => o.tainted = Some(value("--tainted")?.into()),
-                "--continue-on-taint" => o.continue_on_taint = true,
-                "--amdgpu-trace" => o.amdgpu_trace = true,
-                "--resume" => o.resume = Some(value("--resume")?.into()),
-                "--ktap" => o.ktap = Some(value("--ktap")?.into()),
-                "--shard" => o.shard = Some(value("--shard")?),
-                "--retries" => o.retries = count("--retries", value("--retries")?, 0)?,
-                "--repeat" => o.repeat = count("--repeat", value("--repeat")?, 1)?,
-                "--reps" => o.reps = Some(count("--reps", value("--reps")?, 1)?),
-                "--baseline" => o.baseline = Some(value("--baseline")?.into()),
-                "--tolerance" => {
-                    o.method.tolerance = fraction("--tolerance", value("--tolerance")?)?
-                }
-                "--alpha" => o.method.alpha = fraction("--alpha", value("--alpha")?)?,
-                "--no-preflight" => o.preflight = false,
-                "--runner-selftest" => o.runner_selftest = true,
-                "--child-verdict" => o.child_verdict = Some(value("--child-verdict")?.into()),
-                crate::device::remote::SERVER_FLAG => o.device_server = true,
-                _ => o.libtest.push(arg),
-            }
+        let mut args: Vec<String> = args.into_iter().collect();
+        if args.is_empty() {
+            args.push("svmconf".into());
+        }
+        let mut cmd = command();
+        let matches = cmd
+            .try_get_matches_from_mut(args)
+            .map_err(|e| usage_error(e, &cmd))?;
+        let cli = Cli::from_arg_matches(&matches).map_err(|e| usage_error(e, &cmd))?;
+        Ok(cli.into())
+    }
+}
+
+impl From<Cli> for Options {
+    fn from(c: Cli) -> Options {
+        let mut method = crate::model::regress::Method::default();
+        if let Some(t) = c.tolerance {
+            method.tolerance = t;
+        }
+        if let Some(a) = c.alpha {
+            method.alpha = a;
         }
         // A comparison needs samples: the count that meets the goal of `svmconf sensitivity`.
-        if o.baseline.is_some() && o.reps.is_none() {
-            o.reps = Some(crate::results::baseline::RECOMMENDED_REPS);
+        let reps = match (c.reps, &c.baseline) {
+            (None, Some(_)) => Some(crate::results::baseline::RECOMMENDED_REPS),
+            (reps, _) => reps,
+        };
+        Options {
+            backend: c.backend.unwrap_or_else(|| backend::AUTO.into()),
+            device: c.device,
+            profile: c.profile,
+            seed: c.seed.unwrap_or(DEFAULT_SEED),
+            host: c.host,
+            results_given: c.results.is_some(),
+            sysrq: true,
+            results: c.results.unwrap_or_else(|| PathBuf::from(DEFAULT_RESULTS)),
+            junit: c.junit,
+            allow_destructive: c.allow_destructive,
+            sim_break: c.sim_break,
+            sim_faults: c.sim_faults,
+            fixtures: c.fixtures,
+            isolate: c.isolate,
+            timeout_s: c.timeout,
+            kill_grace_s: c.kill_grace.unwrap_or(DEFAULT_KILL_GRACE_S),
+            kmsg: c.kmsg,
+            tainted: c.tainted,
+            continue_on_taint: c.continue_on_taint,
+            amdgpu_trace: c.amdgpu_trace,
+            resume: c.resume,
+            ktap: c.ktap,
+            shard: c.shard,
+            retries: c.retries.unwrap_or(0),
+            repeat: c.repeat.unwrap_or(1),
+            reps,
+            baseline: c.baseline,
+            method,
+            preflight: !c.no_preflight,
+            runner_selftest: c.runner_selftest,
+            child_verdict: c.child_verdict,
+            device_server: c.device_server,
+            libtest: c.libtest,
         }
-        Ok(o)
     }
+}
 
+/// svmconf's message where a value of its own options is wrong or missing (as it has always
+/// said it), clap's for the rest, with a suggestion only of an option `--help` shows.
+fn usage_error(mut e: clap::Error, cmd: &clap::Command) -> UsageError {
+    if let Some(own) = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<UsageError>()) {
+        return own.clone();
+    }
+    let invalid_arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(a)) => a.clone(),
+        _ => String::new(),
+    };
+    let no_value = matches!(
+        e.get(ContextKind::InvalidValue),
+        Some(ContextValue::String(v)) if v.is_empty()
+    );
+    if e.kind() == ErrorKind::InvalidValue && no_value {
+        // `--seed <N>`: the flag as written.
+        let flag = invalid_arg.split([' ', '=']).next().unwrap_or_default();
+        if own_flag(cmd, flag) {
+            return UsageError::Missing { flag: flag.into() };
+        }
+    }
+    if e.kind() == ErrorKind::UnknownArgument {
+        suggest_visible(&mut e, cmd, &invalid_arg);
+    }
+    UsageError::Syntax(Syntax(Arc::new(e)))
+}
+
+/// Whether `flag` (`--seed`) is one of svmconf's options rather than libtest's.
+fn own_flag(cmd: &clap::Command, flag: &str) -> bool {
+    let Some(long) = flag.strip_prefix("--") else {
+        return false;
+    };
+    let libtest = libtest_mimic::Arguments::command();
+    cmd.get_arguments().any(|a| a.get_long() == Some(long))
+        && !libtest.get_arguments().any(|a| a.get_long() == Some(long))
+}
+
+/// clap suggests the nearest long flag, hidden ones included (`--device-serve`: the device
+/// server's internal flag); put the nearest one `--help` shows in its place, or none.
+fn suggest_visible(e: &mut clap::Error, cmd: &clap::Command, typed: &str) {
+    let hidden = |flag: &str| {
+        cmd.get_arguments()
+            .any(|a| a.is_hide_set() && a.get_long().is_some_and(|l| flag == format!("--{l}")))
+    };
+    match e.get(ContextKind::SuggestedArg) {
+        Some(ContextValue::String(s)) if hidden(s) => {}
+        _ => return,
+    }
+    let typed_long = typed.trim_start_matches('-');
+    let nearest = cmd
+        .get_arguments()
+        .filter(|a| !a.is_hide_set())
+        .filter_map(|a| a.get_long())
+        .map(|l| (strsim::jaro(typed_long, l), l))
+        // clap's threshold for a suggestion.
+        .filter(|(score, _)| *score > 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match nearest {
+        Some((_, long)) => {
+            e.insert(
+                ContextKind::SuggestedArg,
+                ContextValue::String(format!("--{long}")),
+            );
+        }
+        None => {
+            e.remove(ContextKind::SuggestedArg);
+            e.insert(
+                ContextKind::Suggested,
+                ContextValue::StyledStrs(vec![format!(
+                    "to pass '{typed}' as a value, use '-- {typed}'"
+                )
+                .into()]),
+            );
+        }
+    }
+}
+
+impl Options {
     /// The svmconf options that change what a case does, as a command line repeats them.
     pub fn repro_flags(&self, backend: &str, profile: &str) -> String {
         let mut s = format!(
@@ -467,37 +863,62 @@ pub fn shell_word(s: &str) -> String {
     }
 }
 
-fn seconds(flag: &'static str, value: String) -> Result<f64, UsageError> {
-    match value.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(UsageError::Seconds { flag, value }),
+/// `auto` or a backend the device layer knows, known even where it is not built in so that
+/// opening it says how to get it.
+fn parse_backend(s: &str) -> Result<String, UsageError> {
+    if backend::names().contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(UsageError::Backend(s.into()))
     }
 }
 
-fn count(flag: &'static str, value: String, min: u32) -> Result<u32, UsageError> {
+fn parse_isolation(s: &str) -> Result<Isolation, UsageError> {
+    Isolation::parse(s).ok_or_else(|| UsageError::Isolate(s.into()))
+}
+
+fn seconds(flag: &'static str, value: &str) -> Result<f64, UsageError> {
+    match value.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(UsageError::Seconds {
+            flag,
+            value: value.into(),
+        }),
+    }
+}
+
+fn count(flag: &'static str, value: &str, min: u32) -> Result<u32, UsageError> {
     match value.parse::<u32>() {
         Ok(v) if v >= min => Ok(v),
-        _ => Err(UsageError::Count { flag, value }),
+        _ => Err(UsageError::Count {
+            flag,
+            value: value.into(),
+        }),
     }
 }
 
 /// A fraction written as `0.1` or `10%`, strictly between 0 and 1.
-fn fraction(flag: &'static str, value: String) -> Result<f64, UsageError> {
+fn fraction(flag: &'static str, value: &str) -> Result<f64, UsageError> {
     let parsed = match value.strip_suffix('%') {
         Some(pct) => pct.trim().parse::<f64>().map(|p| p / 100.0),
         None => value.parse::<f64>(),
     };
     match parsed {
         Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
-        _ => Err(UsageError::Fraction { flag, value }),
+        _ => Err(UsageError::Fraction {
+            flag,
+            value: value.into(),
+        }),
     }
 }
 
-fn parse_seed(s: &str) -> Option<u64> {
+/// A seed, decimal or `0x` hex.
+fn parse_seed(s: &str) -> Result<u64, UsageError> {
     match s.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => s.parse().ok(),
     }
+    .ok_or_else(|| UsageError::Seed(s.into()))
 }
 
 #[cfg(test)]
@@ -514,32 +935,36 @@ mod tests {
     }
 
     #[rstest]
-    #[case(&["--backend", "sim"], Backend::Sim)]
-    #[case(&["--backend=auto"], Backend::Auto)]
-    #[case(&["--backend", "hip"], Backend::Hip)]
-    #[case(&[], Backend::Auto)]
-    fn backends(#[case] args: &[&str], #[case] want: Backend) {
+    #[case(&["--backend", "sim"], "sim")]
+    #[case(&["--backend=auto"], "auto")]
+    #[case(&["--backend", "hip"], "hip")]
+    #[case(&["--backend", "dmirror"], "dmirror")]
+    #[case(&[], "auto")]
+    fn backends(#[case] args: &[&str], #[case] want: &str) {
         assert_eq!(parse(args).unwrap().backend, want);
     }
 
     #[rstest]
     #[case(&["--backend", "cuda"], UsageError::Backend("cuda".into()))]
-    #[case(&["--backend"], UsageError::Missing { flag: "--backend" })]
+    #[case(&["--backend"], UsageError::Missing { flag: "--backend".into() })]
     #[case(&["--seed", "-3"], UsageError::Seed("-3".into()))]
     #[case(&["--seed=x"], UsageError::Seed("x".into()))]
-    #[case(&["--profile"], UsageError::Missing { flag: "--profile" })]
+    #[case(&["--profile"], UsageError::Missing { flag: "--profile".into() })]
     #[case(&["--isolate", "vm"], UsageError::Isolate("vm".into()))]
     #[case(&["--timeout", "0"], UsageError::Seconds { flag: "--timeout", value: "0".into() })]
     #[case(&["--timeout=inf"], UsageError::Seconds { flag: "--timeout", value: "inf".into() })]
     #[case(&["--kill-grace", "-1"], UsageError::Seconds { flag: "--kill-grace", value: "-1".into() })]
     #[case(&["--retries", "two"], UsageError::Count { flag: "--retries", value: "two".into() })]
     #[case(&["--repeat", "0"], UsageError::Count { flag: "--repeat", value: "0".into() })]
-    #[case(&["--resume"], UsageError::Missing { flag: "--resume" })]
-    #[case(&["--device"], UsageError::Missing { flag: "--device" })]
+    #[case(&["--resume"], UsageError::Missing { flag: "--resume".into() })]
+    #[case(&["--device"], UsageError::Missing { flag: "--device".into() })]
     #[case(&["--reps", "0"], UsageError::Count { flag: "--reps", value: "0".into() })]
     #[case(&["--tolerance", "150%"], UsageError::Fraction { flag: "--tolerance", value: "150%".into() })]
     #[case(&["--alpha", "0"], UsageError::Fraction { flag: "--alpha", value: "0".into() })]
-    #[case(&["--baseline"], UsageError::Missing { flag: "--baseline" })]
+    #[case(&["--baseline"], UsageError::Missing { flag: "--baseline".into() })]
+    #[case(&["--backend", "--list"], UsageError::Backend("--list".into()))]
+    #[case(&["--backend="], UsageError::Backend("".into()))]
+    #[case(&["--list", "--child-verdict"], UsageError::Missing { flag: "--child-verdict".into() })]
     fn usage_errors(#[case] args: &[&str], #[case] want: UsageError) {
         assert_eq!(parse(args).unwrap_err(), want);
     }
@@ -561,9 +986,11 @@ mod tests {
         assert_eq!(o.profile.as_deref(), Some("mi60"));
         assert!(o.allow_destructive);
         assert_eq!(
-            o.libtest,
-            ["svmconf", "prefetch", "--exact", "--test-threads", "1"]
+            libtest_words(&o.libtest),
+            ["prefetch", "--exact", "--test-threads", "1"]
         );
+        assert_eq!(o.libtest.filter.as_deref(), Some("prefetch"));
+        assert!(o.libtest.exact && o.libtest.test_threads == Some(1));
     }
 
     #[test]
@@ -590,7 +1017,7 @@ mod tests {
         assert_eq!(o.shard.as_deref(), Some("2/3"));
         assert!(!o.preflight && o.continue_on_taint && o.amdgpu_trace);
         assert_eq!(o.kmsg, Some(PathBuf::from("k.txt")));
-        assert_eq!(o.libtest, ["svmconf"]);
+        assert!(libtest_words(&o.libtest).is_empty(), "{:?}", o.libtest);
     }
 
     #[test]
@@ -684,5 +1111,256 @@ mod tests {
         assert!(o
             .repro_flags("hip", "mi300x")
             .contains("--device 0000:c1:00.0"));
+    }
+
+    /// What every option was before the command line moved to clap, written out: an empty
+    /// command line must still mean exactly this.
+    #[test]
+    fn an_empty_command_line_gets_the_defaults_it_always_had() {
+        let old = Options {
+            backend: "auto".into(),
+            device: None,
+            profile: None,
+            seed: 1,
+            results: PathBuf::from("results"),
+            host: None,
+            results_given: false,
+            sysrq: true,
+            junit: None,
+            allow_destructive: false,
+            sim_break: None,
+            sim_faults: None,
+            fixtures: None,
+            isolate: None,
+            timeout_s: None,
+            kill_grace_s: 10.0,
+            kmsg: None,
+            tainted: None,
+            continue_on_taint: false,
+            amdgpu_trace: false,
+            resume: None,
+            ktap: None,
+            shard: None,
+            retries: 0,
+            repeat: 1,
+            reps: None,
+            baseline: None,
+            method: crate::model::regress::Method {
+                tolerance: 0.10,
+                alpha: 0.01,
+            },
+            preflight: true,
+            runner_selftest: false,
+            child_verdict: None,
+            device_server: false,
+            libtest: libtest_mimic::Arguments::default(),
+        };
+        assert_eq!(format!("{:#?}", parse(&[]).unwrap()), format!("{old:#?}"));
+        // No program name at all reads the same.
+        let none = Options::parse(std::iter::empty()).unwrap();
+        assert_eq!(format!("{none:#?}"), format!("{old:#?}"));
+        // A baseline needs samples: its default repetitions, unless --reps says.
+        assert_eq!(parse(&["--baseline", "b"]).unwrap().reps, Some(10));
+        assert_eq!(
+            parse(&["--baseline", "b", "--reps", "4"]).unwrap().reps,
+            Some(4)
+        );
+    }
+
+    #[test]
+    fn the_command_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn a_flag_given_twice_keeps_its_last_value_and_any_word_can_be_a_value() {
+        let o = parse(&[
+            "--seed",
+            "1",
+            "--seed=2",
+            "--profile",
+            "--exact",
+            "--allow-destructive",
+            "--allow-destructive",
+        ])
+        .unwrap();
+        assert_eq!(o.seed, 2);
+        assert_eq!(o.profile.as_deref(), Some("--exact"));
+        assert!(o.allow_destructive && !o.libtest.exact);
+        // libtest's own flags stay as libtest reads them.
+        let e = parse(&["--list", "--list"]).unwrap_err();
+        assert!(matches!(&e, UsageError::Syntax(s) if s.kind() == ErrorKind::ArgumentConflict));
+    }
+
+    #[test]
+    fn a_missing_value_of_libtests_options_is_clap_s_message() {
+        let e = parse(&["--test-threads"]).unwrap_err();
+        assert!(matches!(&e, UsageError::Syntax(_)), "{e:?}");
+        assert!(e.to_string().contains("--test-threads"), "{e}");
+        let e = parse(&["--test-threads", "x"]).unwrap_err().to_string();
+        assert!(e.contains("invalid value 'x' for '--test-threads"), "{e}");
+    }
+
+    /// A child process and a repro line are parsed back by this same parser.
+    #[test]
+    fn child_and_repro_lines_parse_back_to_the_same_case() {
+        let o = parse(&[
+            "--seed",
+            "7",
+            "--sim-break",
+            "fast-clock",
+            "--reps",
+            "10",
+            "--baseline",
+            "old run",
+            "--tolerance",
+            "20%",
+        ])
+        .unwrap();
+        let args = o.child_args(
+            "sim",
+            "sim",
+            std::path::Path::new("fx"),
+            "prefetch::partial::2MiB",
+            std::path::Path::new("v.json"),
+        );
+        let child = Options::parse(std::iter::once("svmconf".to_string()).chain(args)).unwrap();
+        assert_eq!((child.seed, child.reps), (7, Some(10)));
+        assert_eq!(child.sim_break.as_deref(), Some("fast-clock"));
+        assert_eq!(child.isolate, Some(Isolation::None));
+        assert_eq!(child.child_verdict, Some(PathBuf::from("v.json")));
+        assert!(!child.preflight);
+        assert_eq!(
+            child.libtest.filter.as_deref(),
+            Some("prefetch::partial::2MiB")
+        );
+        assert!(child.libtest.exact && child.libtest.test_threads == Some(1));
+
+        let repro = o.repro_flags("sim", "sim");
+        let words: Vec<String> = repro
+            .replace("'old run'", "old_run")
+            .split(' ')
+            .map(String::from)
+            .collect();
+        let again = Options::parse(std::iter::once("svmconf".to_string()).chain(words)).unwrap();
+        assert_eq!((again.seed, again.reps), (7, Some(10)));
+        assert_eq!(again.method, o.method);
+        assert_eq!(again.baseline, Some(PathBuf::from("old_run")));
+    }
+
+    /// The options `--help` shows: every one of svmconf's with its text, libtest's, the
+    /// subcommands; not the internal flags of child processes and device servers.
+    #[test]
+    fn help_lists_every_option_and_hides_the_internal_ones() {
+        let long = help(true);
+        let short = help(false);
+        let cmd = command();
+        let mut shown = 0;
+        for arg in cmd.get_arguments() {
+            let Some(flag) = arg.get_long().map(|l| format!("--{l}")) else {
+                continue;
+            };
+            if arg.is_hide_set() {
+                assert!(!long.contains(&flag) && !short.contains(&flag), "{flag}");
+                continue;
+            }
+            shown += 1;
+            assert!(
+                long.contains(&flag) && short.contains(&flag),
+                "{flag}: {long}"
+            );
+            // clap indents the lines after the first.
+            let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+            let text = words(&arg.get_help().map(|h| h.to_string()).unwrap_or_default());
+            assert!(!text.is_empty(), "{flag} has no help");
+            assert!(words(&short).contains(&text), "{flag}: `{text}` in -h");
+            if let Some(more) = arg.get_long_help() {
+                let more = words(&more.to_string());
+                assert!(words(&long).contains(&more), "{flag}: `{more}` in --help");
+            }
+        }
+        assert!(shown > 40, "{shown} options shown");
+        for word in [
+            "--backend <auto|sim|hip|dmirror>",
+            "--isolate <process|none>",
+            "--list",
+            "--exact",
+            "--skip <FILTER>",
+            "--test-threads",
+            "--format <pretty|terse|json>",
+            "[FILTER]",
+            "svmconf merge OUT RUN_DIR...",
+            "svmconf kill-matrix",
+            "svmconf sensitivity",
+            "svmconf scaling",
+            "svmconf seeds",
+            "(default 1)",
+            "(default 10)",
+            "(default 10%)",
+            "(default 0.01)",
+        ] {
+            assert!(long.contains(word), "`{word}` in {long}");
+        }
+        assert!(!long.contains("--device-server") && !long.contains("--child-verdict"));
+    }
+
+    fn suggestion(args: &[&str]) -> Option<String> {
+        match parse(args) {
+            Err(UsageError::Syntax(s)) => {
+                assert_eq!(s.kind(), ErrorKind::UnknownArgument, "{s}");
+                s.suggested().map(String::from)
+            }
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    /// A flag one letter short suggests that flag, svmconf's or libtest's alike; the internal
+    /// flags are never suggested.
+    #[test]
+    fn a_misspelled_flag_suggests_the_one_meant() {
+        assert_eq!(
+            suggestion(&["--isolat", "process"]).as_deref(),
+            Some("--isolate")
+        );
+        assert_eq!(suggestion(&["--lis"]).as_deref(), Some("--list"));
+        let cmd = command();
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            let Some(long) = arg.get_long() else {
+                continue;
+            };
+            let typo = format!("--{}", &long[..long.len() - 1]);
+            let got = suggestion(&[typo.as_str()]);
+            assert_eq!(got, Some(format!("--{long}")), "{typo}");
+        }
+        for typo in ["--device-serve", "--device-servr", "--child-verdic"] {
+            let got = suggestion(&[typo]);
+            assert!(
+                !matches!(
+                    got.as_deref(),
+                    Some("--device-server") | Some("--child-verdict")
+                ),
+                "{typo}: {got:?}"
+            );
+        }
+        assert_eq!(suggestion(&["--device-serve"]).as_deref(), Some("--device"));
+        let e = parse(&["--child-verdic", "x"]).unwrap_err().to_string();
+        assert!(e.contains("to pass '--child-verdic' as a value"), "{e}");
+    }
+
+    #[test]
+    fn an_argument_that_is_not_utf8_is_named() {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = std::ffi::OsStr::from_bytes(b"caf\xe9");
+        let e = utf8_args([
+            std::ffi::OsStr::new("svmconf"),
+            std::ffi::OsStr::new("--list"),
+            bad,
+        ])
+        .unwrap_err();
+        assert_eq!(e, UsageError::NotUtf8(bad.to_os_string()));
+        assert_eq!(e.to_string(), r#"argument "caf\xE9" is not valid UTF-8"#);
+        // The program's own name is not an argument: shown as near as it can be.
+        let words = utf8_args([bad, std::ffi::OsStr::new("--list")]).unwrap();
+        assert_eq!(words, ["caf\u{fffd}", "--list"]);
     }
 }

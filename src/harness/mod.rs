@@ -53,10 +53,9 @@ pub enum SetupError {
 /// Runs the suite, or `merge`, with `args` (program name first); the exit code follows libtest
 /// (0 all passed or skipped, 101 a failure). The tools around the suite are dispatched by
 /// [`crate::tools::main_with`] before this.
-pub fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupError> {
-    let args: Vec<String> = args.into_iter().collect();
+pub fn run(args: Vec<String>) -> Result<ExitCode, SetupError> {
     if args.iter().skip(1).any(|a| a == "-h" || a == "--help") {
-        print!("{}", cli::USAGE);
+        print!("{}", cli::help(args.iter().skip(1).any(|a| a == "--help")));
         return Ok(ExitCode::SUCCESS);
     }
     if args.get(1).map(String::as_str) == Some("merge") {
@@ -67,7 +66,7 @@ pub fn run(args: impl IntoIterator<Item = String>) -> Result<ExitCode, SetupErro
     }
     let (options, args, resumed) = resume::options(args)?;
     let (options, host) = with_host(options)?;
-    let mut libtest = Arguments::from_iter(options.libtest.clone());
+    let mut libtest = options.libtest.clone();
     let opened = open_backend(&options)?;
     if let Some(line) = opened.describe() {
         println!("svmconf: {line}");
@@ -281,9 +280,9 @@ fn with_host(
     };
     let host = crate::harness::lab::Host::load(&path)
         .map_err(|e| SetupError::Plan(format!("--host {}: {e}", path.display())))?;
-    if options.backend == cli::Backend::Auto {
-        if let Some(b) = host.backend.as_deref().and_then(cli::Backend::parse) {
-            options.backend = b;
+    if options.backend == backend::AUTO {
+        if let Some(b) = &host.backend {
+            options.backend = b.clone();
         }
     }
     if options.profile.is_none() {
@@ -563,7 +562,7 @@ fn device_server(options: &Options) -> Result<ExitCode, SetupError> {
 /// profile, selection and seed.
 fn open_served(options: &Options) -> Result<Box<dyn Device>, SetupError> {
     let flag = remote::SERVER_FLAG;
-    if options.backend.name().is_none() {
+    if options.backend == backend::AUTO {
         return Err(SetupError::Plan(format!(
             "{flag}: name the backend (--backend {}): a second process must open the device its \
              parent runs on, not look for one",
@@ -661,7 +660,7 @@ pub fn fixtures_root(options: &Options) -> PathBuf {
 /// layer of the command line.
 fn open_backend(options: &Options) -> Result<Arc<dyn Backend>, SetupError> {
     let settings = backend::Settings {
-        backend: options.backend.name().map(String::from),
+        backend: Some(options.backend.clone()),
         fixtures: fixtures_root(options),
         profile: options.profile.clone(),
         device: options.device.clone(),

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
-use crate::harness::cli::{Options, UsageError};
+use crate::harness::cli::{self, Options, UsageError};
 use crate::harness::{SetupError, EXIT_USAGE};
 use crate::model::regress::Method;
 use crate::model::timing::Unit;
@@ -23,25 +23,40 @@ use crate::results::{self, CaseRecord};
 use scaling::{PathScaling, THRESHOLD};
 use sensitivity::Setup;
 
-/// Runs svmconf with `args` (program name first): a tool when the first argument names one,
-/// else the suite. The exit code follows libtest (0 all passed or skipped, 101 a failure) and
-/// is 2 for bad input.
-pub fn main_with(args: impl IntoIterator<Item = String>) -> ExitCode {
-    let args: Vec<String> = args.into_iter().collect();
+/// Runs svmconf with `args` (program name first, as `std::env::args_os` gives them): a tool
+/// when the first argument names one, else the suite. The exit code follows libtest (0 all
+/// passed or skipped, 101 a failure) and is 2 for bad input, an argument that is not UTF-8
+/// included.
+pub fn main_with<I>(args: I) -> ExitCode
+where
+    I: IntoIterator,
+    I::Item: Into<std::ffi::OsString>,
+{
+    match cli::utf8_args(args)
+        .map_err(SetupError::from)
+        .and_then(dispatch)
+    {
+        Ok(code) => code,
+        // clap's own message: what was wrong, a suggestion, the usage line.
+        Err(SetupError::Usage(cli::UsageError::Syntax(e))) => {
+            e.print();
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(e) => {
+            eprintln!("svmconf: error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn dispatch(args: Vec<String>) -> Result<ExitCode, SetupError> {
     let asks_help = args.iter().skip(1).any(|a| a == "-h" || a == "--help");
-    let result = match args.get(1).map(String::as_str) {
+    match args.get(1).map(String::as_str) {
         Some("sensitivity") => sensitivity_command(&args[2..]),
         Some("scaling") => scaling_command(&args[2..]),
         Some("seeds") => seeds_command(&args[2..]),
         Some("kill-matrix") if !asks_help => kill_matrix::kill_matrix(&args[2..]),
         _ => crate::harness::run(args),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("svmconf: error: {e}");
-            ExitCode::from(EXIT_USAGE)
-        }
     }
 }
 
@@ -115,7 +130,7 @@ fn number<T: std::str::FromStr>(
     flag: &'static str,
     value: Option<&String>,
 ) -> Result<T, SetupError> {
-    let value = value.ok_or(UsageError::Missing { flag })?;
+    let value = value.ok_or(UsageError::Missing { flag: flag.into() })?;
     value
         .parse()
         .map_err(|_| SetupError::Plan(format!("{flag}: expected a number, got `{value}`")))
@@ -356,10 +371,11 @@ fn scaling_command(args: &[String]) -> Result<ExitCode, SetupError> {
         }
     }
     let options = Options::parse(std::iter::once("svmconf".to_string()).chain(pass.clone()))?;
-    if options.libtest.len() > 1 {
+    let libtest = cli::libtest_words(&options.libtest);
+    if !libtest.is_empty() {
         return Err(SetupError::Plan(format!(
             "scaling: `{}` is not a run option; the sweep picks its own cases",
-            options.libtest[1..].join(" ")
+            libtest.join(" ")
         )));
     }
     let scratch = Scratch::new("scaling")?;
