@@ -4,6 +4,11 @@
 //! the reference device `sim` here, real GPUs through the other backends. The runner in [`run`]
 //! plans, runs and records them; [`results`] turns the journal into reports.
 
+// `unsafe` only in the FFI modules, which allow it (device::memory, device::hip::ffi,
+// device::dmirror::ffi), and every unsafe block there says why it is sound.
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod baseline;
 pub mod case;
 pub mod device;

@@ -9,6 +9,9 @@
 pub mod amd;
 pub mod dmirror;
 pub mod hip;
+/// Host memory of the hip and dmirror backends: an FFI module, where `unsafe` is allowed.
+#[allow(unsafe_code)]
+pub mod memory;
 pub mod observer;
 pub mod remote;
 pub mod sim;
