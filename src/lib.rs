@@ -7,6 +7,11 @@
 //! journal and every report derived from it), [`harness`] (plan, run, record) and [`tools`]
 //! (the commands around the suite, and the entry point).
 
+// `unsafe` only in the FFI modules, which allow it (device::memory, device::hip::ffi,
+// device::dmirror::ffi), and every unsafe block there says why it is sound.
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod case;
 pub mod device;
 pub mod fixtures;

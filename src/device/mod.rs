@@ -11,6 +11,9 @@ pub mod backend;
 pub mod dmirror;
 pub mod hip;
 pub mod kernels;
+/// Host memory of the hip and dmirror backends: an FFI module, where `unsafe` is allowed.
+#[allow(unsafe_code)]
+pub mod memory;
 pub mod observer;
 pub mod reference;
 pub mod remote;

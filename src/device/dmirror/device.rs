@@ -11,10 +11,11 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::ffi::{self, Memory, Refused, Transfer};
+use super::ffi::{self, Transfer};
 use super::kernels::{self, PageIo, BATCH_PAGES};
 use super::uapi::{self, Command, PageState};
 use crate::device::kernels::Launch;
+use crate::device::memory::{Guards, Memory, Refused};
 use crate::device::{
     Advice, AllocKind, Buf, Capabilities, CpuOp, CpuThreads, Destructive, Device, DeviceError,
     DeviceInfo, EvictionTransient, KernelRun, Location, MigrationEvent, Pending, ProcessExit,
@@ -24,6 +25,10 @@ use crate::device::{
 /// The device memory the driver adds at a time (`DEVMEM_CHUNK_SIZE`, 256 MiB): it grows by
 /// such chunks as pages migrate, so there is no fixed VRAM; this is what sizes `vram/4`.
 pub const DEVMEM_CHUNK_BYTES: u64 = 256 << 20;
+
+/// Every allocation lies between guard pages of its own, a VMA no other mapping is merged
+/// into: without them the test driver oopses under the suite ([`Guards::Pages`] says why).
+const GUARDS: Guards = Guards::Pages;
 
 /// What the runner knows of the device at `node` before any case.
 pub fn info(node: &Path) -> DeviceInfo {
@@ -95,6 +100,14 @@ impl DmirrorDevice {
     /// inside a heap block would corrupt the C heap).
     fn mapping_mut(&mut self, buf: Buf, op: &'static str) -> Result<&mut Alloc> {
         refuse_heap(buf, op)?;
+        self.allocs
+            .get_mut(&buf.id)
+            .ok_or(DeviceError::NoSuchBuffer(buf.id))
+    }
+
+    /// The allocation, with `span` checked to lie inside it, for a CPU copy (exclusive).
+    fn checked_mut(&mut self, buf: Buf, span: Span) -> Result<&mut Alloc> {
+        self.checked(buf, span)?;
         self.allocs
             .get_mut(&buf.id)
             .ok_or(DeviceError::NoSuchBuffer(buf.id))
@@ -192,6 +205,12 @@ impl DmirrorDevice {
     /// What a refused CPU access of `span` in `buf` is, in the trait's terms.
     fn refused(buf: Buf, span: Span, r: Refused) -> DeviceError {
         match r {
+            // No allocation here is another allocator's VRAM; said rather than assumed.
+            Refused::NotHost => DeviceError::Unsupported {
+                op: "a CPU access",
+                kind: buf.kind,
+            },
+            Refused::Misaligned(offset) => misaligned(buf, offset),
             Refused::Unmapped(offset) => DeviceError::Segfault {
                 buf: buf.id,
                 offset,
@@ -335,9 +354,11 @@ impl Device for DmirrorDevice {
         let oom = |e: std::io::Error| DeviceError::Backend(format!("{kind} of {len} bytes: {e}"));
         let mem = match kind {
             // No runtime allocator here: managed memory is what the process maps itself.
-            AllocKind::Managed | AllocKind::Mmap => Memory::anonymous(len, false).map_err(oom)?,
-            AllocKind::Malloc => Memory::heap(len).map_err(oom)?,
-            AllocKind::Shared => Memory::anonymous(len, true).map_err(oom)?,
+            AllocKind::Managed | AllocKind::Mmap => {
+                Memory::anonymous(len, false, GUARDS).map_err(oom)?
+            }
+            AllocKind::Malloc => Memory::heap(len, GUARDS).map_err(oom)?,
+            AllocKind::Shared => Memory::anonymous(len, true, GUARDS).map_err(oom)?,
             AllocKind::File => {
                 let (f, mem) = file_mapping(id, len)?;
                 file = Some(f);
@@ -458,21 +479,22 @@ impl Device for DmirrorDevice {
     }
 
     fn cpu_read(&mut self, buf: Buf, span: Span, out: &mut [u32]) -> Result<Duration> {
-        let a = self.checked(buf, span)?;
+        let a = self.checked_mut(buf, span)?;
         cpu_words(span, out.len())?;
         let clock = Instant::now();
+        // Nothing runs beside the CPU: kernels run to completion in launch_async.
         a.mem
-            .read(span.offset, out)
+            .read(span.offset, out, false)
             .map_err(|r| Self::refused(buf, span, r))?;
         Ok(clock.elapsed())
     }
 
     fn cpu_write(&mut self, buf: Buf, span: Span, words: &[u32]) -> Result<Duration> {
-        let a = self.checked(buf, span)?;
+        let a = self.checked_mut(buf, span)?;
         cpu_words(span, words.len())?;
         let clock = Instant::now();
         a.mem
-            .write(span.offset, words)
+            .write(span.offset, words, false)
             .map_err(|r| Self::refused(buf, span, r))?;
         Ok(clock.elapsed())
     }
@@ -586,6 +608,14 @@ pub fn locations(buf: Buf, first_page: u64, bytes: &[u8]) -> Result<Vec<Location
         .collect()
 }
 
+/// A CPU access at an address that is not word-aligned (`cpu_words` refuses such spans first).
+fn misaligned(buf: Buf, offset: u64) -> DeviceError {
+    DeviceError::Backend(format!(
+        "CPU access at offset {offset:#x} of allocation {}: not a word-aligned address",
+        buf.id
+    ))
+}
+
 /// The CPU side of `span` must be exactly `n` words, as on the reference device.
 fn cpu_words(span: Span, n: usize) -> Result<()> {
     if span.words() != n as u64 || span.offset % 4 != 0 {
@@ -615,7 +645,7 @@ fn file_mapping(id: u32, len: u64) -> Result<(File, Memory)> {
     let _ = std::fs::remove_file(&path);
     file.set_len(len)
         .map_err(|e| os(format!("growing {shown} to {len} bytes"), e))?;
-    let mem = Memory::file(&file, len).map_err(|e| os(format!("mmap of {shown}"), e))?;
+    let mem = Memory::file(&file, len, GUARDS).map_err(|e| os(format!("mmap of {shown}"), e))?;
     Ok((file, mem))
 }
 

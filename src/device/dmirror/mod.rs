@@ -21,11 +21,12 @@
 //! reason): migration events, VRAM in use, eviction transients, reset, device buffers, fork, a
 //! second process, CPU work beside a running kernel (kernels run to completion at launch).
 //!
-//! The only `unsafe` is in `ffi`; `uapi` is the header as data and `kernels` the arithmetic,
-//! both tested without the driver.
+//! The only `unsafe` is in `ffi` (and the host memory it shares with hip, `device::memory`);
+//! `uapi` is the header as data and `kernels` the arithmetic, both tested without the driver.
 
 pub mod backend;
 mod device;
+#[allow(unsafe_code)]
 mod ffi;
 pub mod kernels;
 pub mod uapi;

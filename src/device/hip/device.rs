@@ -26,15 +26,14 @@ use std::fs::{File, OpenOptions};
 use std::time::{Duration, Instant};
 
 use super::error::{HipError, NoGpu, OUT_OF_MEMORY};
-use super::ffi::{
-    self, advice, attribute, range_attribute, Event, Memory, Module, Refused, Stream,
-};
+use super::ffi::{self, advice, attribute, range_attribute, Event, Module, Stream};
 use super::pci::DeviceSelector;
 use super::target::{TargetId, TargetIdError};
 use super::xnack::XnackState;
 use super::{args, select_code_object, NoCodeObject, CODE_OBJECTS, OBSERVERS};
 use crate::device::amd::ObserverOptions;
 use crate::device::kernels::{Launch, BLOCK_THREADS};
+use crate::device::memory::{Guards, Memory, Refused};
 use crate::device::observer::{self, open_all, GpuIdentity, GpuObserver, Opened, Provides};
 use crate::device::remote::RemoteDevice;
 use crate::device::{
@@ -42,6 +41,9 @@ use crate::device::{
     DeviceInfo, EvictionTransient, KernelRun, Location, MigrationEvent, Pending, ProcessExit,
     Protection, Result, Span,
 };
+
+/// Allocations are the memory alone: the runtime and KFD need no VMA of their own.
+const GUARDS: Guards = Guards::None;
 
 /// amdgpu's module parameter that decides whether GPUs retry faults by default.
 const NORETRY: &str = "/sys/module/amdgpu/parameters/noretry";
@@ -328,6 +330,14 @@ impl HipDevice {
             .ok_or(DeviceError::NoSuchBuffer(buf.id))
     }
 
+    /// The allocation, with `span` checked to lie inside it, for a CPU copy (exclusive).
+    fn checked_mut(&mut self, buf: Buf, span: Span) -> Result<&mut Alloc> {
+        self.checked(buf, span)?;
+        self.allocs
+            .get_mut(&buf.id)
+            .ok_or(DeviceError::NoSuchBuffer(buf.id))
+    }
+
     /// The allocation, with `span` checked to lie inside it.
     fn checked(&self, buf: Buf, span: Span) -> Result<&Alloc> {
         let a = self.alloc_of(buf)?;
@@ -357,6 +367,10 @@ impl HipDevice {
     fn refused(buf: Buf, span: Span, op: &'static str, r: Refused) -> DeviceError {
         match r {
             Refused::NotHost => DeviceError::Unsupported { op, kind: buf.kind },
+            Refused::Misaligned(offset) => DeviceError::Backend(format!(
+                "{op} at offset {offset:#x} of allocation {}: not a word-aligned address",
+                buf.id
+            )),
             Refused::Unmapped(offset) => DeviceError::Segfault {
                 buf: buf.id,
                 offset,
@@ -436,13 +450,12 @@ impl Device for HipDevice {
         let id = self.next_id;
         let mut file = None;
         let mem = match kind {
-            AllocKind::Managed => Memory::managed(len).map_err(|e| hip(e, "managed", len))?,
-            AllocKind::DeviceBuffer => Memory::device(len).map_err(|e| hip(e, "VRAM", len))?,
-            AllocKind::Malloc => {
-                Memory::heap(len).map_err(|e| os(format!("posix_memalign of {len} bytes"), e))?
-            }
+            AllocKind::Managed => ffi::managed(len).map_err(|e| hip(e, "managed", len))?,
+            AllocKind::DeviceBuffer => ffi::device_buffer(len).map_err(|e| hip(e, "VRAM", len))?,
+            AllocKind::Malloc => Memory::heap(len, GUARDS)
+                .map_err(|e| os(format!("posix_memalign of {len} bytes"), e))?,
             AllocKind::Mmap | AllocKind::Shared => {
-                Memory::anonymous(len, kind == AllocKind::Shared)
+                Memory::anonymous(len, kind == AllocKind::Shared, GUARDS)
                     .map_err(|e| os(format!("mmap of {len} bytes"), e))?
             }
             AllocKind::File => {
@@ -641,7 +654,7 @@ impl Device for HipDevice {
 
     fn cpu_read(&mut self, buf: Buf, span: Span, out: &mut [u32]) -> Result<Duration> {
         let racing = self.racing();
-        let a = self.checked(buf, span)?;
+        let a = self.checked_mut(buf, span)?;
         cpu_words(span, out.len())?;
         let clock = Instant::now();
         a.mem
@@ -652,7 +665,7 @@ impl Device for HipDevice {
 
     fn cpu_write(&mut self, buf: Buf, span: Span, words: &[u32]) -> Result<Duration> {
         let racing = self.racing();
-        let a = self.checked(buf, span)?;
+        let a = self.checked_mut(buf, span)?;
         cpu_words(span, words.len())?;
         let clock = Instant::now();
         a.mem
@@ -740,7 +753,7 @@ fn file_mapping(id: u32, len: u64) -> Result<(File, Memory)> {
     let _ = std::fs::remove_file(&path);
     file.set_len(len)
         .map_err(|e| os(format!("growing {shown} to {len} bytes"), e))?;
-    let mem = Memory::file(&file, len).map_err(|e| os(format!("mmap of {shown}"), e))?;
+    let mem = Memory::file(&file, len, GUARDS).map_err(|e| os(format!("mmap of {shown}"), e))?;
     Ok((file, mem))
 }
 

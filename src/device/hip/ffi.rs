@@ -1,7 +1,8 @@
-//! The only `unsafe` code of the HIP backend: the HIP runtime's C functions, the libc calls
-//! that make and change CPU mappings, and the CPU's accesses to memory the GPU shares.
-//! Everything here is exposed as safe functions and types whose invariants make each
-//! `unsafe` block sound; each block says why in one line.
+//! The HIP backend's own `unsafe` code: the HIP runtime's C functions and KFD's SMI ioctl. The
+//! memory it allocates is a [`Memory`] of `device::memory`, which holds the libc calls that
+//! make and change CPU mappings and the CPU's accesses to memory the GPU shares. Everything
+//! here is exposed as safe functions and types whose invariants make each `unsafe` block
+//! sound; each block says why in one line.
 //!
 //! Declarations are our own, not hip-sys's: hip-sys (0.1.2) generates its bindings from HIP
 //! 5.4 with `hipError_t` as a Rust enum, and ROCm 6/7 return codes that enum lacks (911-916,
@@ -15,11 +16,11 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use hip_sys::hiprt::{hipEvent_t, hipFunction_t, hipModule_t, hipStream_t};
 
 use super::error::{name_for, HipError, SUCCESS};
+use crate::device::memory::{page_round, Memory};
 
 extern "C" {
     fn hipInit(flags: c_uint) -> c_int;
@@ -451,62 +452,6 @@ pub fn range_attribute(attr: i32, addr: u64, len: u64) -> Result<i32, HipError> 
     Ok(v)
 }
 
-/// Where an allocation's memory came from, which decides how it is freed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Backing {
-    /// hipMallocManaged.
-    Managed,
-    /// hipMalloc: VRAM the CPU cannot touch.
-    Device,
-    /// posix_memalign from the C heap.
-    Heap,
-    /// mmap: anonymous private or shared, or a shared file mapping.
-    Mapping,
-}
-
-/// Why a CPU access was refused before touching memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refused {
-    /// VRAM from hipMalloc has no CPU mapping here.
-    NotHost,
-    /// The byte at this offset was unmapped (`unmap`).
-    Unmapped(u64),
-    /// A write to a read-only mapping.
-    ReadOnly,
-    /// Past the end of the allocation (callers check bounds first; this is the backstop).
-    Outside,
-}
-
-/// One allocation: its address, length, and what the CPU may do with it now. Accesses go
-/// through methods that check the range, the unmapped pages and the protection first, so a
-/// refused access is an error instead of a SIGSEGV.
-pub struct Memory {
-    base: NonNull<u8>,
-    /// Bytes mapped (the request rounded up to pages for mappings).
-    len: usize,
-    backing: Backing,
-    /// Page ranges `[first, end)` unmapped with `unmap`.
-    holes: Vec<(u64, u64)>,
-    read_only: bool,
-}
-
-// SAFETY: the memory is process-wide; shared references only do volatile or atomic accesses,
-// and everything that changes the mapping takes `&mut self`.
-unsafe impl Send for Memory {}
-// SAFETY: as above: concurrent `&self` accesses are volatile reads, volatile writes and atomics.
-unsafe impl Sync for Memory {}
-
-const PAGE: usize = 4096;
-
-fn page_round(len: u64) -> usize {
-    (len as usize).div_ceil(PAGE).max(1) * PAGE
-}
-
-fn os_error(call: &str) -> std::io::Error {
-    let e = std::io::Error::last_os_error();
-    std::io::Error::new(e.kind(), format!("{call}: {e}"))
-}
-
 /// A HIP allocator that reported success with a null pointer.
 fn null(call: &'static str) -> HipError {
     HipError {
@@ -517,265 +462,47 @@ fn null(call: &'static str) -> HipError {
     }
 }
 
-impl Memory {
-    /// hipMallocManaged(len, hipMemAttachGlobal).
-    pub fn managed(len: u64) -> Result<Memory, HipError> {
-        let mut p: *mut c_void = std::ptr::null_mut();
-        // SAFETY: `p` is a valid location for the result.
-        check("hipMallocManaged", unsafe {
-            hipMallocManaged(&mut p, len as usize, MEM_ATTACH_GLOBAL)
-        })?;
-        Memory::wrap(p, page_round(len), Backing::Managed).ok_or_else(|| null("hipMallocManaged"))
-    }
-
-    /// hipMalloc(len): a VRAM buffer object.
-    pub fn device(len: u64) -> Result<Memory, HipError> {
-        let mut p: *mut c_void = std::ptr::null_mut();
-        // SAFETY: `p` is a valid location for the result.
-        check("hipMalloc", unsafe { hipMalloc(&mut p, len as usize) })?;
-        Memory::wrap(p, len as usize, Backing::Device).ok_or_else(|| null("hipMalloc"))
-    }
-
-    fn wrap(p: *mut c_void, len: usize, backing: Backing) -> Option<Memory> {
-        Some(Memory {
-            base: NonNull::new(p.cast::<u8>())?,
-            len,
-            backing,
-            holes: Vec::new(),
-            read_only: false,
-        })
-    }
-
-    /// Page-aligned memory from the C heap (malloc's kind of memory, aligned so that the
-    /// allocation's page i is one real page).
-    pub fn heap(len: u64) -> std::io::Result<Memory> {
-        let mut p: *mut c_void = std::ptr::null_mut();
-        // SAFETY: `p` is a valid location; PAGE is a power of two multiple of sizeof(void*).
-        let rc = unsafe { libc::posix_memalign(&mut p, PAGE, page_round(len)) };
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc));
-        }
-        Memory::wrap(p, page_round(len), Backing::Heap)
-            .ok_or_else(|| std::io::Error::other("posix_memalign returned a null pointer"))
-    }
-
-    /// mmap(MAP_ANONYMOUS | MAP_PRIVATE or MAP_SHARED).
-    pub fn anonymous(len: u64, shared: bool) -> std::io::Result<Memory> {
-        let flags = libc::MAP_ANONYMOUS
-            | if shared {
-                libc::MAP_SHARED
-            } else {
-                libc::MAP_PRIVATE
-            };
-        Memory::map(page_round(len), flags, -1)
-    }
-
-    /// mmap(MAP_SHARED) of `file`, which must be at least `len` bytes long.
-    pub fn file(file: &File, len: u64) -> std::io::Result<Memory> {
-        Memory::map(page_round(len), libc::MAP_SHARED, file.as_raw_fd())
-    }
-
-    fn map(len: usize, flags: c_int, fd: c_int) -> std::io::Result<Memory> {
-        let prot = libc::PROT_READ | libc::PROT_WRITE;
-        // SAFETY: a new mapping at an address the kernel chooses; nothing of ours is replaced.
-        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0) };
-        if p == libc::MAP_FAILED {
-            return Err(os_error("mmap"));
-        }
-        Memory::wrap(p, len, Backing::Mapping)
-            .ok_or_else(|| std::io::Error::other("mmap returned a null pointer"))
-    }
-
-    pub fn addr(&self) -> u64 {
-        self.base.as_ptr() as u64
-    }
-
-    /// Checks that `[offset, offset + bytes)` lies inside and is mapped, and for a write that
-    /// the mapping is writable.
-    fn accessible(&self, offset: u64, bytes: u64, write: bool) -> Result<(), Refused> {
-        if self.backing == Backing::Device {
-            return Err(Refused::NotHost);
-        }
-        if offset
-            .checked_add(bytes)
-            .map_or(true, |end| end > self.len as u64)
-        {
-            return Err(Refused::Outside);
-        }
-        let (first, end) = (offset / PAGE as u64, (offset + bytes).div_ceil(PAGE as u64));
-        if let Some((hole, _)) = self.holes.iter().find(|(a, b)| *a < end && first < *b) {
-            return Err(Refused::Unmapped((*hole).max(first) * PAGE as u64));
-        }
-        if write && self.read_only {
-            return Err(Refused::ReadOnly);
-        }
-        Ok(())
-    }
-
-    /// Reads words at `offset` into `out`. `racing`: a kernel may be writing the same memory
-    /// now, so every word is a volatile read; otherwise one plain copy.
-    pub fn read(&self, offset: u64, out: &mut [u32], racing: bool) -> Result<(), Refused> {
-        self.accessible(offset, out.len() as u64 * 4, false)?;
-        // SAFETY: the range is inside the mapping, mapped and readable (checked above); u32
-        // reads of offsets the caller keeps word-aligned.
-        let src = unsafe { self.base.as_ptr().add(offset as usize) }.cast::<u32>();
-        if racing {
-            for (i, w) in out.iter_mut().enumerate() {
-                // SAFETY: as above; volatile because the GPU may write it concurrently.
-                *w = unsafe { src.add(i).read_volatile() };
-            }
-        } else {
-            // SAFETY: as above, and no GPU work is in flight, so nothing else writes it.
-            unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
-        }
-        Ok(())
-    }
-
-    /// Writes `words` at `offset`; `racing` as for [`Memory::read`].
-    pub fn write(&self, offset: u64, words: &[u32], racing: bool) -> Result<(), Refused> {
-        self.accessible(offset, words.len() as u64 * 4, true)?;
-        // SAFETY: the range is inside, mapped and writable (checked above).
-        let dst = unsafe { self.base.as_ptr().add(offset as usize) }.cast::<u32>();
-        if racing {
-            for (i, w) in words.iter().enumerate() {
-                // SAFETY: as above; volatile because the GPU may access it concurrently.
-                unsafe { dst.add(i).write_volatile(*w) };
-            }
-        } else {
-            // SAFETY: as above, nothing else accesses it while no GPU work is in flight.
-            unsafe { std::ptr::copy_nonoverlapping(words.as_ptr(), dst, words.len()) };
-        }
-        Ok(())
-    }
-
-    /// Reads the word at `offset` (volatile: other threads and the GPU may write it).
-    pub fn read_word(&self, offset: u64) -> Result<u32, Refused> {
-        self.accessible(offset, 4, false)?;
-        // SAFETY: inside, mapped, readable (checked), 4-byte aligned (page offsets).
-        Ok(unsafe {
-            self.base
-                .as_ptr()
-                .add(offset as usize)
-                .cast::<u32>()
-                .read_volatile()
-        })
-    }
-
-    /// Adds one to the word at `offset` with a sequentially consistent atomic.
-    pub fn atomic_inc(&self, offset: u64) -> Result<(), Refused> {
-        self.accessible(offset, 4, true)?;
-        // SAFETY: inside, mapped, writable (checked); 4-byte aligned; every concurrent CPU
-        // access to it is atomic too, and the GPU's are system-scope atomics.
-        let a = unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(offset as usize).cast()) };
-        a.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// munmap of whole pages `[first, first + count)`; later accesses there are refused.
-    pub fn unmap_pages(&mut self, first: u64, count: u64) -> std::io::Result<()> {
-        let end = first + count;
-        if end as usize * PAGE > self.len || self.backing == Backing::Device {
-            return Err(std::io::Error::other(format!(
-                "pages [{first}, {end}) are not all part of this {} allocation",
-                self.len / PAGE
-            )));
-        }
-        // SAFETY: the pages are part of this mapping (checked); accesses to them are refused
-        // from now on (recorded as a hole), and Drop unmaps the whole range again, harmlessly.
-        let rc = unsafe {
-            libc::munmap(
-                self.base.as_ptr().add(first as usize * PAGE).cast(),
-                count as usize * PAGE,
-            )
-        };
-        if rc != 0 {
-            return Err(os_error("munmap"));
-        }
-        self.holes.push((first, end));
-        Ok(())
-    }
-
-    /// Moves the mapping to a new address (mremap with MREMAP_FIXED onto a fresh reservation,
-    /// so it really moves); contents follow. Only for mmap-made memory.
-    pub fn remap(&mut self) -> std::io::Result<()> {
-        if self.backing != Backing::Mapping {
-            return Err(std::io::Error::other(
-                "only memory made with mmap can be moved",
-            ));
-        }
-        // SAFETY: reserves new address space; nothing of ours is replaced.
-        let target = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                self.len,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if target == libc::MAP_FAILED {
-            return Err(os_error("mmap (reservation for mremap)"));
-        }
-        // SAFETY: moves our whole mapping onto our own reservation; the old range is unmapped
-        // by the kernel and `base` is updated before any further access.
-        let moved = unsafe {
-            libc::mremap(
-                self.base.as_ptr().cast(),
-                self.len,
-                self.len,
-                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-                target,
-            )
-        };
-        if moved == libc::MAP_FAILED {
-            let e = os_error("mremap");
-            // SAFETY: the reservation is ours and unused.
-            unsafe { libc::munmap(target, self.len) };
-            return Err(e);
-        }
-        self.base = NonNull::new(moved.cast()).ok_or_else(|| os_error("mremap"))?;
-        Ok(())
-    }
-
-    /// mprotect of the whole allocation: read-only, or read-write again.
-    pub fn protect(&mut self, read_only: bool) -> std::io::Result<()> {
-        let prot = if read_only {
-            libc::PROT_READ
-        } else {
-            libc::PROT_READ | libc::PROT_WRITE
-        };
-        // SAFETY: changes the protection of our own mapping; writes are refused by
-        // `accessible` while it is read-only. Unmapped holes make it fail with ENOMEM, reported.
-        let rc = unsafe { libc::mprotect(self.base.as_ptr().cast(), self.len, prot) };
-        if rc != 0 {
-            return Err(os_error("mprotect"));
-        }
-        self.read_only = read_only;
-        Ok(())
-    }
+/// hipMallocManaged(len, hipMemAttachGlobal): memory the CPU and the GPU both access.
+pub fn managed(len: u64) -> Result<Memory, HipError> {
+    let mut p: *mut c_void = std::ptr::null_mut();
+    // SAFETY: `p` is a valid location for the result.
+    check("hipMallocManaged", unsafe {
+        hipMallocManaged(&mut p, len as usize, MEM_ATTACH_GLOBAL)
+    })?;
+    let base = NonNull::new(p.cast::<u8>()).ok_or_else(|| null("hipMallocManaged"))?;
+    // SAFETY: the runtime gave us these pages alone (it allocates managed memory in whole
+    // pages), a read-write CPU mapping of this process that may be unmapped or reprotected in
+    // part (hipFree frees the range by its address); hip_free gives them back.
+    Ok(unsafe { Memory::foreign(base, page_round(len), true, hip_free) })
 }
 
-impl Drop for Memory {
-    fn drop(&mut self) {
-        let p = self.base.as_ptr().cast::<c_void>();
-        // SAFETY: each backing is released by its own allocator, exactly once, and no access
-        // can follow (drop). Errors cannot be reported from drop; a leak is the worst outcome.
-        unsafe {
-            match self.backing {
-                Backing::Managed | Backing::Device => {
-                    hipFree(p);
-                }
-                Backing::Heap => libc::free(p),
-                Backing::Mapping => {
-                    libc::munmap(p, self.len);
-                }
-            }
-        }
-    }
+/// hipMalloc(len): a VRAM buffer object, which the CPU cannot touch.
+pub fn device_buffer(len: u64) -> Result<Memory, HipError> {
+    let mut p: *mut c_void = std::ptr::null_mut();
+    // SAFETY: `p` is a valid location for the result.
+    check("hipMalloc", unsafe { hipMalloc(&mut p, len as usize) })?;
+    let base = NonNull::new(p.cast::<u8>()).ok_or_else(|| null("hipMalloc"))?;
+    // SAFETY: the runtime gave us these `len` bytes alone; not host memory, so every CPU access
+    // and mapping change is refused; hip_free gives them back.
+    Ok(unsafe { Memory::foreign(base, len as usize, false, hip_free) })
+}
+
+/// Gives back memory of hipMallocManaged or hipMalloc; the error, if any, has nowhere to go.
+///
+/// # Safety
+///
+/// `p` came from one of them and is given back once, with no access after.
+unsafe fn hip_free(p: NonNull<u8>) {
+    // SAFETY: the caller's contract (Memory's drop, once per allocation).
+    unsafe { hipFree(p.as_ptr().cast()) };
 }
 
 // --- KFD SMI events ------------------------------------------------------------------------------
+
+fn os_error(call: &str) -> std::io::Error {
+    let e = std::io::Error::last_os_error();
+    std::io::Error::new(e.kind(), format!("{call}: {e}"))
+}
 
 /// Opens an SMI event fd for the GPU with KFD id `gpu_id` through `kfd` (an open `/dev/kfd`),
 /// and writes `mask` to it (kfd_smi_events.c: `kfd_smi_event_open()` then

@@ -9,8 +9,9 @@
 //! - [`xnack`]: the XNACK state and how to turn it on.
 //!
 //! Behind the cargo feature `hip` (needs ROCm to link, clang-19 or hipcc to build kernels):
-//! `ffi` (the only `unsafe`), `device` ([`HipDevice`], discovery), and [`CODE_OBJECTS`], the
-//! kernels of `kernels/` compiled by build.rs for every target of `SVMCONF_HIP_TARGETS`.
+//! `ffi` (the only `unsafe`, with the host memory it shares with dmirror: `device::memory`),
+//! `device` ([`HipDevice`], discovery), and [`CODE_OBJECTS`], the kernels of `kernels/`
+//! compiled by build.rs for every target of `SVMCONF_HIP_TARGETS`.
 //!
 //! Observers: [`OBSERVERS`] is the hook where kernel-side evidence (KFD SMI events, the
 //! series' trace, sysfs VRAM in use, debugfs reset: `src/device/amd/`) plugs in; see
@@ -26,6 +27,7 @@ pub mod xnack;
 #[cfg(feature = "hip")]
 mod device;
 #[cfg(feature = "hip")]
+#[allow(unsafe_code)]
 mod ffi;
 
 #[cfg(feature = "hip")]
