@@ -1,7 +1,7 @@
 //! The seam between the harness and the backends, as deqp-runner's `TestCommand` is between its
 //! runner and its test kinds: the harness opens a [`Backend`] once per run from the user's
 //! [`Settings`], asks it what it is, and asks it for a fresh [`Device`] per case. Every backend
-//! is a [`Kind`] in [`KINDS`]; nothing outside `device/` names one.
+//! is a [`Kind`] in [`crate::device::registry::KINDS`]; nothing outside `device/` names one.
 
 use std::path::{Path, PathBuf};
 
@@ -129,52 +129,6 @@ pub struct Kind {
 /// What `auto` asks of a backend: opened where its hardware is here, `None` where it is not.
 pub type Detected = Result<Option<Box<dyn Backend>>, BackendError>;
 
-/// `--backend auto`.
-pub const AUTO: &str = "auto";
-
-/// Every backend, the reference device first: it is what `auto` falls back to.
-pub const KINDS: [Kind; 3] = [
-    super::sim::backend::KIND,
-    super::hip::backend::KIND,
-    super::dmirror::backend::KIND,
-];
-
-/// `auto` and every backend's name, as `--backend` takes them.
-pub fn names() -> Vec<&'static str> {
-    std::iter::once(AUTO)
-        .chain(KINDS.iter().map(|k| k.name))
-        .collect()
-}
-
-/// The backend called `name`.
-pub fn kind(name: &str) -> Option<Kind> {
-    KINDS.into_iter().find(|k| k.name == name)
-}
-
-/// Opens the backend `settings` names, or for `auto` the first that finds its hardware, else
-/// the reference device.
-pub fn open(settings: &Settings) -> Result<Box<dyn Backend>, BackendError> {
-    match settings.backend.as_deref() {
-        Some(name) if name != AUTO => match kind(name) {
-            Some(k) => (k.open)(settings),
-            None => Err(BackendError::Refused(format!(
-                "--backend: unknown backend `{name}` (known: {})",
-                names().join(", ")
-            ))),
-        },
-        _ => {
-            for k in KINDS {
-                if let Some(detect) = k.detect {
-                    if let Some(found) = detect(settings)? {
-                        return Ok(found);
-                    }
-                }
-            }
-            (KINDS[0].open)(settings)
-        }
-    }
-}
-
 /// Loads the profile `--profile` names, else `default`, with the flag in the message.
 pub fn load_profile(settings: &Settings, default: &str) -> Result<Loaded<Profile>, BackendError> {
     let name = settings.profile.as_deref().unwrap_or(default);
@@ -228,6 +182,7 @@ pub fn refuse_foreign(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::registry::{names, open, AUTO, KINDS};
 
     fn settings(backend: Option<&str>) -> Settings {
         Settings {

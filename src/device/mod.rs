@@ -16,6 +16,7 @@ pub mod kernels;
 pub mod memory;
 pub mod observer;
 pub mod reference;
+pub mod registry;
 pub mod remote;
 pub mod sim;
 

@@ -7,5 +7,5 @@ pub use super::sim::NoiseSource;
 
 /// Its name, as `--backend` takes it.
 pub fn name() -> &'static str {
-    super::backend::KINDS[0].name
+    super::registry::KINDS[0].name
 }

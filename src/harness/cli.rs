@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, FromArgMatches};
 
-use crate::device::backend;
+use crate::device::registry;
 
 /// Where a case runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +44,7 @@ impl Isolation {
 /// svmconf's own options.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// `--backend`: `auto` or the name of a backend of [`crate::device::backend::KINDS`].
+    /// `--backend`: `auto` or the name of a backend of [`crate::device::registry::KINDS`].
     pub backend: String,
     /// `--device`: a HIP device index or PCI bus id, as written; checked where the backend
     /// opens. `None`: the first device.
@@ -496,7 +496,7 @@ pub enum UsageError {
     Missing { flag: String },
     #[error(
         "--backend: unknown backend `{0}` (known: {names})",
-        names = backend::names().join(", ")
+        names = registry::names().join(", ")
     )]
     Backend(String),
     #[error(
@@ -632,7 +632,7 @@ impl From<Cli> for Options {
             (reps, _) => reps,
         };
         Options {
-            backend: c.backend.unwrap_or_else(|| backend::AUTO.into()),
+            backend: c.backend.unwrap_or_else(|| registry::AUTO.into()),
             device: c.device,
             profile: c.profile,
             seed: c.seed.unwrap_or(DEFAULT_SEED),
@@ -866,7 +866,7 @@ pub fn shell_word(s: &str) -> String {
 /// `auto` or a backend the device layer knows, known even where it is not built in so that
 /// opening it says how to get it.
 fn parse_backend(s: &str) -> Result<String, UsageError> {
-    if backend::names().contains(&s) {
+    if registry::names().contains(&s) {
         Ok(s.to_string())
     } else {
         Err(UsageError::Backend(s.into()))

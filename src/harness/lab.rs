@@ -105,7 +105,7 @@ impl Host {
             return Err(at("name", "expected the machine's name".into()));
         }
         if let Some(b) = &host.backend {
-            let known = crate::device::backend::names();
+            let known = crate::device::registry::names();
             if !known.contains(&b.as_str()) {
                 return Err(at(
                     "backend",

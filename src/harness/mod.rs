@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use libtest_mimic::{Arguments, Trial};
 
 use crate::device::backend::{self, Backend, OpenError};
+use crate::device::registry;
 use crate::device::remote;
 use crate::device::{Destructive, Device};
 use crate::harness::expectations::Expectations;
@@ -53,6 +54,11 @@ pub enum SetupError {
 /// Runs the suite, or `merge`, with `args` (program name first); the exit code follows libtest
 /// (0 all passed or skipped, 101 a failure). The tools around the suite are dispatched by
 /// [`crate::tools::main_with`] before this.
+///
+/// A run is a sequence of named stages, as IGT's runner reads: [`parse`] the command line,
+/// [`open`] the backend (the plan needs the profile it chose), [`plan`] the cases, [`begin`]
+/// the run folder, [`execute`] the cases, [`report`] from the journal. Everything that can be
+/// refused is refused before `begin` writes anything.
 pub fn run(args: Vec<String>) -> Result<ExitCode, SetupError> {
     if args.iter().skip(1).any(|a| a == "-h" || a == "--help") {
         print!("{}", cli::help(args.iter().skip(1).any(|a| a == "--help")));
@@ -64,26 +70,82 @@ pub fn run(args: Vec<String>) -> Result<ExitCode, SetupError> {
     if args.iter().any(|a| a == remote::SERVER_FLAG) {
         return device_server(&Options::parse(args)?);
     }
+    let mut invocation = parse(args)?;
+    let opened = open(&mut invocation)?;
+    let cases = if invocation.options.runner_selftest {
+        Plan::selftest()
+    } else {
+        Plan::new(&invocation.options, opened.profile())?
+    };
+    if let Some(verdict) = &invocation.options.child_verdict {
+        return child_case(&invocation, &opened, cases, verdict);
+    }
+    let planned = plan(&invocation, opened.as_ref(), cases)?;
+    if invocation.libtest.list {
+        return Ok(list(&invocation.libtest, &planned.plan));
+    }
+    let begun = begin(&invocation, &opened, planned)?;
+    let begun = execute(&invocation.libtest, begun);
+    report(&invocation.options, begun)
+}
+
+/// What the command line asked for, once read.
+struct Invocation {
+    options: Options,
+    /// The command line to record in run.json (a resumed run's own).
+    args: Vec<String>,
+    resumed: Option<resume::Resumed>,
+    host: Option<crate::harness::lab::Host>,
+    /// libtest's options, with the backend's number of cases at a time once opened.
+    libtest: Arguments,
+}
+
+/// Stage parse: the command line, or a resumed run's own, with a lab host's defaults.
+fn parse(args: Vec<String>) -> Result<Invocation, SetupError> {
     let (options, args, resumed) = resume::options(args)?;
     let (options, host) = with_host(options)?;
-    let mut libtest = options.libtest.clone();
-    let opened = open_backend(&options)?;
+    Ok(Invocation {
+        libtest: options.libtest.clone(),
+        options,
+        args,
+        resumed,
+        host,
+    })
+}
+
+/// Stage open: the backend, and from it how many cases run at a time.
+fn open(invocation: &mut Invocation) -> Result<Arc<dyn Backend>, SetupError> {
+    let opened = open_backend(&invocation.options)?;
     if let Some(line) = opened.describe() {
         println!("svmconf: {line}");
     }
     // Hardware is one device that every case shares: a case beside another would see its VRAM
     // in use, its evictions and its migrations; the backend says how many at a time.
-    if libtest.test_threads.is_none() {
-        libtest.test_threads = opened.default_threads();
+    if invocation.libtest.test_threads.is_none() {
+        invocation.libtest.test_threads = opened.default_threads();
     }
-    let mut plan = if options.runner_selftest {
-        Plan::selftest()
-    } else {
-        Plan::new(&options, opened.profile())?
-    };
-    if let Some(verdict) = &options.child_verdict {
-        return child_case(&options, &opened, plan, &libtest, verdict);
-    }
+    Ok(opened)
+}
+
+/// The cases of this run and everything they are judged with, read before anything is written.
+struct Planned {
+    plan: Plan,
+    shard: Option<ShardSpec>,
+    expectations: Option<Expectations>,
+    baseline: Option<crate::results::baseline::Baseline>,
+    /// The cases the libtest filters select.
+    selected: usize,
+}
+
+/// Stage plan: this shard's cases, the machine checked against the profile, the expectations
+/// and the baseline loaded, the filters checked to select something.
+fn plan(
+    invocation: &Invocation,
+    opened: &dyn Backend,
+    mut plan: Plan,
+) -> Result<Planned, SetupError> {
+    let options = &invocation.options;
+    let libtest = &invocation.libtest;
     let shard = options
         .shard
         .as_deref()
@@ -95,20 +157,18 @@ pub fn run(args: Vec<String>) -> Result<ExitCode, SetupError> {
     }
     // Without a GPU there is nothing to compare with the profile; every case skips.
     if options.preflight && !libtest.list && opened.unavailable().is_none() {
-        preflight(opened.as_ref(), host.as_ref())?;
+        preflight(opened, invocation.host.as_ref())?;
     }
     let expectations = if options.runner_selftest {
         None
     } else {
-        let root = fixtures_root(&options);
+        let root = fixtures_root(options);
         let loaded = Expectations::load(&root, &opened.profile().value.name)?;
         if let Some(l) = &loaded {
             plan.fixtures.push(l.digest());
         }
         loaded.map(|l| l.value)
     };
-
-    // The cases the libtest filters select, known before anything is created.
     let selected = plan
         .instances
         .iter()
@@ -117,7 +177,7 @@ pub fn run(args: Vec<String>) -> Result<ExitCode, SetupError> {
     if !libtest.list && selected == 0 && (libtest.filter.is_some() || !libtest.skip.is_empty()) {
         return Err(SetupError::Plan(format!(
             "the filter {} matches no case of {} (see `svmconf --list`)",
-            describe_filter(&libtest),
+            describe_filter(libtest),
             plan.instances.len()
         )));
     }
@@ -131,17 +191,56 @@ pub fn run(args: Vec<String>) -> Result<ExitCode, SetupError> {
         )?),
         _ => None,
     };
-    if libtest.list {
-        let trials = plan
-            .instances
-            .iter()
-            .map(|i| Trial::test(i.name.clone(), || Ok(())))
-            .collect();
-        let _listed = libtest_mimic::run(&libtest, trials);
-        return Ok(ExitCode::SUCCESS);
-    }
+    Ok(Planned {
+        plan,
+        shard,
+        expectations,
+        baseline,
+        selected,
+    })
+}
 
-    let (dir, mut info, journal, finished) = match &resumed {
+/// `--list`: every planned case, one per line, as libtest lists.
+fn list(libtest: &Arguments, plan: &Plan) -> ExitCode {
+    let trials = plan
+        .instances
+        .iter()
+        .map(|i| Trial::test(i.name.clone(), || Ok(())))
+        .collect();
+    let _listed = libtest_mimic::run(libtest, trials);
+    ExitCode::SUCCESS
+}
+
+/// A run under way: its folder, its description and the runner that records into it.
+struct Begun {
+    dir: PathBuf,
+    info: results::RunInfo,
+    runner: Arc<Runner>,
+    plan: Plan,
+}
+
+/// Stage begin: the run folder with its journal and run.json (or the resumed run's), the
+/// banner, the kernel log and taint opened, and the runner that every case goes through.
+fn begin(
+    invocation: &Invocation,
+    opened: &Arc<dyn Backend>,
+    planned: Planned,
+) -> Result<Begun, SetupError> {
+    let Invocation {
+        options,
+        args,
+        resumed,
+        libtest,
+        ..
+    } = invocation;
+    let Planned {
+        mut plan,
+        shard,
+        expectations,
+        baseline,
+        selected,
+    } = planned;
+    let (dir, mut info, journal, finished) = match resumed {
         Some(r) => (
             r.dir.clone(),
             r.info.clone(),
@@ -155,7 +254,7 @@ pub fn run(args: Vec<String>) -> Result<ExitCode, SetupError> {
                 opened.info(),
                 &opened.profile().value.name,
                 options.seed,
-                args,
+                args.clone(),
                 plan.fixtures.clone(),
             );
             info.shard = shard;
@@ -202,7 +301,7 @@ pub fn run(args: Vec<String>) -> Result<ExitCode, SetupError> {
         );
     }
     let hardware = opened.hardware() && opened.unavailable().is_none();
-    let (watched, mut notes) = watch(&options, hardware, &mut plan)?;
+    let (watched, mut notes) = watch(options, hardware, &mut plan)?;
     notes.extend(opened.notes().into_iter().map(|n| results::Observer {
         name: n.name,
         available: n.available,
@@ -227,32 +326,49 @@ pub fn run(args: Vec<String>) -> Result<ExitCode, SetupError> {
             libtest.format.is_none() && !libtest.quiet,
         )),
         baseline,
-        ..Runner::new(&options, Arc::clone(&opened), isolation)
+        ..Runner::new(options, Arc::clone(opened), isolation)
     });
-    if let Some(r) = &resumed {
+    if let Some(r) = resumed {
         runner.record_incomplete(&r.in_flight, &plan.instances)?;
     }
-    let trials = plan
+    Ok(Begun {
+        dir,
+        info,
+        runner,
+        plan,
+    })
+}
+
+/// Stage execute: every case through the runner, as libtest trials; each is in the journal
+/// once it ends.
+fn execute(libtest: &Arguments, mut begun: Begun) -> Begun {
+    let trials = begun
+        .plan
         .instances
         .drain(..)
-        .zip(plan.bodies.drain(..))
+        .zip(begun.plan.bodies.drain(..))
         .map(|(instance, body)| {
-            let runner = Arc::clone(&runner);
+            let runner = Arc::clone(&begun.runner);
             Trial::ignorable_test(instance.name.clone(), move || {
                 runner.run_case(&instance, body)
             })
         })
         .collect();
-    let _conclusion = libtest_mimic::run(&libtest, trials);
-    if let Some(p) = &runner.progress {
+    let _conclusion = libtest_mimic::run(libtest, trials);
+    if let Some(p) = &begun.runner.progress {
         p.finish();
     }
-    for note in runner.observers.late_notes() {
-        if !info.observers.contains(&note) {
-            info.observers.push(note);
+    for note in begun.runner.observers.late_notes() {
+        if !begun.info.observers.contains(&note) {
+            begun.info.observers.push(note);
         }
     }
+    begun
+}
 
+/// Stage report: run.json finished, and every report generated from the journal.
+fn report(options: &Options, begun: Begun) -> Result<ExitCode, SetupError> {
+    let Begun { dir, mut info, .. } = begun;
     let records = results::journal::read(&dir.join(results::JOURNAL_FILE))?;
     info.finish();
     info.write(&dir)?;
@@ -280,7 +396,7 @@ fn with_host(
     };
     let host = crate::harness::lab::Host::load(&path)
         .map_err(|e| SetupError::Plan(format!("--host {}: {e}", path.display())))?;
-    if options.backend == backend::AUTO {
+    if options.backend == registry::AUTO {
         if let Some(b) = &host.backend {
             options.backend = b.clone();
         }
@@ -498,14 +614,16 @@ impl Runner {
     }
 }
 
-/// A case's child process: runs the one case here and writes its record for the runner.
+/// A case's child process (after stage open): runs the one case here and writes its record for the runner.
 fn child_case(
-    options: &Options,
+    invocation: &Invocation,
     opened: &Arc<dyn Backend>,
     plan: Plan,
-    libtest: &Arguments,
     verdict: &Path,
 ) -> Result<ExitCode, SetupError> {
+    let Invocation {
+        options, libtest, ..
+    } = invocation;
     // The runner waits for this process; if the runner dies, this case must not go on alone
     // with the GPU.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
@@ -562,11 +680,11 @@ fn device_server(options: &Options) -> Result<ExitCode, SetupError> {
 /// profile, selection and seed.
 fn open_served(options: &Options) -> Result<Box<dyn Device>, SetupError> {
     let flag = remote::SERVER_FLAG;
-    if options.backend == backend::AUTO {
+    if options.backend == registry::AUTO {
         return Err(SetupError::Plan(format!(
             "{flag}: name the backend (--backend {}): a second process must open the device its \
              parent runs on, not look for one",
-            backend::KINDS.map(|k| k.name).join(", ")
+            registry::KINDS.map(|k| k.name).join(", ")
         )));
     }
     let opened = open_backend(options)?;
@@ -670,7 +788,7 @@ fn open_backend(options: &Options) -> Result<Arc<dyn Backend>, SetupError> {
         amdgpu_trace: options.amdgpu_trace,
         kmsg: options.kmsg.clone(),
     };
-    Ok(Arc::from(backend::open(&settings)?))
+    Ok(Arc::from(registry::open(&settings)?))
 }
 
 /// Each case's own seed: the run's seed mixed with the case name (FNV-1a, then splitmix64), so

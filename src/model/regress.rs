@@ -17,6 +17,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::timing;
+
 /// The rule a comparison applies.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Method {
@@ -77,7 +79,7 @@ pub struct Comparison {
 pub fn compare(baseline: &[f64], current: &[f64], better: Better, m: Method) -> Comparison {
     let b: Vec<f64> = baseline.iter().copied().filter(|x| x.is_finite()).collect();
     let c: Vec<f64> = current.iter().copied().filter(|x| x.is_finite()).collect();
-    let (bm, cm) = (median(&b), median(&c));
+    let (bm, cm) = (timing::median(&b), timing::median(&c));
     // In "time" orientation a larger value is worse; throughput is inverted.
     let worse_by = match better {
         Better::Lower => cm / bm - 1.0,
@@ -104,20 +106,6 @@ pub fn compare(baseline: &[f64], current: &[f64], better: Better, m: Method) -> 
         worse_by,
         p_worse,
         p_better,
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
     }
 }
 

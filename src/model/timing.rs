@@ -74,6 +74,13 @@ impl Stats {
     }
 }
 
+/// The median of unsorted data (the 0.5 [`quantile`]); NaN for no data.
+pub fn median(samples: &[f64]) -> f64 {
+    let mut s = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    quantile(&s, 0.5)
+}
+
 /// The q-quantile of sorted data, interpolating linearly (type 7, as R and numpy default); NaN
 /// for no data, and q outside 0..=1 taken as the nearer end.
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {

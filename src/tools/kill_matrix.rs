@@ -16,19 +16,6 @@ use crate::device::reference::{self, FaultPlan as Plan};
 use crate::harness::SetupError;
 use crate::results::{self, CaseRecord, Status};
 
-/// Statuses that mean a case noticed something wrong.
-fn caught(status: Status) -> bool {
-    matches!(
-        status,
-        Status::Fail
-            | Status::Timeout
-            | Status::Crash
-            | Status::DmesgWarn
-            | Status::DmesgFail
-            | Status::Incomplete
-    )
-}
-
 /// What one run left.
 struct Outcome {
     records: Vec<CaseRecord>,
@@ -202,7 +189,7 @@ struct Verdict {
 
 fn judge(plan: &Plan, outcome: &Outcome) -> Verdict {
     let mut by_path: BTreeMap<String, Vec<(String, Status, String)>> = BTreeMap::new();
-    for r in outcome.records.iter().filter(|r| caught(r.status)) {
+    for r in outcome.records.iter().filter(|r| r.status.is_bad_outcome()) {
         let path = r.case.split("::").next().unwrap_or("").to_string();
         by_path.entry(path).or_default().push((
             r.case.clone(),
@@ -222,7 +209,7 @@ fn judge(plan: &Plan, outcome: &Outcome) -> Verdict {
             .collect();
         if named.is_empty() {
             problems.push(format!("`{want}` names no case of the run"));
-        } else if let Some(r) = named.iter().find(|r| !caught(r.status)) {
+        } else if let Some(r) = named.iter().find(|r| !r.status.is_bad_outcome()) {
             problems.push(format!(
                 "`{}` should catch it and ended {}{}",
                 r.case,
@@ -302,7 +289,11 @@ fn matrix(args: &Args, plans: &[Plan], root: &Path) -> Result<ExitCode, SetupErr
         args.faults.display()
     );
     let clean = run_suite(None, &root.join("clean"), &args.extra, None)?;
-    let noisy: Vec<&CaseRecord> = clean.records.iter().filter(|r| caught(r.status)).collect();
+    let noisy: Vec<&CaseRecord> = clean
+        .records
+        .iter()
+        .filter(|r| r.status.is_bad_outcome())
+        .collect();
     if !noisy.is_empty() {
         for r in &noisy {
             println!(

@@ -31,6 +31,7 @@ use serde::Deserialize;
 
 use crate::device::PAGE_SIZE;
 use crate::observe::kmsg::Record;
+use crate::util::text;
 use crate::util::text::io_reason;
 use crate::util::yaml::{self, FieldPath, YamlError};
 
@@ -254,7 +255,7 @@ impl TracePatterns {
                     group: name,
                     text: text.to_string(),
                     expected,
-                    message: quote(message),
+                    message: text::quote(message, 160),
                 };
             let hex = |name: &'static str| -> Result<Option<u64>, DyndbgError> {
                 group(name)
@@ -323,14 +324,6 @@ fn parse_number(text: &str) -> Option<u64> {
         return None;
     }
     text.parse().ok()
-}
-
-fn quote(s: &str) -> String {
-    let s = s.escape_debug().to_string();
-    match s.char_indices().nth(160) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s,
-    }
 }
 
 /// One line of migration evidence from the trace.
@@ -410,16 +403,16 @@ pub fn split_log_line(line: &str) -> Result<LogLine<'_>, DyndbgError> {
         match digits.filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) {
             Some(d) => {
                 let n: u64 = d.parse().map_err(|_| DyndbgError::BadLevel {
-                    line: quote(line),
-                    prefix: quote(d),
+                    line: text::quote(line, 160),
+                    prefix: text::quote(d, 160),
                 })?;
                 level = Some((n & 7) as u8);
                 rest = &after[d.len() + 1..];
             }
             None => {
                 return Err(DyndbgError::BadLevel {
-                    line: quote(line),
-                    prefix: quote(head(rest, 12)),
+                    line: text::quote(line, 160),
+                    prefix: text::quote(head(rest, 12), 160),
                 })
             }
         }
@@ -427,8 +420,8 @@ pub fn split_log_line(line: &str) -> Result<LogLine<'_>, DyndbgError> {
     let mut ts_us = None;
     if let Some(after) = rest.strip_prefix('[') {
         let bad = || DyndbgError::BadTimestamp {
-            line: quote(line),
-            prefix: quote(rest.find(']').map_or(head(rest, 20), |i| &rest[..=i])),
+            line: text::quote(line, 160),
+            prefix: text::quote(rest.find(']').map_or(head(rest, 20), |i| &rest[..=i]), 160),
         };
         let close = after.find(']').ok_or_else(bad)?;
         ts_us = Some(parse_seconds(after[..close].trim()).ok_or_else(bad)?);

@@ -44,6 +44,7 @@ use std::collections::VecDeque;
 use std::fmt;
 
 use crate::device::{Location, MigrationEvent, Trigger, PAGE_SIZE};
+use crate::util::text;
 
 // --- the ioctl and the mask ----------------------------------------------------------------------
 
@@ -417,14 +418,6 @@ pub enum SmiError {
 /// How much of a bad line an error quotes.
 const QUOTE_MAX: usize = 120;
 
-fn quote(s: &str) -> String {
-    let s = s.escape_debug().to_string();
-    match s.char_indices().nth(QUOTE_MAX) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s,
-    }
-}
-
 /// Parses one event line, with or without its trailing newline.
 pub fn parse_line(line: &str) -> Result<SmiEvent, SmiError> {
     let line = line.strip_suffix('\n').unwrap_or(line);
@@ -435,7 +428,11 @@ pub fn parse_line(line: &str) -> Result<SmiEvent, SmiError> {
     let (id_text, rest) = line.split_at(id_len);
     let id = match u32::from_str_radix(id_text, 16) {
         Ok(id) => id,
-        Err(_) => return Err(SmiError::BadEventId { line: quote(line) }),
+        Err(_) => {
+            return Err(SmiError::BadEventId {
+                line: text::quote(line, QUOTE_MAX),
+            })
+        }
     };
     let known = SmiEventId::from_raw(id);
     let event_name = known.map_or("event", SmiEventId::name);
@@ -444,10 +441,12 @@ pub fn parse_line(line: &str) -> Result<SmiEvent, SmiError> {
             return Err(SmiError::Truncated {
                 event: event_name,
                 field: "space after the event id",
-                line: quote(line),
+                line: text::quote(line, QUOTE_MAX),
             });
         }
-        return Err(SmiError::BadEventId { line: quote(line) });
+        return Err(SmiError::BadEventId {
+            line: text::quote(line, QUOTE_MAX),
+        });
     };
     let Some(known) = known else {
         return Ok(SmiEvent::Unknown {
@@ -659,7 +658,7 @@ impl<'a> Scan<'a> {
         SmiError::Truncated {
             event: self.event,
             field,
-            line: quote(self.line),
+            line: text::quote(self.line, QUOTE_MAX),
         }
     }
 
@@ -673,8 +672,8 @@ impl<'a> Scan<'a> {
             event: self.event,
             field,
             expected,
-            found: quote(&found.to_string()),
-            line: quote(self.line),
+            found: text::quote(&found.to_string(), QUOTE_MAX),
+            line: text::quote(self.line, QUOTE_MAX),
         }
     }
 
@@ -828,8 +827,8 @@ impl<'a> Scan<'a> {
         } else {
             Err(SmiError::Trailing {
                 event: self.event,
-                rest: quote(self.rest),
-                line: quote(self.line),
+                rest: text::quote(self.rest, QUOTE_MAX),
+                line: text::quote(self.line, QUOTE_MAX),
             })
         }
     }
@@ -866,7 +865,7 @@ impl SmiStream {
                 if self.partial.len() > KFD_SMI_FIFO_SIZE {
                     let start = String::from_utf8_lossy(&self.partial[..64]).into_owned();
                     out.push(Err(SmiError::Overlong {
-                        start: quote(&start),
+                        start: text::quote(&start, QUOTE_MAX),
                     }));
                     self.partial.clear();
                     self.discarding = true;
@@ -901,7 +900,9 @@ impl SmiStream {
             return None;
         }
         let text = String::from_utf8_lossy(&std::mem::take(&mut self.partial)).into_owned();
-        Some(SmiError::Unterminated { text: quote(&text) })
+        Some(SmiError::Unterminated {
+            text: text::quote(&text, QUOTE_MAX),
+        })
     }
 }
 

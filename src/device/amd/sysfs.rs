@@ -19,6 +19,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::util::text;
 use crate::util::text::io_reason;
 
 /// The DRM class, under the sysfs root.
@@ -160,20 +161,12 @@ fn read(path: &Path) -> Result<String, SysfsError> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn quote(text: &str) -> String {
-    let t = text.escape_debug().to_string();
-    match t.char_indices().nth(80) {
-        Some((i, _)) => format!("{}...", &t[..i]),
-        None => t,
-    }
-}
-
 /// A decimal number on one line, as `"%llu\n"` and `"%u\n"` write it: digits and one newline.
 pub fn read_decimal(path: &Path) -> Result<u64, SysfsError> {
     let text = read(path)?;
     let malformed = || SysfsError::Malformed {
         path: path.to_path_buf(),
-        text: quote(&text),
+        text: text::quote(&text, 80),
         expected: "one decimal number of bytes and a newline",
     };
     let digits = text.strip_suffix('\n').unwrap_or(&text);
@@ -243,7 +236,7 @@ fn card_device(device_dir: &Path) -> Result<Option<(PciAddress, Option<String>)>
                 if let Some(v) = line.strip_prefix("PCI_SLOT_NAME=") {
                     let pci = v.parse().map_err(|_| SysfsError::Malformed {
                         path: uevent_path.clone(),
-                        text: quote(line),
+                        text: text::quote(line, 80),
                         expected: "PCI_SLOT_NAME=DOMAIN:BUS:DEVICE.FUNCTION",
                     })?;
                     slot = Some(pci);
@@ -413,7 +406,7 @@ pub fn find_kfd_node(sys_root: &Path, pci: PciAddress) -> Result<KfdNode, SysfsE
         let field = |name: &'static str| {
             property(&props, name).ok_or_else(|| SysfsError::Malformed {
                 path: props_path.clone(),
-                text: quote(props.lines().next().unwrap_or_default()),
+                text: text::quote(props.lines().next().unwrap_or_default(), 80),
                 expected: if name == "domain" {
                     "a `domain N` line"
                 } else {

@@ -43,6 +43,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::model::status::Status;
+use crate::util::text;
 use crate::util::text::io_reason;
 use crate::util::yaml::{self, FieldPath, YamlError};
 
@@ -156,7 +157,9 @@ pub fn parse_record(raw: &str) -> Result<Record, KmsgError> {
     let mut lines = raw.split('\n');
     let first = lines.next().unwrap_or_default();
     if first.starts_with(' ') {
-        return Err(KmsgError::OrphanDictionary { text: quote(first) });
+        return Err(KmsgError::OrphanDictionary {
+            text: text::clip(first, QUOTE_MAX),
+        });
     }
     for (i, line) in lines.enumerate() {
         let entry = line
@@ -165,15 +168,15 @@ pub fn parse_record(raw: &str) -> Result<Record, KmsgError> {
             .is_some_and(|(key, _)| !key.is_empty());
         if !entry {
             return Err(KmsgError::BadDictionary {
-                record: quote(first),
+                record: text::clip(first, QUOTE_MAX),
                 line: i + 2,
-                text: quote(line),
+                text: text::clip(line, QUOTE_MAX),
             });
         }
     }
     let Some((header, message)) = first.split_once(';') else {
         return Err(KmsgError::NoMessage {
-            record: quote(first),
+            record: text::clip(first, QUOTE_MAX),
         });
     };
     let mut fields = header.split(',');
@@ -182,13 +185,13 @@ pub fn parse_record(raw: &str) -> Result<Record, KmsgError> {
     let ts_us: u64 = number(fields.next(), "timestamp", first)?;
     if fields.next().map_or(true, str::is_empty) {
         return Err(KmsgError::MissingField {
-            record: quote(first),
+            record: text::clip(first, QUOTE_MAX),
             field: "flags",
         });
     }
     // Any further fields are extensions the ABI tells readers to ignore.
     let facility = u8::try_from(prefix >> 3).map_err(|_| KmsgError::BadField {
-        record: quote(first),
+        record: text::clip(first, QUOTE_MAX),
         field: "prefix",
         value: prefix.to_string(),
         expected: "a syslog priority (facility below 256)",
@@ -211,7 +214,7 @@ fn number<T: std::str::FromStr>(
         Some(v) if !v.is_empty() => v,
         _ => {
             return Err(KmsgError::MissingField {
-                record: quote(record),
+                record: text::clip(record, QUOTE_MAX),
                 field: name,
             })
         }
@@ -223,9 +226,9 @@ fn number<T: std::str::FromStr>(
         .then(|| value.parse::<T>().ok())
         .flatten();
     parsed.ok_or_else(|| KmsgError::BadField {
-        record: quote(record),
+        record: text::clip(record, QUOTE_MAX),
         field: name,
-        value: quote(value),
+        value: text::clip(value, QUOTE_MAX),
         expected: "a decimal number in range",
     })
 }
@@ -270,14 +273,6 @@ fn escape(s: &str) -> String {
         }
     }
     out
-}
-
-/// At most [`QUOTE_MAX`] characters of `s`, for error messages.
-fn quote(s: &str) -> String {
-    match s.char_indices().nth(QUOTE_MAX) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s.to_string(),
-    }
 }
 
 /// A record of the kernel log (`/dev/kmsg`), as attributed to a case.
