@@ -22,5 +22,11 @@ pub mod results;
 pub mod tools;
 pub mod util;
 
+/// What a unit test does when the machine lacks a tool or device it needs: fail under `CI=true`,
+/// else print a skip line. The integration tests share the file.
+#[cfg(test)]
+#[path = "../tests/common/needs.rs"]
+pub(crate) mod needs;
+
 #[path = "../suites/mod.rs"]
 pub mod suites;

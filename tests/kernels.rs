@@ -11,6 +11,8 @@
 #[path = "kernels/hip_decl.rs"]
 mod hip_decl;
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -604,12 +606,20 @@ fn run_pattern_program(compiler: &str, language: &[&str], rows: &[(u64, u32, u64
     String::from_utf8(out.stdout).expect("ASCII output")
 }
 
-fn check_header_with(env: &str, candidates: &[&str], language: &[&str]) {
+/// `package`: the Debian package that provides the first of `candidates`.
+fn check_header_with(env: &str, candidates: &[&str], package: &str, language: &[&str]) {
     let Some(compiler) = find_compiler(env, candidates) else {
-        println!(
-            "skipped: no compiler for {} on PATH (tried ${env}, {})",
-            language.join(" "),
-            candidates.join(", ")
+        let name = if language.contains(&"c++") {
+            "C++"
+        } else {
+            "C"
+        };
+        common::needs::missing(
+            &format!(
+                "a {name} compiler (tried ${env}, {})",
+                candidates.join(", ")
+            ),
+            &format!("Debian package {package}"),
         );
         return;
     };
@@ -630,13 +640,19 @@ fn svm_pattern_h_matches_pattern_rs_in_cxx() {
     check_header_with(
         "CXX",
         &["c++", "g++", "clang++"],
+        "g++",
         &["-x", "c++", "-std=c++11"],
     );
 }
 
 #[test]
 fn svm_pattern_h_matches_pattern_rs_in_c() {
-    check_header_with("CC", &["cc", "gcc", "clang"], &["-x", "c", "-std=c99"]);
+    check_header_with(
+        "CC",
+        &["cc", "gcc", "clang"],
+        "gcc",
+        &["-x", "c", "-std=c99"],
+    );
 }
 
 #[test]
