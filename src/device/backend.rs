@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::Device;
 use crate::fixtures::{self, FixtureError, Loaded};
-use crate::model::capability::DeviceInfo;
+use crate::model::capability::{Capabilities, DeviceInfo};
 use crate::model::profile::Profile;
 
 /// What the user asked of the device layer (the command line, a lab host file).
@@ -179,6 +179,49 @@ pub fn refuse_foreign(
     Ok(())
 }
 
+/// Where the [`Capabilities`] a device declares and what
+/// its observation methods answer disagree, one sentence each: a capability said and not
+/// given would fail cases that need it, one given and not said would skip them for nothing.
+/// Allocates one page of managed memory to ask about.
+pub fn capability_mismatches(caps: &Capabilities, dev: &mut dyn Device) -> Vec<String> {
+    use crate::model::memory::{AllocKind, PAGE_SIZE};
+    let name = dev.info().name.clone();
+    let mut out = Vec::new();
+    let agree = |out: &mut Vec<String>, what: &str, said: bool, answers: bool| {
+        if said != answers {
+            out.push(format!(
+                "{name}: capabilities say {what} is {}, but the device {}",
+                if said { "there" } else { "not there" },
+                if answers {
+                    "answers"
+                } else {
+                    "does not answer"
+                }
+            ));
+        }
+    };
+    match dev.alloc(AllocKind::Managed, PAGE_SIZE) {
+        Ok(buf) => {
+            let residency = dev.residency(buf, super::Span::pages(0, 1)).is_some();
+            agree(&mut out, "residency", caps.residency, residency);
+            let _ = dev.free(buf);
+        }
+        Err(e) => out.push(format!("{name}: cannot allocate a page to ask about: {e}")),
+    }
+    let events = dev.take_events().is_some();
+    agree(&mut out, "events", caps.events, events);
+    let vram = dev.vram_used().is_some();
+    agree(&mut out, "vram_usage", caps.vram_usage, vram);
+    let transient = dev.eviction_transient().is_some();
+    agree(
+        &mut out,
+        "eviction_transient",
+        caps.eviction_transient,
+        transient,
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,8 +269,10 @@ mod tests {
         assert!(!b.isolates_by_default());
         assert_eq!(b.default_threads(), None);
         assert!(b.unavailable().is_none());
-        let dev = b.open(7).expect("a device per case");
+        let mut dev = b.open(7).expect("a device per case");
         assert_eq!(dev.info().backend, crate::device::reference::name());
+        let wrong = capability_mismatches(&dev.info().caps.clone(), dev.as_mut());
+        assert!(wrong.is_empty(), "{wrong:?}");
     }
 
     #[test]
@@ -240,6 +285,12 @@ mod tests {
             match open(&s) {
                 Ok(b) => {
                     assert_eq!(b.name(), k.name);
+                    // Where the backend has its device here, what it says it can do is what
+                    // it does.
+                    if let Ok(mut dev) = b.open(1) {
+                        let wrong = capability_mismatches(&dev.info().caps.clone(), dev.as_mut());
+                        assert!(wrong.is_empty(), "{wrong:?}");
+                    }
                     assert_eq!(b.info().backend, k.name);
                     // Hardware shares one device: one case at a time, each in a process.
                     if b.hardware() {
@@ -262,5 +313,25 @@ mod tests {
         assert!(refuse_foreign(&s, &["--sim-break"], "no").is_ok());
         let e = refuse_foreign(&s, &[], "only the reference device").unwrap_err();
         assert_eq!(e.to_string(), "only the reference device");
+    }
+
+    #[test]
+    fn a_device_that_says_more_or_less_than_it_answers_is_named() {
+        let b = open(&settings(None)).expect("the reference device opens");
+        let mut dev = b.open(3).expect("a device");
+        // The reference device answers every observation: saying less of two is two mismatches.
+        let mut said = dev.info().caps.clone();
+        said.events = false;
+        said.residency = false;
+        let wrong = capability_mismatches(&said, dev.as_mut());
+        assert_eq!(wrong.len(), 2, "{wrong:?}");
+        assert!(
+            wrong[0].contains("residency is not there, but the device answers"),
+            "{wrong:?}"
+        );
+        assert!(
+            wrong[1].contains("events is not there, but the device answers"),
+            "{wrong:?}"
+        );
     }
 }
