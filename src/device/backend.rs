@@ -106,6 +106,66 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// What a hardware backend finds once per run and opens a device on per case: a GPU, a
+/// driver's node.
+pub trait Target: Send + Sync {
+    /// A fresh device on it, for one case.
+    fn open(&self) -> Result<Box<dyn Device>, super::DeviceError>;
+    /// One line for the start of a run.
+    fn describe(&self) -> String;
+    /// What its observers could and could not open, for run.json.
+    fn notes(&self) -> Vec<Note> {
+        Vec::new()
+    }
+}
+
+/// A hardware backend: its target where one was found, else why every case skips.
+pub struct Hardware<T> {
+    pub name: &'static str,
+    pub profile: Loaded<Profile>,
+    pub info: DeviceInfo,
+    pub target: Result<T, String>,
+}
+
+impl<T: Target> Backend for Hardware<T> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn profile(&self) -> &Loaded<Profile> {
+        &self.profile
+    }
+
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn describe(&self) -> Option<String> {
+        self.target.as_ref().ok().map(Target::describe)
+    }
+
+    fn hardware(&self) -> bool {
+        true
+    }
+
+    fn unavailable(&self) -> Option<&str> {
+        self.target.as_ref().err().map(String::as_str)
+    }
+
+    fn open(&self, _seed: u64) -> Result<Box<dyn Device>, OpenError> {
+        match &self.target {
+            Ok(target) => target
+                .open()
+                .map_err(|e| OpenError::Failed(format!("cannot open {}: {e}", self.info.name))),
+            Err(why) => Err(OpenError::Unavailable(why.clone())),
+        }
+    }
+
+    fn notes(&self) -> Vec<Note> {
+        self.target.as_ref().map(Target::notes).unwrap_or_default()
+    }
+}
+
 /// One observer's state for run.json: opened, and from what, or not, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Note {

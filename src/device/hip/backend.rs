@@ -8,12 +8,10 @@ use super::pci::DeviceSelector;
 use super::{no_gpu_info, probe, Gpu, Probe, ProbeError};
 use crate::device::amd::ObserverOptions;
 use crate::device::backend::{
-    self, Backend, BackendError, Detected, Kind, Note, OpenError, Settings,
+    self, Backend, BackendError, Detected, Hardware, Kind, Note, Settings, Target,
 };
-use crate::device::Device;
-use crate::fixtures::{self, Loaded};
-use crate::model::capability::DeviceInfo;
-use crate::model::profile::Profile;
+use crate::device::{Device, DeviceError};
+use crate::fixtures;
 
 pub const KIND: Kind = Kind {
     name: "hip",
@@ -24,13 +22,6 @@ pub const KIND: Kind = Kind {
 const NOT_BUILT: &str = "--backend hip: this svmconf was built without `--features hip`; rebuild \
      it with `cargo build --release --features hip` on a machine with ROCm (libamdhip64) and \
      clang-19 or hipcc, or run on the reference device with --backend sim";
-
-struct Hip {
-    profile: Loaded<Profile>,
-    info: DeviceInfo,
-    gpu: Option<Gpu>,
-    unavailable: Option<String>,
-}
 
 /// The GPU `--device` names, else the first.
 fn selector(s: &Settings) -> Result<DeviceSelector, BackendError> {
@@ -75,7 +66,7 @@ fn with(s: &Settings, found: Probe) -> Result<Box<dyn Backend>, BackendError> {
         "--sim-break, --sim-faults: only the reference device (--backend sim) can be broken on \
          purpose",
     )?;
-    Ok(Box::new(match found {
+    let (profile, info, target) = match found {
         Probe::Gpu(gpu) => {
             let profile = backend::profile_for(s, gpu.processor(), KIND.name)?;
             let mut gpu = *gpu;
@@ -89,66 +80,33 @@ fn with(s: &Settings, found: Probe) -> Result<Box<dyn Backend>, BackendError> {
                     amdgpu_trace: Some(trace.value),
                 });
             }
-            Hip {
-                profile,
-                info: gpu.info(),
-                gpu: Some(gpu),
-                unavailable: None,
-            }
+            (profile, gpu.info(), Ok(gpu))
         }
-        Probe::NoGpu(why) => Hip {
-            profile: backend::load_profile(s, "sim")?,
-            info: no_gpu_info(),
-            gpu: None,
-            unavailable: Some(why),
-        },
+        Probe::NoGpu(why) => (backend::load_profile(s, "sim")?, no_gpu_info(), Err(why)),
+    };
+    Ok(Box::new(Hardware {
+        name: KIND.name,
+        profile,
+        info,
+        target,
     }))
 }
 
-impl Backend for Hip {
-    fn name(&self) -> &'static str {
-        KIND.name
+impl Target for Gpu {
+    fn open(&self) -> Result<Box<dyn Device>, DeviceError> {
+        Gpu::open(self)
     }
 
-    fn profile(&self) -> &Loaded<Profile> {
-        &self.profile
-    }
-
-    fn info(&self) -> &DeviceInfo {
-        &self.info
-    }
-
-    fn describe(&self) -> Option<String> {
-        self.gpu.as_ref().map(Gpu::describe)
-    }
-
-    fn hardware(&self) -> bool {
-        true
-    }
-
-    fn unavailable(&self) -> Option<&str> {
-        self.unavailable.as_deref()
-    }
-
-    fn open(&self, _seed: u64) -> Result<Box<dyn Device>, OpenError> {
-        match (&self.gpu, &self.unavailable) {
-            (Some(gpu), _) => gpu
-                .open()
-                .map_err(|e| OpenError::Failed(format!("cannot open {}: {e}", self.info.name))),
-            (None, Some(why)) => Err(OpenError::Unavailable(why.clone())),
-            (None, None) => Err(OpenError::Failed("backend hip has no GPU to open".into())),
-        }
+    fn describe(&self) -> String {
+        Gpu::describe(self)
     }
 
     /// The amdgpu module parameters, then each observer: opened, and from what, or not, and why.
     fn notes(&self) -> Vec<Note> {
-        let Some(gpu) = &self.gpu else {
-            return Vec::new();
-        };
         std::iter::once(amdgpu_module_params(Path::new(
             crate::device::amd::SYSFS_ROOT,
         )))
-        .chain(gpu.observer_states().into_iter().map(|s| Note {
+        .chain(self.observer_states().into_iter().map(|s| Note {
             name: s.name.into(),
             available: s.available,
             detail: s.detail,
