@@ -9,10 +9,11 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const WORDS_PER_PAGE: u64 = PAGE_SIZE / 4;
 
 /// How an allocation is made, which decides whether it may migrate at all.
+/// Written and read by [`AllocKind::name`], the one table of its names.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
-#[serde(rename_all = "lowercase")]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum AllocKind {
     /// hipMallocManaged: an SVM allocation accessible to every GPU.
     Managed,
@@ -25,7 +26,6 @@ pub enum AllocKind {
     /// A shared mapping of a file: correct in place, never migrated.
     File,
     /// A VRAM buffer object outside SVM, used to put pressure on VRAM.
-    #[serde(rename = "device")]
     DeviceBuffer,
 }
 
@@ -68,5 +68,46 @@ impl AllocKind {
 impl fmt::Display for AllocKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl From<AllocKind> for &'static str {
+    fn from(k: AllocKind) -> &'static str {
+        k.name()
+    }
+}
+
+impl TryFrom<String> for AllocKind {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<AllocKind, String> {
+        AllocKind::from_name(&name).ok_or_else(|| {
+            let known: Vec<&str> = AllocKind::ALL.iter().map(|k| k.name()).collect();
+            format!(
+                "unknown allocation kind `{name}`, expected one of {}",
+                known.join(", ")
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_written_and_read_by_its_one_name() {
+        for k in AllocKind::ALL {
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.name()));
+            assert_eq!(serde_json::from_str::<AllocKind>(&json).unwrap(), k);
+        }
+        let e = serde_json::from_str::<AllocKind>("\"vram\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("unknown allocation kind `vram`, expected one of managed"),
+            "{e}"
+        );
     }
 }

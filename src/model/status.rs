@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 /// How a case ended, in the vocabulary of igt_runner and deqp-runner.
+/// Written and read by [`Status::name`], the one table of its names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum Status {
     Pass,
     Fail,
@@ -105,5 +106,49 @@ impl Status {
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl From<Status> for &'static str {
+    fn from(s: Status) -> &'static str {
+        s.name()
+    }
+}
+
+impl TryFrom<String> for Status {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Status, String> {
+        Status::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Status::ALL.iter().map(|s| s.name()).collect();
+                format!(
+                    "unknown status `{name}`, expected one of {}",
+                    known.join(", ")
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_is_written_and_read_by_its_one_name() {
+        for s in Status::ALL {
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{}\"", s.name()));
+            assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), s);
+        }
+        let e = serde_json::from_str::<Status>("\"passed\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("unknown status `passed`, expected one of pass, fail"),
+            "{e}"
+        );
     }
 }
