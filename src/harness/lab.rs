@@ -168,16 +168,11 @@ impl Host {
     }
 }
 
+/// Written in full as sysfs writes it (`0000:c1:00.0`, any case): the form the host file
+/// documents.
 fn is_pci_bus_id(s: &str) -> bool {
-    let hex = |p: &str, n: usize| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit());
-    let parts: Vec<&str> = s.split(':').collect();
-    match parts.as_slice() {
-        [domain, bus, rest] => match rest.split_once('.') {
-            Some((dev, func)) => hex(domain, 4) && hex(bus, 2) && hex(dev, 2) && hex(func, 1),
-            None => false,
-        },
-        _ => false,
-    }
+    s.parse::<crate::util::pci::PciAddress>()
+        .is_ok_and(|a| a.to_string().eq_ignore_ascii_case(s))
 }
 
 #[cfg(test)]

@@ -14,10 +14,8 @@
 //!   partition with the partition number OR-ed into `location_id`; only partition 0 matches the
 //!   PCI address, and more than one GPU is out of this suite's scope.
 
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use crate::util::text;
 use crate::util::text::io_reason;
@@ -27,83 +25,7 @@ pub const DRM_CLASS: &str = "class/drm";
 /// The KFD topology's nodes, under the sysfs root.
 pub const KFD_NODES: &str = "class/kfd/kfd/topology/nodes";
 
-/// A PCI address, `domain:bus:device.function`, as sysfs and `hipDeviceGetPCIBusId` write it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PciAddress {
-    pub domain: u32,
-    pub bus: u8,
-    pub device: u8,
-    pub function: u8,
-}
-
-impl PciAddress {
-    /// `devfn` as the kernel packs it: device << 3 | function.
-    pub fn devfn(self) -> u8 {
-        self.device << 3 | self.function
-    }
-}
-
-impl fmt::Display for PciAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:04x}:{:02x}:{:02x}.{:x}",
-            self.domain, self.bus, self.device, self.function
-        )
-    }
-}
-
-/// Written as text, `0000:c1:00.0`, in run.json and the journal.
-impl serde::Serialize for PciAddress {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("`{text}` is not a PCI address; expected `DOMAIN:BUS:DEVICE.FUNCTION` in hex, like `0000:c1:00.0` (the domain may be left out)")]
-pub struct BadPciAddress {
-    pub text: String,
-}
-
-impl FromStr for PciAddress {
-    type Err = BadPciAddress;
-
-    /// `0000:c1:00.0` or `c1:00.0`, any case; surrounding whitespace is ignored.
-    fn from_str(s: &str) -> Result<PciAddress, BadPciAddress> {
-        let bad = || BadPciAddress {
-            text: s.to_string(),
-        };
-        let t = s.trim();
-        let (head, function) = t.rsplit_once('.').ok_or_else(bad)?;
-        let parts: Vec<&str> = head.split(':').collect();
-        let (domain, bus, device) = match parts[..] {
-            [d, b, dev] => (d, b, dev),
-            [b, dev] => ("0", b, dev),
-            _ => return Err(bad()),
-        };
-        let hex = |text: &str, max_digits: usize| -> Result<u32, BadPciAddress> {
-            if text.is_empty()
-                || text.len() > max_digits
-                || !text.bytes().all(|b| b.is_ascii_hexdigit())
-            {
-                return Err(bad());
-            }
-            u32::from_str_radix(text, 16).map_err(|_| bad())
-        };
-        let device = hex(device, 2)?;
-        let function = hex(function, 1)?;
-        if device > 0x1f || function > 7 {
-            return Err(bad());
-        }
-        Ok(PciAddress {
-            domain: hex(domain, 8)?,
-            bus: hex(bus, 2)? as u8,
-            device: device as u8,
-            function: function as u8,
-        })
-    }
-}
+pub use crate::util::pci::PciAddress;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SysfsError {

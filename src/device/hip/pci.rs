@@ -7,53 +7,7 @@
 
 use std::fmt;
 
-/// A PCI address: domain, bus, device, function.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PciBusId {
-    pub domain: u16,
-    pub bus: u8,
-    pub device: u8,
-    pub function: u8,
-}
-
-impl PciBusId {
-    /// Parses `0000:c1:00.0`, `c1:00.0` (domain 0), `0000:C1:00` (function 0), any case.
-    pub fn parse(s: &str) -> Option<PciBusId> {
-        let s = s.trim();
-        let (rest, function) = match s.rsplit_once('.') {
-            Some((rest, f)) => (rest, u8::from_str_radix(f, 16).ok().filter(|f| *f < 8)?),
-            None => (s, 0),
-        };
-        let parts: Vec<&str> = rest.split(':').collect();
-        let (domain, bus, device) = match parts.as_slice() {
-            [d, b, v] => (*d, *b, *v),
-            [b, v] => ("0", *b, *v),
-            _ => return None,
-        };
-        let hex = |t: &str, max_len: usize| {
-            (!t.is_empty() && t.len() <= max_len && t.chars().all(|c| c.is_ascii_hexdigit()))
-                .then(|| u32::from_str_radix(t, 16).ok())
-                .flatten()
-        };
-        let device = hex(device, 2).filter(|d| *d < 32)?;
-        Some(PciBusId {
-            domain: hex(domain, 4)? as u16,
-            bus: hex(bus, 2)? as u8,
-            device: device as u8,
-            function,
-        })
-    }
-}
-
-impl fmt::Display for PciBusId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:04x}:{:02x}:{:02x}.{:x}",
-            self.domain, self.bus, self.device, self.function
-        )
-    }
-}
+use crate::util::pci::PciAddress;
 
 /// `--device`: which GPU of the machine the run uses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -64,7 +18,7 @@ pub enum DeviceSelector {
     /// HIP's device index, as HIP_VISIBLE_DEVICES leaves them.
     Index(u32),
     /// The device at this PCI address, whatever its index.
-    Pci(PciBusId),
+    Pci(PciAddress),
 }
 
 impl DeviceSelector {
@@ -72,7 +26,7 @@ impl DeviceSelector {
     pub fn parse(s: &str) -> Option<DeviceSelector> {
         let s = s.trim();
         if s.contains(':') {
-            return PciBusId::parse(s).map(DeviceSelector::Pci);
+            return PciAddress::parse_typed(s).map(DeviceSelector::Pci);
         }
         s.parse().ok().map(DeviceSelector::Index)
     }
@@ -84,7 +38,7 @@ impl DeviceSelector {
             DeviceSelector::Index(want) => devices.iter().find(|(i, _)| i == want).map(|d| d.0),
             DeviceSelector::Pci(want) => devices
                 .iter()
-                .find(|(_, id)| PciBusId::parse(id).is_some_and(|p| p == *want))
+                .find(|(_, id)| PciAddress::parse_typed(id).is_some_and(|p| p == *want))
                 .map(|(i, _)| *i),
         }
     }
@@ -112,14 +66,14 @@ mod tests {
     #[case("0000:03:00", 0, 3, 0, 0)]
     fn parses_the_forms_people_paste(
         #[case] s: &str,
-        #[case] domain: u16,
+        #[case] domain: u32,
         #[case] bus: u8,
         #[case] device: u8,
         #[case] function: u8,
     ) {
         assert_eq!(
-            PciBusId::parse(s),
-            Some(PciBusId {
+            PciAddress::parse_typed(s),
+            Some(PciAddress {
                 domain,
                 bus,
                 device,
@@ -138,21 +92,21 @@ mod tests {
     #[case("0000:g1:00.0")]
     #[case("a:b:c:d")]
     fn rejects_what_is_not_a_pci_address(#[case] s: &str) {
-        assert_eq!(PciBusId::parse(s), None);
+        assert_eq!(PciAddress::parse_typed(s), None);
     }
 
     #[test]
     fn formats_as_hip_and_sysfs_do() {
-        let p = PciBusId::parse("0000:C1:00.0").unwrap();
+        let p = PciAddress::parse_typed("0000:C1:00.0").unwrap();
         assert_eq!(p.to_string(), "0000:c1:00.0");
-        let odd = PciBusId {
+        let odd = PciAddress {
             domain: 0x1a,
             bus: 3,
             device: 0x1f,
             function: 2,
         };
         assert_eq!(odd.to_string(), "001a:03:1f.2");
-        assert_eq!(PciBusId::parse(&odd.to_string()), Some(odd));
+        assert_eq!(PciAddress::parse_typed(&odd.to_string()), Some(odd));
     }
 
     #[test]
