@@ -8,31 +8,14 @@
 use crate::case::{CaseResult, Ctx, Stop};
 use crate::device::{Location, Span, PAGE_SIZE};
 use crate::model::timing::Metric;
-use crate::suites::{Body, Need};
 use crate::{check, check_eq};
 
-pub const BODIES: &[Body] = &[
-    Body {
-        name: "cpu_fault::read",
-        run: read,
-        needs: &[Need::Xnack],
-    },
-    Body {
-        name: "cpu_fault::write",
-        run: write,
-        needs: &[Need::Xnack],
-    },
-    Body {
-        name: "cpu_fault::partial_touch",
-        run: partial_touch,
-        needs: &[Need::Xnack],
-    },
-    Body {
-        name: "cpu_fault::whole_allocation",
-        run: whole_allocation,
-        needs: &[Need::Xnack, Need::Residency],
-    },
-];
+bodies! {
+    read: [Xnack],
+    write: [Xnack],
+    partial_touch: [Xnack],
+    whole_allocation: [Xnack, Residency],
+}
 
 /// The GPU writes (migrating to VRAM); the CPU reads everything back; the read is timed.
 fn read(ctx: &mut Ctx) -> CaseResult {

@@ -5,26 +5,13 @@ use crate::case::{CaseResult, Ctx, Stop};
 use crate::device::kernels::Launch;
 use crate::device::{CpuOp, CpuThreads, Location, Span, WORDS_PER_PAGE};
 use crate::model::timing::Metric;
-use crate::suites::{Body, Need};
 use crate::{check, check_eq};
 
-pub const BODIES: &[Body] = &[
-    Body {
-        name: "fault_storm::scattered",
-        run: scattered,
-        needs: &[Need::Xnack, Need::GpuFaultMigration],
-    },
-    Body {
-        name: "fault_storm::cpu_threads",
-        run: cpu_threads,
-        needs: &[Need::Xnack],
-    },
-    Body {
-        name: "fault_storm::ping_pong",
-        run: ping_pong,
-        needs: &[Need::Xnack, Need::Concurrency],
-    },
-];
+bodies! {
+    scattered: [Xnack, GpuFaultMigration],
+    cpu_threads: [Xnack],
+    ping_pong: [Xnack, Concurrency],
+}
 
 /// A step coprime to `n`, so `(i * step + offset) % n` visits every page once, scattered.
 /// Above two pages the step is at least 2, so neighbouring blocks never fault neighbouring pages.

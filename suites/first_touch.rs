@@ -5,13 +5,10 @@
 use crate::case::{CaseResult, Ctx, Stop};
 use crate::device::{Advice, Location};
 use crate::model::timing::Metric;
-use crate::suites::{Body, Need};
 
-pub const BODIES: &[Body] = &[Body {
-    name: "first_touch::gpu_touch",
-    run: gpu_touch,
-    needs: &[Need::Xnack],
-}];
+bodies! {
+    gpu_touch: [Xnack],
+}
 
 /// Parameters (`with:`): `preferred`: unset | vram | system; `cpu_written`: whether the CPU
 /// writes the memory first (so the GPU faults on populated pages rather than empty ones).

@@ -9,19 +9,10 @@ use crate::case::{CaseResult, Ctx, Stop};
 use crate::check;
 use crate::device::kernels::Launch;
 use crate::device::{AllocKind, Location, ProcessExit};
-use crate::suites::{Body, Need};
 
-pub const BODIES: &[Body] = &[Body {
-    name: "gpu_reset::holder_ends",
-    run: holder_ends,
-    needs: &[
-        Need::Destructive,
-        Need::Reset,
-        Need::Processes,
-        Need::Xnack,
-        Need::GpuFaultMigration,
-    ],
-}];
+bodies! {
+    holder_ends: [Destructive, Reset, Processes, Xnack, GpuFaultMigration],
+}
 
 /// A holder process keeps data in VRAM and in system memory, and a bystander process that never
 /// used the GPU keeps data in system memory; the GPU resets; the holder must end within

@@ -1,7 +1,23 @@
 //! The conformance cases, one module per migration path, and the registry the runner plans from.
 //!
-//! A body is registered here once with what it needs from the device; `fixtures/cases.yaml`
-//! says which sizes, allocation kinds and parameters each runs with.
+//! A body is a function of its suite's file, listed once in that file's `bodies!` with what it
+//! needs from the device; its name is where it lives (`prefetch::round_trip` is `round_trip` in
+//! `suites/prefetch.rs`). `fixtures/cases.yaml` says which sizes, allocation kinds and
+//! parameters each runs with.
+
+/// Registers the bodies of one suite file as its `BODIES`: each a function of the file, with
+/// the [`Need`]s it has of every device, named `<file>::<function>`.
+macro_rules! bodies {
+    ($($run:ident: [$($need:ident),* $(,)?]),* $(,)?) => {
+        pub const BODIES: &[$crate::suites::Body] = &[$(
+            $crate::suites::Body {
+                name: $crate::suites::name_of(concat!(module_path!(), "::", stringify!($run))),
+                run: $run,
+                needs: &[$($crate::model::capability::Need::$need),*],
+            }
+        ),*];
+    };
+}
 
 pub mod cpu_fault;
 pub mod fault_storm;
@@ -27,6 +43,29 @@ pub struct Body {
     pub needs: &'static [Need],
 }
 
+/// The last two segments of a path: `prefetch::round_trip` of
+/// `svmconf::suites::prefetch::round_trip`, the name of a body by where it lives.
+pub const fn name_of(path: &'static str) -> &'static str {
+    let b = path.as_bytes();
+    let (mut end, mut seen, mut start) = (b.len(), 0, 0);
+    while end >= 2 {
+        if b[end - 1] == b':' && b[end - 2] == b':' {
+            seen += 1;
+            if seen == 2 {
+                start = end;
+                break;
+            }
+            end -= 2;
+        } else {
+            end -= 1;
+        }
+    }
+    match std::str::from_utf8(b.split_at(start).1) {
+        Ok(name) => name,
+        Err(_) => panic!("a module path is UTF-8"),
+    }
+}
+
 /// Every body of every suite.
 pub fn registry() -> Vec<Body> {
     [
@@ -41,4 +80,30 @@ pub fn registry() -> Vec<Body> {
         page_state::BODIES,
     ]
     .concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_named_by_its_file_and_function() {
+        assert_eq!(
+            name_of("svmconf::suites::prefetch::round_trip"),
+            "prefetch::round_trip"
+        );
+        assert_eq!(name_of("vma::mremap"), "vma::mremap");
+        assert_eq!(name_of("alone"), "alone");
+        let names: Vec<&str> = registry().iter().map(|b| b.name).collect();
+        assert!(names.contains(&"prefetch::round_trip"), "{names:?}");
+        assert!(names.contains(&"multi_gpu::accessed_by_peer"), "{names:?}");
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            names.len(),
+            "two bodies share a name: {names:?}"
+        );
+    }
 }

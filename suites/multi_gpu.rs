@@ -3,20 +3,19 @@
 //! and the device allow two GPUs.
 
 use crate::case::{CaseResult, Ctx, Stop};
-use crate::suites::{Body, Need};
 
-pub const BODIES: &[Body] = &[
-    Body {
-        name: "multi_gpu::vram_to_vram",
-        run: peer,
-        needs: &[Need::MultiGpu],
-    },
-    Body {
-        name: "multi_gpu::accessed_by_peer",
-        run: peer,
-        needs: &[Need::MultiGpu],
-    },
-];
+bodies! {
+    vram_to_vram: [MultiGpu],
+    accessed_by_peer: [MultiGpu],
+}
+
+fn vram_to_vram(ctx: &mut Ctx) -> CaseResult {
+    peer(ctx)
+}
+
+fn accessed_by_peer(ctx: &mut Ctx) -> CaseResult {
+    peer(ctx)
+}
 
 /// The Device trait addresses one GPU; a second device handle comes with the first policy that
 /// migrates between GPUs. Until then a device that has two says so rather than passing.

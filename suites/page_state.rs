@@ -23,20 +23,11 @@ use std::fmt::Write as _;
 use crate::case::{CaseResult, Ctx, Stop};
 use crate::check;
 use crate::device::{Buf, Location, Span, PAGE_SIZE};
-use crate::suites::{Body, Need};
 
-pub const BODIES: &[Body] = &[
-    Body {
-        name: "page_state::walk",
-        run: walk,
-        needs: &[Need::Xnack, Need::Residency],
-    },
-    Body {
-        name: "page_state::huge_page",
-        run: huge_page,
-        needs: &[Need::Xnack, Need::Residency],
-    },
-];
+bodies! {
+    walk: [Xnack, Residency],
+    huge_page: [Xnack, Residency],
+}
 
 /// Pages of a transparent huge page (2 MiB).
 const HUGE_PAGES: u64 = 512;

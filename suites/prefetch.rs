@@ -5,36 +5,15 @@ use crate::case::{CaseResult, Ctx};
 use crate::device::kernels::Launch;
 use crate::device::{Buf, Location, Span, Trigger, PAGE_SIZE};
 use crate::model::timing::Metric;
-use crate::suites::{Body, Need};
 use crate::{check, check_eq};
 
-pub const BODIES: &[Body] = &[
-    Body {
-        name: "prefetch::round_trip",
-        run: round_trip,
-        needs: &[],
-    },
-    Body {
-        name: "prefetch::partial",
-        run: partial,
-        needs: &[Need::Residency],
-    },
-    Body {
-        name: "prefetch::already_resident",
-        run: already_resident,
-        needs: &[Need::Events],
-    },
-    Body {
-        name: "prefetch::rounds",
-        run: rounds,
-        needs: &[Need::Xnack],
-    },
-    Body {
-        name: "prefetch::racing_kernel",
-        run: racing_kernel,
-        needs: &[Need::Xnack, Need::Concurrency],
-    },
-];
+bodies! {
+    round_trip: [],
+    partial: [Residency],
+    already_resident: [Events],
+    rounds: [Xnack],
+    racing_kernel: [Xnack, Concurrency],
+}
 
 /// CPU-written data prefetched to VRAM, checked and rewritten by the GPU, prefetched back and
 /// checked by the CPU; both directions timed against the link.

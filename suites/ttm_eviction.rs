@@ -13,30 +13,13 @@ use crate::case::{CaseResult, Ctx, Stop};
 use crate::check;
 use crate::device::{AllocKind, Buf, Location, PAGE_SIZE};
 use crate::model::timing::{Metric, Unit};
-use crate::suites::{Body, Need};
 
-pub const BODIES: &[Body] = &[
-    Body {
-        name: "ttm_eviction::device_buffers",
-        run: device_buffers,
-        needs: &[Need::Xnack, Need::DeviceBuffers],
-    },
-    Body {
-        name: "ttm_eviction::oversubscribe",
-        run: oversubscribe,
-        needs: &[Need::Xnack, Need::GpuFaultMigration],
-    },
-    Body {
-        name: "ttm_eviction::lru_order",
-        run: lru_order,
-        needs: &[Need::Xnack, Need::DeviceBuffers, Need::Residency],
-    },
-    Body {
-        name: "ttm_eviction::evict_all",
-        run: evict_all,
-        needs: &[Need::Xnack],
-    },
-];
+bodies! {
+    device_buffers: [Xnack, DeviceBuffers],
+    oversubscribe: [Xnack, GpuFaultMigration],
+    lru_order: [Xnack, DeviceBuffers, Residency],
+    evict_all: [Xnack],
+}
 
 /// VRAM emptied of SVM data at once (TTM before a reset or on suspend; the HMM test driver's
 /// RELEASE): every page of the allocation is back in system memory with its data, and it

@@ -6,36 +6,15 @@
 use crate::case::{CaseResult, Ctx, Stop};
 use crate::device::kernels::Launch;
 use crate::device::{DeviceError, Location, Protection, Span};
-use crate::suites::{Body, Need};
 use crate::{check, check_eq};
 
-pub const BODIES: &[Body] = &[
-    Body {
-        name: "vma::partial_unmap",
-        run: partial_unmap,
-        needs: &[Need::Xnack],
-    },
-    Body {
-        name: "vma::mremap",
-        run: mremap,
-        needs: &[Need::Xnack],
-    },
-    Body {
-        name: "vma::fork_cow",
-        run: fork_cow,
-        needs: &[Need::Xnack, Need::Fork],
-    },
-    Body {
-        name: "vma::readonly_gpu_write",
-        run: readonly_gpu_write,
-        needs: &[Need::Xnack],
-    },
-    Body {
-        name: "vma::in_place",
-        run: in_place,
-        needs: &[],
-    },
-];
+bodies! {
+    partial_unmap: [Xnack],
+    mremap: [Xnack],
+    fork_cow: [Xnack, Fork],
+    readonly_gpu_write: [Xnack],
+    in_place: [],
+}
 
 /// The middle quarter of VRAM-resident memory is unmapped. What is left is right on the GPU and
 /// on the CPU, and the unmapped part is really gone (a CPU access faults).
