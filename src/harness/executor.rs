@@ -18,9 +18,8 @@ use super::progress::Progress;
 use super::watch::Observers;
 use crate::case::{Ctx, Stop};
 use crate::device::backend::{Backend, OpenError};
-use crate::device::{Destructive, Device, DeviceInfo};
+use crate::device::{Destructive, Device};
 use crate::fixtures::CaseInstance;
-use crate::model::profile::Profile;
 use crate::results::journal::Start;
 use crate::results::{self, Attempt, CaseRecord, Status};
 use crate::suites::Body;
@@ -28,11 +27,9 @@ use crate::suites::Body;
 /// What every case of a run shares.
 pub struct Runner {
     pub options: Options,
-    pub profile: Profile,
     /// The profile as the command line named it, for child processes and repro lines.
     pub profile_arg: String,
-    pub info: DeviceInfo,
-    /// Where each case gets its device.
+    /// Where each case gets its device, and the profile and device info of the run.
     pub backend: std::sync::Arc<dyn Backend>,
     pub fixtures: PathBuf,
     pub isolation: Isolation,
@@ -132,8 +129,13 @@ impl Runner {
                 return record;
             }
         }
-        let unmet = plan::needs(body, instance)
-            .find_map(|need| need.unmet(&self.info, &self.profile, self.destructive.is_some()));
+        let unmet = plan::needs(body, instance).find_map(|need| {
+            need.unmet(
+                self.backend.info(),
+                &self.backend.profile().value,
+                self.destructive.is_some(),
+            )
+        });
         if let Some(reason) = unmet {
             return CaseRecord {
                 status: Status::Skip,
@@ -251,7 +253,7 @@ impl Runner {
             Ok(mut dev) => {
                 let mut ctx = Ctx::new(
                     dev.as_mut(),
-                    &self.profile,
+                    &self.backend.profile().value,
                     base.seed,
                     instance.size,
                     instance.kind,

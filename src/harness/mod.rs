@@ -592,12 +592,10 @@ impl Runner {
     fn new(options: &Options, opened: Arc<dyn Backend>, isolation: cli::Isolation) -> Runner {
         Runner {
             options: options.clone(),
-            profile: opened.profile().value.clone(),
             profile_arg: options
                 .profile
                 .clone()
                 .unwrap_or_else(|| opened.profile().value.name.clone()),
-            info: opened.info().clone(),
             backend: opened,
             fixtures: fixtures_root(options),
             isolation,
