@@ -442,6 +442,13 @@ fn an_unwritable_results_folder_is_named_and_leaves_nothing() {
     "expectations/sim.yaml:",
     "prefetch::("
 )]
+#[case::unknown_body(
+    "cases.yaml",
+    "  - name: prefetch::partial\n",
+    "  - name: prefetch::partial\n    body: prefetch::partal\n",
+    "cases.yaml:",
+    "case `prefetch::partial` names body `prefetch::partal`, which no suite registers"
+)]
 #[case::profile_typo(
     "profiles/sim.yaml",
     "vram_bytes:",
@@ -484,6 +491,38 @@ fn malformed_fixtures_are_named_by_file_line_and_field(
     });
     assert!(located, "file:line in: {msg}");
     assert!(msg.contains(what), "`{what}` in: {msg}");
+    assert!(!folder.exists(), "nothing is created on bad input");
+}
+
+/// A body that no case runs is a case nobody can run: the plan refuses it, naming the body and
+/// the file where a case for it belongs.
+#[test]
+fn a_body_no_case_runs_is_refused() {
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let fixtures = tmp.path().join("fixtures");
+    copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures"),
+        &fixtures,
+    );
+    let path = fixtures.join("cases.yaml");
+    let original = std::fs::read_to_string(&path).expect("the fixture exists");
+    let from = "  - name: prefetch::already_resident\n";
+    assert!(original.contains(from));
+    let to = "  - name: prefetch::already_resident\n    body: prefetch::round_trip\n";
+    std::fs::write(&path, original.replacen(from, to, 1)).expect("write the fixture");
+    let folder = tmp.path().join("results");
+    let out = svmconf(&[
+        "--fixtures",
+        fixtures.to_str().unwrap_or_default(),
+        "--results",
+        folder.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("cases.yaml: no case runs the bodies prefetch::already_resident"),
+        "{}",
+        text(&out)
+    );
     assert!(!folder.exists(), "nothing is created on bad input");
 }
 

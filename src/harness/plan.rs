@@ -37,10 +37,12 @@ impl Plan {
             let body = registry.get(i.body.as_str()).ok_or_else(|| {
                 let mut known: Vec<&str> = registry.keys().copied().collect();
                 known.sort();
+                let line =
+                    fixtures::case_line(&root, &i.case).map_or(String::new(), |l| format!(":{l}"));
                 SetupError::Plan(format!(
-                    "{}: case `{}` names body `{}`, which no suite registers (known: {})",
+                    "{}{line}: case `{}` names body `{}`, which no suite registers (known: {})",
                     cases.path.display(),
-                    i.name,
+                    i.case,
                     i.body,
                     known.join(", ")
                 ))
