@@ -195,3 +195,29 @@ fn multi_gpu_cases_skip_because_the_policy_has_one_gpu() {
         );
     }
 }
+
+/// A device that says it reports migration events but answers none would skip nothing and leave
+/// every event check blind: the run is refused before anything is written, naming the
+/// disagreement.
+#[test]
+fn a_device_that_does_not_answer_what_it_claims_is_refused_before_the_run() {
+    let results = tempfile::tempdir().expect("a temporary folder");
+    let out = svmconf(&[
+        "--results",
+        results.path().to_str().unwrap_or_default(),
+        "--sim-break",
+        "silent-events",
+        "prefetch::",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("--backend sim: what the device says it can observe is not what it answers")
+            && said.contains("capabilities say events is there, but the device does not answer"),
+        "{said}"
+    );
+    let left = std::fs::read_dir(results.path())
+        .expect("the folder is there")
+        .count();
+    assert_eq!(left, 0, "nothing is written: {said}");
+}

@@ -6,7 +6,7 @@
 //! `tests.rs`, `#[cfg(test)]` modules) are left out. Two modules one of which holds the other
 //! are not an edge (a folder's `mod.rs` and its children are one unit). Any other use is lifted
 //! to the two siblings under the lowest module that holds both, and each module's children must
-//! form no cycle, but for the folders of [`ONE_UNIT`]. `SVMCONF_GRAPH=1 cargo test --test layout -- --nocapture` prints the graph.
+//! form no cycle. `SVMCONF_GRAPH=1 cargo test --test layout -- --nocapture` prints the graph.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,12 +16,6 @@ const LAYERS: &[&str] = &[
     "util", "model", "fixtures", "observe", "device", "case", "suites", "results", "harness",
     "tools",
 ];
-
-/// Folders whose files are one unit, where a cycle among them is allowed: the reference
-/// device's `Gpu` is one type whose methods are split by migration path across `gpu.rs`,
-/// `fault.rs`, `migrate.rs` and `kernels.rs`, and its pages' owners (`object.rs`, `vram.rs`)
-/// point at each other. Every other folder's children must form no cycle.
-const ONE_UNIT: &[&str] = &["device::sim"];
 
 type Module = Vec<String>;
 
@@ -282,9 +276,6 @@ fn sibling_edges(uses: &[Use]) -> BTreeMap<Module, BTreeMap<(String, String), St
 fn cycles(uses: &[Use]) -> Vec<String> {
     let mut found = Vec::new();
     for (parent, edges) in sibling_edges(uses) {
-        if ONE_UNIT.contains(&parent.join("::").as_str()) {
-            continue;
-        }
         let nodes: BTreeSet<&String> = edges.keys().flat_map(|(a, b)| [a, b]).collect();
         // Two nodes are in one cycle when each reaches the other.
         let reach = |from: &String| {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::Device;
 use crate::fixtures::{self, FixtureError, Loaded};
-use crate::model::capability::{Capabilities, DeviceInfo};
+use crate::model::capability::{Capabilities, DeviceInfo, Need};
 use crate::model::profile::Profile;
 
 /// What the user asked of the device layer (the command line, a lab host file).
@@ -243,7 +243,7 @@ pub fn refuse_foreign(
 /// its observation methods answer disagree, one sentence each: a capability said and not
 /// given would fail cases that need it, one given and not said would skip them for nothing.
 /// Allocates one page of managed memory to ask about.
-pub fn capability_mismatches(caps: &Capabilities, dev: &mut dyn Device) -> Vec<String> {
+pub fn capability_mismatches(caps: Capabilities, dev: &mut dyn Device) -> Vec<String> {
     use crate::model::memory::{AllocKind, PAGE_SIZE};
     let name = dev.info().name.clone();
     let mut out = Vec::new();
@@ -263,23 +263,46 @@ pub fn capability_mismatches(caps: &Capabilities, dev: &mut dyn Device) -> Vec<S
     match dev.alloc(AllocKind::Managed, PAGE_SIZE) {
         Ok(buf) => {
             let residency = dev.residency(buf, super::Span::pages(0, 1)).is_some();
-            agree(&mut out, "residency", caps.residency, residency);
+            agree(&mut out, "residency", caps.has(Need::Residency), residency);
             let _ = dev.free(buf);
         }
         Err(e) => out.push(format!("{name}: cannot allocate a page to ask about: {e}")),
     }
     let events = dev.take_events().is_some();
-    agree(&mut out, "events", caps.events, events);
+    agree(&mut out, "events", caps.has(Need::Events), events);
     let vram = dev.vram_used().is_some();
-    agree(&mut out, "vram_usage", caps.vram_usage, vram);
+    agree(&mut out, "vram_usage", caps.has(Need::VramUsage), vram);
     let transient = dev.eviction_transient().is_some();
     agree(
         &mut out,
         "eviction_transient",
-        caps.eviction_transient,
+        caps.has(Need::EvictionTransient),
         transient,
     );
     out
+}
+
+/// Refuses a run on a backend whose [`Capabilities`] are not what its device answers: the skip
+/// reasons come from the capabilities, and the checks from the answers, so a disagreement
+/// would skip what could run or leave a check blind. Asked once per run, of a device opened
+/// with the run's seed, before anything is written. Where no device opens, the cases say why.
+pub fn check_capabilities(backend: &dyn Backend, seed: u64) -> Result<(), BackendError> {
+    if backend.unavailable().is_some() {
+        return Ok(());
+    }
+    let Ok(mut dev) = backend.open(seed) else {
+        return Ok(());
+    };
+    let wrong = capability_mismatches(backend.info().caps, dev.as_mut());
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    Err(BackendError::Refused(format!(
+        "--backend {}: what the device says it can observe is not what it answers, so skip \
+         reasons and checks would be wrong (a defect of the backend): {}",
+        backend.name(),
+        wrong.join("; ")
+    )))
 }
 
 #[cfg(test)]
@@ -331,7 +354,7 @@ mod tests {
         assert!(b.unavailable().is_none());
         let mut dev = b.open(7).expect("a device per case");
         assert_eq!(dev.info().backend, crate::device::reference::name());
-        let wrong = capability_mismatches(&dev.info().caps.clone(), dev.as_mut());
+        let wrong = capability_mismatches(dev.info().caps, dev.as_mut());
         assert!(wrong.is_empty(), "{wrong:?}");
     }
 
@@ -348,7 +371,7 @@ mod tests {
                     // Where the backend has its device here, what it says it can do is what
                     // it does.
                     if let Ok(mut dev) = b.open(1) {
-                        let wrong = capability_mismatches(&dev.info().caps.clone(), dev.as_mut());
+                        let wrong = capability_mismatches(dev.info().caps, dev.as_mut());
                         assert!(wrong.is_empty(), "{wrong:?}");
                     }
                     assert_eq!(b.info().backend, k.name);
@@ -380,10 +403,10 @@ mod tests {
         let b = open(&settings(None)).expect("the reference device opens");
         let mut dev = b.open(3).expect("a device");
         // The reference device answers every observation: saying less of two is two mismatches.
-        let mut said = dev.info().caps.clone();
-        said.events = false;
-        said.residency = false;
-        let wrong = capability_mismatches(&said, dev.as_mut());
+        let mut said = dev.info().caps;
+        said.set(Need::Events, false);
+        said.set(Need::Residency, false);
+        let wrong = capability_mismatches(said, dev.as_mut());
         assert_eq!(wrong.len(), 2, "{wrong:?}");
         assert!(
             wrong[0].contains("residency is not there, but the device answers"),
@@ -393,5 +416,54 @@ mod tests {
             wrong[1].contains("events is not there, but the device answers"),
             "{wrong:?}"
         );
+    }
+
+    /// A hardware backend whose device is the reference device, saying what `caps` say.
+    struct Claims(Box<dyn Backend>);
+
+    impl Target for Claims {
+        fn open(&self) -> Result<Box<dyn Device>, super::super::DeviceError> {
+            Ok(self
+                .0
+                .open(1)
+                .map_err(|_| ())
+                .expect("the reference device opens"))
+        }
+        fn describe(&self) -> String {
+            "the reference device under another name".into()
+        }
+    }
+
+    fn claiming(caps: Capabilities, target: Result<Claims, String>) -> Hardware<Claims> {
+        let sim = open(&settings(None)).expect("the reference device opens");
+        let mut info = sim.info().clone();
+        info.caps = caps;
+        Hardware {
+            name: "claims",
+            profile: sim.profile().clone(),
+            info,
+            target,
+        }
+    }
+
+    #[test]
+    fn a_run_is_refused_on_a_backend_that_says_other_than_its_device_answers() {
+        let sim = || open(&settings(None)).expect("the reference device opens");
+        let honest = sim().info().caps;
+        check_capabilities(sim().as_ref(), 1).expect("the reference device is honest");
+        let ok = claiming(honest, Ok(Claims(sim())));
+        check_capabilities(&ok, 1).expect("the same claims, the same answers");
+
+        let modest = claiming(honest.with(Need::Events, false), Ok(Claims(sim())));
+        let e = check_capabilities(&modest, 1).expect_err("says no events, answers them");
+        assert_eq!(
+            e.to_string(),
+            "--backend claims: what the device says it can observe is not what it answers, so \
+             skip reasons and checks would be wrong (a defect of the backend): Reference device \
+             (profile sim): capabilities say events is not there, but the device answers"
+        );
+        // Without a device there is nothing to ask: the cases say why they skip.
+        let absent = claiming(honest.with(Need::Events, false), Err("no GPU".into()));
+        check_capabilities(&absent, 1).expect("nothing to ask");
     }
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use crate::device::kernels::Launch;
 
-pub use crate::model::capability::{Capabilities, DeviceInfo};
+pub use crate::model::capability::{Capabilities, DeviceInfo, Need};
 pub use crate::model::memory::{AllocKind, PAGE_SIZE, WORDS_PER_PAGE};
 
 /// Where a page lives.

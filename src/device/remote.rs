@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use super::{
     Advice, AllocKind, Buf, CpuThreads, Destructive, Device, DeviceError, DeviceInfo,
-    EvictionTransient, KernelRun, Location, MigrationEvent, Pending, ProcessExit, Protection,
+    EvictionTransient, KernelRun, Location, MigrationEvent, Need, Pending, ProcessExit, Protection,
     Result, Span,
 };
 use crate::device::kernels::Launch;
@@ -272,9 +272,9 @@ impl RemoteDevice {
         let mut info: DeviceInfo = self.call(&Request::Info)?;
         // What this proxy does not pass on: a process of a process, and the reset (the runner's
         // own device resets the GPU).
-        info.caps.fork = false;
-        info.caps.processes = false;
-        info.caps.reset = false;
+        for need in [Need::Fork, Need::Processes, Need::Reset] {
+            info.caps.set(need, false);
+        }
         self.info = info;
         Ok(())
     }
@@ -492,7 +492,7 @@ impl Device for RemoteDevice {
     }
 
     fn residency(&mut self, buf: Buf, span: Span) -> Option<Result<Vec<Location>>> {
-        if !self.info.caps.residency {
+        if !self.info.caps.has(Need::Residency) {
             return None;
         }
         self.call(&Request::Residency { buf, span })
@@ -637,7 +637,8 @@ mod tests {
     fn data_written_by_a_kernel_in_the_server_reads_back_through_the_proxy() {
         let (mut remote, _server) = served(testutil::device());
         assert_eq!(remote.info().backend, "sim");
-        assert!(remote.info().caps.residency && !remote.info().caps.processes);
+        let caps = remote.info().caps;
+        assert!(caps.has(Need::Residency) && !caps.has(Need::Processes));
         let buf = remote.alloc(AllocKind::Managed, 2 * MIB).unwrap();
         assert_eq!((buf.kind, buf.len), (AllocKind::Managed, 2 * MIB));
         let run = remote

@@ -84,6 +84,7 @@ pub fn run(args: Vec<String>) -> Result<ExitCode, SetupError> {
     if invocation.libtest.list {
         return Ok(list(&invocation.libtest, &planned.plan));
     }
+    backend::check_capabilities(opened.as_ref(), invocation.options.seed)?;
     let begun = begin(&invocation, &opened, planned)?;
     let begun = execute(&invocation.libtest, begun);
     report(&invocation.options, begun)

@@ -10,7 +10,7 @@
 //! - `arch`: the processor of [`DeviceInfo::arch`], the target id (`gfx942:sramecc+:xnack+`);
 //!   target features the profile names must be in it too;
 //! - `xnack`: the target id's `xnack+`/`xnack-` where it has one (what the hardware runs),
-//!   else the backend's [`Capabilities::xnack`](crate::device::Capabilities);
+//!   else the backend's [`Need::Xnack`](crate::device::Need) among its [`Capabilities`](crate::device::Capabilities);
 //! - `vram_gib`: [`DeviceInfo::vram_bytes`], within `vram_tolerance_pct`
 //!   ([`VRAM_TOLERANCE_PCT`] by default, justified there);
 //! - `kernel_release`: [`Host::kernel_release`], `uname -r`;
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use regex::Regex;
 
-use crate::device::DeviceInfo;
+use crate::device::{DeviceInfo, Need};
 use crate::model::profile::{Profile, VRAM_TOLERANCE_PCT};
 use crate::util::text::io_reason;
 
@@ -224,7 +224,7 @@ fn xnack(device: &DeviceInfo) -> (bool, String) {
         }
     }
     (
-        device.caps.xnack,
+        device.caps.has(Need::Xnack),
         format!(
             "the {} backend's capabilities; the target id {} does not say",
             device.backend, device.arch
@@ -254,7 +254,7 @@ fn not_readable(e: &std::io::Error, dir: &Path) -> String {
 mod tests {
     use super::*;
     use crate::device::sim::SimDevice;
-    use crate::device::{Capabilities, Device};
+    use crate::device::{Capabilities, Device, Need};
     use crate::model::profile::{Expect, ParamValue};
     use rstest::rstest;
 
@@ -273,10 +273,7 @@ mod tests {
             arch: "gfx942:sramecc+:xnack+".into(),
             vram_bytes: 206_141_652_992,
             gpus: 1,
-            caps: Capabilities {
-                xnack: true,
-                ..Capabilities::default()
-            },
+            caps: Capabilities::of(&[Need::Xnack]),
         }
     }
 
@@ -352,7 +349,7 @@ mod tests {
          (the device's target id gfx942:sramecc+:xnack-)"
     )]
     #[case::xnack_from_caps(
-        |d: &mut DeviceInfo| { d.arch = "gfx942".into(); d.caps.xnack = false; },
+        |d: &mut DeviceInfo| { d.arch = "gfx942".into(); d.caps.set(Need::Xnack, false); },
         "profile `mi300x`: expect.xnack differs: expected on, found off \
          (the hip backend's capabilities; the target id gfx942 does not say)"
     )]

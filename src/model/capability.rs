@@ -17,30 +17,97 @@ pub struct DeviceInfo {
     pub caps: Capabilities,
 }
 
-/// What the device can observe or do. A case names what it needs; the runner skips it with the
-/// capability's reason when the device lacks it.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct Capabilities {
-    /// GPU page faults are retried (XNACK on): fault-driven migration can happen at all.
-    pub xnack: bool,
-    /// `residency()` answers.
-    pub residency: bool,
-    /// `take_events()` answers.
-    pub events: bool,
-    /// `vram_used()` answers.
-    pub vram_usage: bool,
-    /// `eviction_transient()` answers.
-    pub eviction_transient: bool,
-    /// `gpu_reset()` is implemented (permission is separate).
-    pub reset: bool,
-    /// VRAM buffer objects can be allocated to force TTM eviction.
-    pub device_buffers: bool,
-    /// `fork()` is implemented.
-    pub fork: bool,
-    /// `spawn_process()` is implemented.
-    pub processes: bool,
-    /// CPU accesses and kernels can run concurrently (racing cases).
-    pub concurrency: bool,
+/// What the device can observe or do: the device's half of [`Need`], one bit per need the
+/// device itself meets ([`Need::DEVICE`]). A case names what it needs; the runner skips it with
+/// the need's reason when the device lacks it. There is no second list: a capability *is* a need
+/// the device has.
+///
+/// In `run.json` it is an object of every device need's name and whether the device has it, in
+/// [`Need::DEVICE`] order, so a reader needs no table to know what was absent.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities(u32);
+
+impl Capabilities {
+    /// A device that has exactly these.
+    ///
+    /// # Panics
+    /// On a need that is not the device's to meet (`destructive`, `multi_gpu`,
+    /// `gpu_fault_migration`): they are the run's and the profile's, never a device's.
+    pub fn of(needs: &[Need]) -> Capabilities {
+        needs
+            .iter()
+            .fold(Capabilities::default(), |c, &n| c.with(n, true))
+    }
+
+    /// Whether the device has `need`. Always false for a need that is not a device's.
+    pub fn has(self, need: Need) -> bool {
+        self.0 & need.bit() != 0
+    }
+
+    /// The same, with `need` present or absent as `on` says.
+    ///
+    /// # Panics
+    /// As [`Capabilities::of`].
+    #[must_use]
+    pub fn with(self, need: Need, on: bool) -> Capabilities {
+        assert!(
+            need.is_device(),
+            "`{}` is not something a device has: it is the run's or the profile's",
+            need.name()
+        );
+        Capabilities(if on {
+            self.0 | need.bit()
+        } else {
+            self.0 & !need.bit()
+        })
+    }
+
+    /// Sets `need` present or absent.
+    pub fn set(&mut self, need: Need, on: bool) {
+        *self = self.with(need, on);
+    }
+}
+
+impl std::fmt::Debug for Capabilities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set()
+            .entries(
+                Need::DEVICE
+                    .iter()
+                    .filter(|n| self.has(**n))
+                    .map(|n| n.name()),
+            )
+            .finish()
+    }
+}
+
+impl serde::Serialize for Capabilities {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(Need::DEVICE.len()))?;
+        for need in Need::DEVICE {
+            map.serialize_entry(need.name(), &self.has(need))?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Capabilities {
+    /// Every device need must be there, true or false: a missing one is an error that names it,
+    /// not a silent "absent". Names this version does not know are skipped, so a newer run's
+    /// `run.json` still reads.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let map = std::collections::BTreeMap::<String, bool>::deserialize(d)?;
+        let mut caps = Capabilities::default();
+        for need in Need::DEVICE {
+            match map.get(need.name()) {
+                Some(&on) => caps.set(need, on),
+                None => return Err(D::Error::missing_field(need.name())),
+            }
+        }
+        Ok(caps)
+    }
 }
 
 /// What a body needs from the device; the runner skips the case with the need's reason when the
@@ -110,32 +177,39 @@ impl Need {
         }
     }
 
+    /// The needs a device meets or not, in the order `run.json` lists them; the others are the
+    /// run's (`destructive`) and the profile's (`multi_gpu`, `gpu_fault_migration`).
+    pub const DEVICE: [Need; 10] = [
+        Need::Xnack,
+        Need::Residency,
+        Need::Events,
+        Need::VramUsage,
+        Need::EvictionTransient,
+        Need::Reset,
+        Need::DeviceBuffers,
+        Need::Fork,
+        Need::Processes,
+        Need::Concurrency,
+    ];
+
+    /// Whether this is a need a device meets or not ([`Need::DEVICE`]).
+    pub fn is_device(self) -> bool {
+        Need::DEVICE.contains(&self)
+    }
+
+    fn bit(self) -> u32 {
+        1 << self as u32
+    }
+
     pub fn from_name(name: &str) -> Option<Need> {
         Need::ALL.into_iter().find(|n| n.name() == name)
     }
 
-    /// `None` when the device has it; otherwise the skip reason, saying how to get it.
+    /// `None` when the device, the profile or the run has it; otherwise the skip reason, saying
+    /// how to get it.
     pub fn unmet(self, dev: &DeviceInfo, profile: &Profile, destructive: bool) -> Option<String> {
-        let c = &dev.caps;
-        let missing = |what: &str| Some(format!("{} cannot {what}", dev.name));
+        let cannot = |what: &str| Some(format!("{} cannot {what}", dev.name));
         match self {
-            Need::Xnack if !c.xnack => Some(
-                "XNACK is off, so GPU page faults are not retried and fault-driven migration \
-                 cannot happen; turn it on (gfx942: HSA_XNACK=1; gfx906: boot with \
-                 amdgpu.noretry=0 and set HSA_XNACK=1)"
-                    .into(),
-            ),
-            Need::Residency if !c.residency => missing("report page residency"),
-            Need::Events if !c.events => missing("report migration events"),
-            Need::VramUsage if !c.vram_usage => missing("report VRAM in use"),
-            Need::Concurrency if !c.concurrency => missing("run CPU work beside a kernel"),
-            Need::DeviceBuffers if !c.device_buffers => missing("allocate VRAM buffer objects"),
-            Need::EvictionTransient if !c.eviction_transient => {
-                missing("measure the transient system memory of eviction")
-            }
-            Need::Fork if !c.fork => missing("fork a process that keeps its SVM mappings"),
-            Need::Processes if !c.processes => missing("start a second process on the GPU"),
-            Need::Reset if !c.reset => missing("reset the GPU"),
             Need::Destructive if !destructive => Some(
                 "destructive (resets the GPU): rerun with --allow-destructive on a machine whose \
                  GPU may be reset"
@@ -151,7 +225,160 @@ impl Need {
                  and only a prefetch migrates (profile {}: policy.gpu_fault_migrates = false)",
                 dev.name, profile.name
             )),
-            _ => None,
+            Need::Destructive | Need::MultiGpu | Need::GpuFaultMigration => None,
+            _ if dev.caps.has(self) => None,
+            Need::Xnack => Some(
+                "XNACK is off, so GPU page faults are not retried and fault-driven migration \
+                 cannot happen; turn it on (gfx942: HSA_XNACK=1; gfx906: boot with \
+                 amdgpu.noretry=0 and set HSA_XNACK=1)"
+                    .into(),
+            ),
+            Need::Residency => cannot("report page residency"),
+            Need::Events => cannot("report migration events"),
+            Need::VramUsage => cannot("report VRAM in use"),
+            Need::Concurrency => cannot("run CPU work beside a kernel"),
+            Need::DeviceBuffers => cannot("allocate VRAM buffer objects"),
+            Need::EvictionTransient => cannot("measure the transient system memory of eviction"),
+            Need::Fork => cannot("fork a process that keeps its SVM mappings"),
+            Need::Processes => cannot("start a second process on the GPU"),
+            Need::Reset => cannot("reset the GPU"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::profile::{Limits, Policy};
+
+    fn device(caps: Capabilities) -> DeviceInfo {
+        DeviceInfo {
+            backend: "sim".into(),
+            name: "Test device".into(),
+            arch: "sim".into(),
+            vram_bytes: 1 << 30,
+            gpus: 1,
+            caps,
+        }
+    }
+
+    fn profile(policy: Policy) -> Profile {
+        Profile {
+            name: "test".into(),
+            description: String::new(),
+            arch: "sim".into(),
+            vram_bytes: 1 << 30,
+            gpus: 1,
+            xnack: true,
+            limits: Limits {
+                link: "PCIe Gen4 x16".into(),
+                link_peak_gbps: 31.5,
+                memory_peak_gbps: 1024.0,
+                system_memory_bytes: None,
+            },
+            policy,
+            sim: None,
+            expect: None,
+        }
+    }
+
+    #[test]
+    fn every_device_need_is_met_exactly_when_the_device_has_it() {
+        let p = profile(Policy::default());
+        for need in Need::DEVICE {
+            let without = device(Capabilities::of(&Need::DEVICE).with(need, false));
+            let reason = need.unmet(&without, &p, false);
+            let reason = reason.unwrap_or_else(|| panic!("{} lacked but met", need.name()));
+            assert!(
+                reason.contains("Test device") || need == Need::Xnack,
+                "{}: {reason}",
+                need.name()
+            );
+            // Only the need taken away is unmet.
+            for other in Need::DEVICE.into_iter().filter(|&o| o != need) {
+                assert_eq!(other.unmet(&without, &p, false), None, "{}", other.name());
+            }
+            let with = device(Capabilities::of(&[need]));
+            assert_eq!(need.unmet(&with, &p, false), None, "{}", need.name());
+        }
+    }
+
+    #[test]
+    fn each_lacking_need_has_its_own_reason() {
+        let p = profile(Policy::default());
+        let none = device(Capabilities::default());
+        let mut reasons: Vec<String> = Need::DEVICE
+            .iter()
+            .filter_map(|n| n.unmet(&none, &p, false))
+            .collect();
+        assert_eq!(reasons.len(), Need::DEVICE.len());
+        reasons.sort();
+        reasons.dedup();
+        assert_eq!(reasons.len(), Need::DEVICE.len(), "{reasons:?}");
+        assert!(reasons.iter().any(|r| r.contains("HSA_XNACK=1")));
+    }
+
+    #[test]
+    fn the_runs_and_the_profiles_needs_are_not_the_devices() {
+        let all = device(Capabilities::of(&Need::DEVICE));
+        let p = profile(Policy::default());
+        let destructive = Need::Destructive
+            .unmet(&all, &p, false)
+            .expect("not allowed");
+        assert!(destructive.contains("--allow-destructive"), "{destructive}");
+        assert_eq!(Need::Destructive.unmet(&all, &p, true), None);
+        let one_gpu = Need::MultiGpu.unmet(&all, &p, true).expect("one GPU");
+        assert!(one_gpu.contains("device has 1 GPU(s), policy.max_gpus = 1"));
+        let in_place = profile(Policy {
+            gpu_fault_migrates: false,
+            ..Policy::default()
+        });
+        let why = Need::GpuFaultMigration.unmet(&all, &in_place, true);
+        assert!(why
+            .expect("maps in place")
+            .contains("gpu_fault_migrates = false"));
+        assert_eq!(Need::GpuFaultMigration.unmet(&all, &p, true), None);
+        // A device lacking everything still meets them: they are not its to meet.
+        let none = device(Capabilities::default());
+        assert_eq!(Need::GpuFaultMigration.unmet(&none, &p, true), None);
+        assert_eq!(Need::Destructive.unmet(&none, &p, true), None);
+        for need in [Need::Destructive, Need::MultiGpu, Need::GpuFaultMigration] {
+            assert!(!need.is_device());
+            assert!(!Capabilities::of(&Need::DEVICE).has(need));
+        }
+        assert_eq!(
+            Need::ALL.iter().filter(|n| n.is_device()).count(),
+            Need::DEVICE.len()
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "`destructive` is not something a device has")]
+    fn a_device_cannot_claim_the_runs_permission() {
+        let _ = Capabilities::of(&[Need::Destructive]);
+    }
+
+    #[test]
+    fn in_run_json_every_device_need_is_named_true_or_false_in_order() {
+        let caps = Capabilities::of(&[Need::Xnack, Need::Concurrency]);
+        let json = serde_json::to_string(&caps).expect("serialises");
+        assert_eq!(
+            json,
+            "{\"xnack\":true,\"residency\":false,\"events\":false,\"vram_usage\":false,\
+             \"eviction_transient\":false,\"reset\":false,\"device_buffers\":false,\
+             \"fork\":false,\"processes\":false,\"concurrency\":true}"
+        );
+        let back: Capabilities = serde_json::from_str(&json).expect("reads back");
+        assert_eq!(back, caps);
+        assert_eq!(format!("{caps:?}"), "{\"xnack\", \"concurrency\"}");
+        // A newer run's extra name is skipped; a missing one is named.
+        let newer = json.replacen('{', "{\"peer_access\":true,", 1);
+        assert_eq!(
+            serde_json::from_str::<Capabilities>(&newer).ok(),
+            Some(caps)
+        );
+        let older = json.replace("\"fork\":false,", "");
+        let e = serde_json::from_str::<Capabilities>(&older).expect_err("fork is missing");
+        assert!(e.to_string().contains("missing field `fork`"), "{e}");
     }
 }

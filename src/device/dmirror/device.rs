@@ -18,7 +18,7 @@ use crate::device::kernels::Launch;
 use crate::device::memory::{Guards, Memory, Refused};
 use crate::device::{
     Advice, AllocKind, Buf, Capabilities, CpuOp, CpuThreads, Destructive, Device, DeviceError,
-    DeviceInfo, EvictionTransient, KernelRun, Location, MigrationEvent, Pending, ProcessExit,
+    DeviceInfo, EvictionTransient, KernelRun, Location, MigrationEvent, Need, Pending, ProcessExit,
     Protection, Result, Span, PAGE_SIZE, WORDS_PER_PAGE,
 };
 
@@ -38,22 +38,12 @@ pub fn info(node: &Path) -> DeviceInfo {
         arch: "dmirror".into(),
         vram_bytes: DEVMEM_CHUNK_BYTES,
         gpus: 1,
-        caps: Capabilities {
-            // Its faults are always resolved: a device access never fails for want of retry.
-            xnack: true,
-            residency: true,
-            events: false,
-            vram_usage: false,
-            eviction_transient: false,
-            reset: false,
-            device_buffers: false,
-            // The driver mirrors the mm of the process that opened it; a forked child would
-            // need its own open and a second process to drive it.
-            fork: false,
-            processes: false,
-            // Kernels run to completion inside launch_async: nothing runs beside them.
-            concurrency: false,
-        },
+        // Its faults are always resolved: a device access never fails for want of retry. It
+        // reports neither events, VRAM use, eviction transients, nor resets, and has no buffer
+        // objects. The driver mirrors the mm of the process that opened it, so a forked child
+        // would need its own open and a second process to drive it; kernels run to completion
+        // inside launch_async, so nothing runs beside them.
+        caps: Capabilities::of(&[Need::Xnack, Need::Residency]),
     }
 }
 
@@ -728,10 +718,11 @@ mod tests {
     #[test]
     fn the_capabilities_are_what_the_driver_can_do() {
         let i = info(Path::new("/dev/hmm_dmirror0"));
-        let c = &i.caps;
-        assert!(c.xnack && c.residency);
-        assert!(!(c.events || c.vram_usage || c.eviction_transient || c.reset));
-        assert!(!(c.device_buffers || c.fork || c.processes || c.concurrency));
+        let has: Vec<Need> = Need::DEVICE
+            .into_iter()
+            .filter(|&n| i.caps.has(n))
+            .collect();
+        assert_eq!(has, [Need::Xnack, Need::Residency]);
         assert_eq!(
             (i.backend.as_str(), i.arch.as_str()),
             ("dmirror", "dmirror")

@@ -38,7 +38,7 @@ use crate::device::observer::{self, open_all, GpuIdentity, GpuObserver, Opened, 
 use crate::device::remote::RemoteDevice;
 use crate::device::{
     Advice, AllocKind, Buf, Capabilities, CpuOp, CpuThreads, Destructive, Device, DeviceError,
-    DeviceInfo, EvictionTransient, KernelRun, Location, MigrationEvent, Pending, ProcessExit,
+    DeviceInfo, EvictionTransient, KernelRun, Location, MigrationEvent, Need, Pending, ProcessExit,
     Protection, Result, Span,
 };
 
@@ -162,18 +162,14 @@ fn info(found: &Found, provides: Provides) -> DeviceInfo {
         arch: found.target.to_string(),
         vram_bytes: found.vram_total,
         gpus: found.devices.max(0) as u32,
-        caps: Capabilities {
-            xnack: found.xnack.on(),
-            residency: false,
-            events: provides.events,
-            vram_usage: provides.vram_usage,
-            eviction_transient: provides.eviction_transient,
-            reset: provides.reset,
-            device_buffers: true,
-            fork: false,
-            processes: true,
-            concurrency: true,
-        },
+        // Residency is not observable through HIP, and a forked child of a HIP process
+        // cannot use the GPU; the host observers decide the rest.
+        caps: Capabilities::of(&[Need::DeviceBuffers, Need::Processes, Need::Concurrency])
+            .with(Need::Xnack, found.xnack.on())
+            .with(Need::Events, provides.events)
+            .with(Need::VramUsage, provides.vram_usage)
+            .with(Need::EvictionTransient, provides.eviction_transient)
+            .with(Need::Reset, provides.reset),
     }
 }
 

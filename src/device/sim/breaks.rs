@@ -71,6 +71,8 @@ breaks! {
         "a partial unmap zeroes the remaining VRAM pages of the affected devmem allocations instead of evicting them",
     storm_hang = "storm-hang":
         "a FaultStorm launch never completes: wait times out after a simulated 10 s",
+    silent_events = "silent-events":
+        "migration events are not answered although the capabilities say they are: the run is refused before it starts",
 }
 
 impl Breaks {
@@ -141,7 +143,7 @@ mod tests {
             assert_eq!(Breaks::parse(name).unwrap().active(), vec![*name]);
             assert!(!what.is_empty());
         }
-        assert_eq!(Breaks::NAMES.len(), 17);
+        assert_eq!(Breaks::NAMES.len(), 18);
     }
 
     /// Both devices, the reference and the broken one, for a side-by-side run.

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use super::clock::Meter;
-use super::gpu::{Gpu, Pid};
+use super::gpu::Gpu;
+use super::object::Pid;
 use super::space::check_words;
 use crate::device::{Buf, CpuOp, CpuThreads, DeviceError, Result, Span, PAGE_SIZE, WORDS_PER_PAGE};
 

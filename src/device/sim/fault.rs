@@ -5,19 +5,13 @@
 //! the whole devmem allocation holding it, as drm_pagemap's migrate_to_ram does.
 
 use super::clock::Meter;
+use super::exec::{Home, Progress, HANG};
 use super::faults::Kind;
-use super::gpu::{Gpu, Pid};
-use super::kernels::HANG;
+use super::gpu::Gpu;
 use super::migrate::WHOLE_ALLOCATION;
+use super::object::Pid;
 use super::object::{Mapper, ObjId};
 use crate::device::{AllocKind, DeviceError, Location, Result, Trigger};
-
-/// Where the GPU found a page's words.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Home {
-    Vram(u32),
-    System,
-}
 
 /// The outcome of the GPU reaching one page.
 #[derive(Clone, Copy, Debug)]
@@ -26,13 +20,6 @@ pub(super) struct Reach {
     pub home: Home,
     /// This access faulted and migrated the page's range to VRAM.
     pub migrated: bool,
-}
-
-/// GPU faults a launch took and what it has cost.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Progress {
-    pub meter: Meter,
-    pub faults: u64,
 }
 
 impl Gpu {

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use super::breaks::Breaks;
 use super::clock::Clock;
+use super::exec::Exec;
 use super::faults::Kind;
-use super::kernels::Exec;
-use super::object::{Mapper, ObjId, Object};
+use super::object::{Mapper, ObjId, Object, Pid};
 use super::rng::Rng;
 use super::slab::Slab;
 use super::space::Space;
@@ -19,9 +19,6 @@ use crate::device::{
     AllocKind, DeviceError, KernelRun, Location, MigrationEvent, ProcessExit, Result, Trigger,
 };
 use crate::model::profile::{Policy, Profile, SimCost};
-
-/// A process id on the simulated GPU: its index in the process table, never reused.
-pub(super) type Pid = usize;
 
 /// SIGABRT: how the ROCm runtime ends a process whose hardware-exception event nobody claims.
 const SIGABRT: i32 = 6;
@@ -166,7 +163,7 @@ impl Gpu {
                 self.objects[object].mappers.push(mapper);
                 object
             } else {
-                let copy = self.objects[object].snapshot(&self.vram, mapper);
+                let copy = self.vram.snapshot(&self.objects[object], mapper);
                 self.objects.insert(copy)
             };
             let alloc = self.processes[parent].space.allocs[&id].forked(object);

@@ -6,18 +6,14 @@
 //! process first runs a seed-chosen part of it, the rest runs at `wait`, which is how a case
 //! races a prefetch or a CPU access against a running kernel, deterministically.
 
-use std::time::Duration;
-
-use super::fault::{Home, Progress};
-use super::gpu::{Gpu, Pid};
+use super::exec::{Exec, Gathered, Home, Progress, HANG};
+use super::gpu::Gpu;
+use super::object::Pid;
 use super::space::{check_words, Space};
 use super::store::PAGE_WORDS;
 use crate::device::kernels::{storm_page, Launch};
 use crate::device::{Buf, DeviceError, KernelRun, Pending, Result, Span, WORDS_PER_PAGE};
 use crate::model::pattern::Pattern;
-
-/// How long a hung fault storm (`storm-hang`) runs before `wait` gives up.
-pub(super) const HANG: Duration = Duration::from_secs(10);
 
 /// Words one step reads or writes in one allocation, `weight` accesses per word (atomics
 /// repeat).
@@ -54,47 +50,6 @@ impl Access {
         }
         self.first / WORDS_PER_PAGE..(self.end - 1) / WORDS_PER_PAGE + 1
     }
-}
-
-/// What verify and touch-read gather, written to their result when the kernel ends.
-#[derive(Clone, Copy, Debug)]
-struct Gathered {
-    bad: u64,
-    min_bad: u64,
-    sum: u64,
-    /// The `lost-atomic-update` break has dropped its increment.
-    lost_update: bool,
-}
-
-impl Gathered {
-    fn verify(&mut self, pattern: &Pattern, first: u64, words: &[u32]) {
-        let mut expected = [0u32; PAGE_WORDS];
-        let expected = &mut expected[..words.len()];
-        pattern.fill(first, expected);
-        if expected == words {
-            return;
-        }
-        for (i, (e, a)) in expected.iter().zip(words).enumerate() {
-            if e != a {
-                self.bad += 1;
-                self.min_bad = self.min_bad.min(first + i as u64);
-            }
-        }
-    }
-}
-
-/// A launch in flight.
-#[derive(Debug)]
-pub(super) struct Exec {
-    id: u64,
-    launch: Launch,
-    steps: u64,
-    done: u64,
-    progress: Progress,
-    gathered: Gathered,
-    /// `storm-hang`: it never makes progress.
-    hung: bool,
-    failed: Option<DeviceError>,
 }
 
 /// Page-sized blocks of a span, counted from its start (touch and storm kernels index pages

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use super::gpu::{Gpu, Pid};
+use super::gpu::Gpu;
 use super::migrate::WHOLE_ALLOCATION;
+use super::object::Pid;
 use super::object::{Mapper, Object, NO_DEVMEM};
 use super::space::{check_bounds, Alloc, HINT_ACCESSED_BY, HINT_READ_MOSTLY};
 use super::vram::Devmem;

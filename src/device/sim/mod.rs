@@ -31,6 +31,7 @@ pub mod backend;
 mod breaks;
 mod clock;
 mod cpu;
+mod exec;
 mod fault;
 pub mod faults;
 mod gpu;
@@ -56,11 +57,12 @@ pub use clock::NoiseSource;
 use crate::device::kernels::Launch;
 use crate::device::{
     Advice, AllocKind, Buf, Capabilities, CpuThreads, Destructive, Device, DeviceInfo,
-    EvictionTransient, KernelRun, Location, MigrationEvent, Pending, ProcessExit, Protection,
+    EvictionTransient, KernelRun, Location, MigrationEvent, Need, Pending, ProcessExit, Protection,
     Result, Span, PAGE_SIZE,
 };
 use crate::model::profile::{Profile, SimCost};
-use gpu::{Gpu, Pid, ProcState};
+use gpu::{Gpu, ProcState};
+use object::Pid;
 use space::Space;
 
 /// Why a reference device could not be made.
@@ -156,18 +158,8 @@ fn info(profile: &Profile) -> DeviceInfo {
         arch: profile.arch.clone(),
         vram_bytes: profile.vram_bytes,
         gpus: profile.gpus,
-        caps: Capabilities {
-            xnack: profile.xnack,
-            residency: true,
-            events: true,
-            vram_usage: true,
-            eviction_transient: true,
-            reset: true,
-            device_buffers: true,
-            fork: true,
-            processes: true,
-            concurrency: true,
-        },
+        // The model answers every observation; only XNACK is the profile's to say.
+        caps: Capabilities::of(&Need::DEVICE).with(Need::Xnack, profile.xnack),
     }
 }
 
@@ -294,6 +286,9 @@ impl Device for SimDevice {
     }
 
     fn take_events(&mut self) -> Option<Vec<MigrationEvent>> {
+        if self.breaks().silent_events {
+            return None;
+        }
         let pid = self.pid;
         Some(std::mem::take(&mut self.lock().processes[pid].events))
     }
@@ -377,10 +372,15 @@ mod tests {
             (info.arch.as_str(), info.vram_bytes, info.gpus),
             ("sim", 16 * MIB, 1)
         );
-        let c = &info.caps;
-        assert!(!c.xnack);
-        assert!(c.residency && c.events && c.vram_usage && c.eviction_transient);
-        assert!(c.reset && c.device_buffers && c.fork && c.processes && c.concurrency);
+        let lacks: Vec<Need> = Need::DEVICE
+            .into_iter()
+            .filter(|&n| !info.caps.has(n))
+            .collect();
+        assert_eq!(
+            lacks,
+            [Need::Xnack],
+            "the profile turned XNACK off, nothing else"
+        );
     }
 
     #[test]

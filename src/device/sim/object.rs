@@ -2,12 +2,13 @@
 //! device-private and in which devmem allocation and VRAM frame. An object is what fork shares
 //! between processes for shared mappings, so residency is per object, not per process.
 
-use super::gpu::Pid;
 use super::store::Store;
-use super::vram::Vram;
 use crate::device::Location;
 
 pub(super) type ObjId = u32;
+
+/// A process id on the simulated GPU: its index in the process table, never reused.
+pub(super) type Pid = usize;
 
 /// A page's devmem allocation when it is in system memory.
 pub(super) const NO_DEVMEM: u32 = u32::MAX;
@@ -53,22 +54,5 @@ impl Object {
         } else {
             Location::System
         }
-    }
-
-    /// A copy of the current contents with every page in system memory: fork's private copy.
-    /// The pages of `self` stay where they are.
-    pub fn snapshot(&self, vram: &Vram, mapper: Mapper) -> Object {
-        let mut copy = Object {
-            sys: self.sys.clone(),
-            ..Object::new(self.devmem.len() as u64, mapper)
-        };
-        for (page, &frame) in self.frame.iter().enumerate() {
-            if frame != NO_DEVMEM {
-                copy.sys
-                    .page_mut(page as u64)
-                    .copy_from_slice(vram.frame(frame));
-            }
-        }
-        copy
     }
 }

@@ -7,7 +7,8 @@ use std::ops::Range;
 use std::time::Duration;
 
 use super::clock::Meter;
-use super::gpu::{Gpu, Pid};
+use super::gpu::Gpu;
+use super::object::Pid;
 use super::object::{Mapper, NO_DEVMEM};
 use super::space::check_bounds;
 use crate::device::{Buf, DeviceError, Location, Result, Span, Trigger, PAGE_SIZE};

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use super::object::{Mapper, ObjId};
+use super::object::{Mapper, ObjId, Object, NO_DEVMEM};
 use super::rng::Rng;
 use super::slab::Slab;
 use super::store::Store;
@@ -238,6 +238,25 @@ fn fill_garbage(words: &mut [u32], seed: u64, frame: u32) {
         if let Some(w) = pair.get_mut(1) {
             *w = (bits >> 32) as u32;
         }
+    }
+}
+
+impl Vram {
+    /// A copy of `object`'s current contents with every page in system memory: fork's private
+    /// copy. The pages of `object` stay where they are.
+    pub fn snapshot(&self, object: &Object, mapper: Mapper) -> Object {
+        let mut copy = Object {
+            sys: object.sys.clone(),
+            ..Object::new(object.devmem.len() as u64, mapper)
+        };
+        for (page, &frame) in object.frame.iter().enumerate() {
+            if frame != NO_DEVMEM {
+                copy.sys
+                    .page_mut(page as u64)
+                    .copy_from_slice(self.frame(frame));
+            }
+        }
+        copy
     }
 }
 
