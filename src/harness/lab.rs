@@ -24,6 +24,10 @@ use serde::Deserialize;
 
 use crate::util::yaml::{self, FieldPath, YamlError};
 
+use super::cli::Options;
+use super::SetupError;
+use crate::device::registry;
+
 /// `lab/hosts/<name>.yaml`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -173,6 +177,46 @@ impl Host {
 fn is_pci_bus_id(s: &str) -> bool {
     s.parse::<crate::util::pci::PciAddress>()
         .is_ok_and(|a| a.to_string().eq_ignore_ascii_case(s))
+}
+
+/// Takes the defaults of `--host FILE` where the command line leaves them open, and refuses
+/// what the host does not allow.
+pub(super) fn with_host(mut options: Options) -> Result<(Options, Option<Host>), SetupError> {
+    let Some(path) = options.host.clone() else {
+        return Ok((options, None));
+    };
+    let host = Host::load(&path)
+        .map_err(|e| SetupError::Plan(format!("--host {}: {e}", path.display())))?;
+    if options.backend == registry::AUTO {
+        if let Some(b) = &host.backend {
+            options.backend = b.clone();
+        }
+    }
+    if options.profile.is_none() {
+        options.profile = Some(host.profile.clone());
+    }
+    if options.device.is_none() {
+        options.device = host.device.as_ref().and_then(|d| {
+            d.pci_bus_id
+                .clone()
+                .or_else(|| d.index.map(|i| i.to_string()))
+        });
+    }
+    if !options.results_given {
+        if let Some(r) = &host.results {
+            options.results = r.clone();
+        }
+    }
+    if options.allow_destructive && !host.allows.destructive {
+        return Err(SetupError::Plan(format!(
+            "--allow-destructive: host `{}` ({}) does not allow destructive cases \
+             (allows.destructive is false)",
+            host.name,
+            path.display()
+        )));
+    }
+    options.sysrq = host.allows.sysrq;
+    Ok((options, Some(host)))
 }
 
 #[cfg(test)]

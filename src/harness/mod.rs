@@ -6,11 +6,14 @@ pub mod cli;
 mod executor;
 pub mod expectations;
 pub mod lab;
+mod merge;
 mod plan;
 pub mod preflight;
 mod progress;
 mod resume;
 pub mod selftest;
+mod server;
+mod verdict;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -19,10 +22,10 @@ use std::sync::{Arc, Mutex};
 
 use libtest_mimic::{Arguments, Trial};
 
-use crate::device::backend::{self, Backend, OpenError};
+use crate::device::backend::{self, Backend};
 use crate::device::registry;
 use crate::device::remote;
-use crate::device::{Destructive, Device};
+use crate::device::Destructive;
 use crate::harness::expectations::Expectations;
 use crate::model::shard::ShardSpec;
 use crate::results::{self, CaseRecord};
@@ -65,10 +68,10 @@ pub fn run(args: Vec<String>) -> Result<ExitCode, SetupError> {
         return Ok(ExitCode::SUCCESS);
     }
     if args.get(1).map(String::as_str) == Some("merge") {
-        return merge(&args[2..]);
+        return merge::run(&args[2..]);
     }
     if args.iter().any(|a| a == remote::SERVER_FLAG) {
-        return device_server(&Options::parse(args)?);
+        return server::serve(&Options::parse(args)?);
     }
     let mut invocation = parse(args)?;
     let opened = open(&mut invocation)?;
@@ -78,7 +81,7 @@ pub fn run(args: Vec<String>) -> Result<ExitCode, SetupError> {
         Plan::new(&invocation.options, opened.profile())?
     };
     if let Some(verdict) = &invocation.options.child_verdict {
-        return child_case(&invocation, &opened, cases, verdict);
+        return verdict::run_case(&invocation, &opened, cases, verdict);
     }
     let planned = plan(&invocation, opened.as_ref(), cases)?;
     if invocation.libtest.list {
@@ -104,7 +107,7 @@ struct Invocation {
 /// Stage parse: the command line, or a resumed run's own, with a lab host's defaults.
 fn parse(args: Vec<String>) -> Result<Invocation, SetupError> {
     let (options, args, resumed) = resume::options(args)?;
-    let (options, host) = with_host(options)?;
+    let (options, host) = lab::with_host(options)?;
     Ok(Invocation {
         libtest: options.libtest.clone(),
         options,
@@ -158,7 +161,7 @@ fn plan(
     }
     // Without a GPU there is nothing to compare with the profile; every case skips.
     if options.preflight && !libtest.list && opened.unavailable().is_none() {
-        preflight(opened, invocation.host.as_ref())?;
+        preflight::stop_unless_ready(opened, invocation.host.as_ref())?;
     }
     let expectations = if options.runner_selftest {
         None
@@ -249,7 +252,12 @@ fn begin(
             r.finished.clone(),
         ),
         None => {
-            let (run_id, dir) = create_run_dir(&options.results, opened.as_ref(), options.seed)?;
+            let (run_id, dir) = results::run_info::create_run_dir(
+                &options.results,
+                opened.name(),
+                &opened.profile().value.name,
+                options.seed,
+            )?;
             let mut info = results::RunInfo::start(
                 run_id,
                 opened.info(),
@@ -302,7 +310,7 @@ fn begin(
         );
     }
     let hardware = opened.hardware() && opened.unavailable().is_none();
-    let (watched, mut notes) = watch(options, hardware, &mut plan)?;
+    let (watched, mut notes) = watch::open(options, hardware, &mut plan)?;
     notes.extend(opened.notes().into_iter().map(|n| results::Observer {
         name: n.name,
         available: n.available,
@@ -387,197 +395,6 @@ fn report(options: &Options, begun: Begun) -> Result<ExitCode, SetupError> {
     Ok(exit_code(&records))
 }
 
-/// Takes the defaults of `--host FILE` where the command line leaves them open, and refuses
-/// what the host does not allow.
-fn with_host(
-    mut options: Options,
-) -> Result<(Options, Option<crate::harness::lab::Host>), SetupError> {
-    let Some(path) = options.host.clone() else {
-        return Ok((options, None));
-    };
-    let host = crate::harness::lab::Host::load(&path)
-        .map_err(|e| SetupError::Plan(format!("--host {}: {e}", path.display())))?;
-    if options.backend == registry::AUTO {
-        if let Some(b) = &host.backend {
-            options.backend = b.clone();
-        }
-    }
-    if options.profile.is_none() {
-        options.profile = Some(host.profile.clone());
-    }
-    if options.device.is_none() {
-        options.device = host.device.as_ref().and_then(|d| {
-            d.pci_bus_id
-                .clone()
-                .or_else(|| d.index.map(|i| i.to_string()))
-        });
-    }
-    if !options.results_given {
-        if let Some(r) = &host.results {
-            options.results = r.clone();
-        }
-    }
-    if options.allow_destructive && !host.allows.destructive {
-        return Err(SetupError::Plan(format!(
-            "--allow-destructive: host `{}` ({}) does not allow destructive cases \
-             (allows.destructive is false)",
-            host.name,
-            path.display()
-        )));
-    }
-    options.sysrq = host.allows.sysrq;
-    Ok((options, Some(host)))
-}
-
-/// Stops the run before anything is written where the device is not what the profile says,
-/// or the machine not what its host file says.
-fn preflight(
-    opened: &dyn Backend,
-    lab_host: Option<&crate::harness::lab::Host>,
-) -> Result<(), SetupError> {
-    let machine = crate::harness::preflight::Host::this_machine();
-    let mut list: Vec<String> =
-        match crate::harness::preflight::check(&opened.profile().value, opened.info(), &machine) {
-            Ok(()) => Vec::new(),
-            Err(differences) => differences.iter().map(|d| d.to_string()).collect(),
-        };
-    if let Some(h) = lab_host {
-        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-        list.extend(h.differences(&cmdline, &|name| std::env::var(name).ok()));
-    }
-    if list.is_empty() {
-        return Ok(());
-    }
-    let list: Vec<String> = list.iter().map(|d| format!("  - {d}")).collect();
-    Err(SetupError::Plan(format!(
-        "preflight: {} is not what profile `{}` expects:\n{}\nfix the machine, the profile \
-         or the host file, or rerun with --no-preflight",
-        opened.info().name,
-        opened.profile().value.name,
-        list.join("\n")
-    )))
-}
-
-/// Opens what the runner watches beside the cases: the kernel log (with its allow-list) and
-/// the taint, by default on GPUs only. Says what it could not open, and why, once.
-fn watch(
-    options: &Options,
-    hardware: bool,
-    plan: &mut Plan,
-) -> Result<(watch::Observers, Vec<results::Observer>), SetupError> {
-    let mut notes = Vec::new();
-    let mut watched = watch::Observers::default();
-    let kmsg = match &options.kmsg {
-        Some(p) => Some(p.clone()),
-        None if hardware => Some(PathBuf::from(cli::DEV_KMSG)),
-        None => None,
-    };
-    match kmsg {
-        None => notes.push(results::Observer {
-            name: "kernel_log".into(),
-            available: false,
-            detail: "not watched: the reference device's migrations do not happen in the \
-                     kernel (--kmsg FILE watches a file of kmsg records)"
-                .into(),
-        }),
-        Some(path) => match crate::observe::kmsg::open(Some(&path)) {
-            Ok(log) => {
-                let allow = crate::fixtures::load_with(
-                    &fixtures_root(options),
-                    crate::fixtures::KERNEL_LOG_FILE,
-                    crate::observe::kmsg::AllowList::parse,
-                )?;
-                plan.fixtures.push(allow.digest());
-                notes.push(results::Observer {
-                    name: "kernel_log".into(),
-                    available: true,
-                    detail: log.describe(),
-                });
-                watched.allow = Some(allow.value);
-                watched.kernel_log = Some(log);
-            }
-            Err(e) => {
-                let detail = format!("{e}; no case has kernel log evidence");
-                println!("svmconf: kernel log: {detail}");
-                notes.push(results::Observer {
-                    name: "kernel_log".into(),
-                    available: false,
-                    detail,
-                })
-            }
-        },
-    }
-    let tainted = match &options.tainted {
-        Some(p) => Some(p.clone()),
-        None if hardware => Some(PathBuf::from(cli::PROC_TAINTED)),
-        None => None,
-    };
-    match tainted.map(|p| crate::observe::taint::TaintSource::new(&p)) {
-        None => notes.push(results::Observer {
-            name: "taint".into(),
-            available: false,
-            detail: "not watched on the reference device (--tainted FILE watches a file)".into(),
-        }),
-        Some(source) => match source.read() {
-            Ok(t) => {
-                notes.push(results::Observer {
-                    name: "taint".into(),
-                    available: true,
-                    detail: format!("{} was {t} at the start", source.path().display()),
-                });
-                watched.taint = Some(source);
-            }
-            Err(e) => {
-                let detail = format!("{e}; no case is checked for taint");
-                println!("svmconf: taint: {detail}");
-                notes.push(results::Observer {
-                    name: "taint".into(),
-                    available: false,
-                    detail,
-                })
-            }
-        },
-    }
-    Ok((watched, notes))
-}
-
-/// `svmconf merge OUT RUN_DIR...`: the runs of shards joined into one, with its reports.
-fn merge(args: &[String]) -> Result<ExitCode, SetupError> {
-    let [out, runs @ ..] = args else {
-        return Err(SetupError::Plan(
-            "merge: expected `svmconf merge OUT RUN_DIR...`: a new folder, then the shards' run \
-             folders"
-                .into(),
-        ));
-    };
-    let runs: Vec<PathBuf> = runs.iter().map(PathBuf::from).collect();
-    let report = results::merge::merge(Path::new(out), &runs)
-        .map_err(|e| SetupError::Plan(format!("merge: {e}")))?;
-    println!(
-        "svmconf: merged {} runs, {} cases, into {}",
-        report.shards.len(),
-        report.records,
-        report.out_dir.display()
-    );
-    if !report.missing_shards.is_empty() {
-        println!(
-            "svmconf: shards missing: {}",
-            report
-                .missing_shards
-                .iter()
-                .map(|k| k.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    for note in &report.notes {
-        println!("svmconf: note: {note}");
-    }
-    let records = results::journal::read(&report.out_dir.join(results::JOURNAL_FILE))?;
-    print_failures(&records);
-    Ok(exit_code(&records))
-}
-
 /// 101 when any case's result was not foreseen (libtest's code for a failed test), else 0.
 fn exit_code(records: &[CaseRecord]) -> ExitCode {
     if records.iter().any(|r| r.status.is_failure()) {
@@ -613,88 +430,6 @@ impl Runner {
     }
 }
 
-/// A case's child process (after stage open): runs the one case here and writes its record for the runner.
-fn child_case(
-    invocation: &Invocation,
-    opened: &Arc<dyn Backend>,
-    plan: Plan,
-    verdict: &Path,
-) -> Result<ExitCode, SetupError> {
-    let Invocation {
-        options, libtest, ..
-    } = invocation;
-    // The runner waits for this process; if the runner dies, this case must not go on alone
-    // with the GPU.
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-    let wanted = libtest.filter.as_deref().unwrap_or("");
-    let Some((instance, body)) = plan
-        .instances
-        .into_iter()
-        .zip(plan.bodies)
-        .find(|(i, _)| i.name == wanted)
-    else {
-        return Err(SetupError::Plan(format!(
-            "--child-verdict: no case is named `{wanted}`"
-        )));
-    };
-    let runner = Runner::new(options, Arc::clone(opened), cli::Isolation::None);
-    let base = runner.blank_record(&instance, 0);
-    let record = runner.attempt_here(&instance, body, &base);
-    println!("svmconf: {} {}", record.case, record.status);
-    let bytes = serde_json::to_vec(&record)
-        .map_err(|e| SetupError::Plan(format!("--child-verdict: cannot encode the record: {e}")))?;
-    // No sync: the runner reads it as soon as this process exits, and if the machine dies
-    // first the case is incomplete whatever this file holds.
-    std::fs::write(verdict, &bytes).map_err(|source| results::ResultsError::Write {
-        path: verdict.to_path_buf(),
-        source,
-    })?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `--device-server`: a second process of a case. Opens the device the runner would open for
-/// the same backend and selection, and serves it over stdin and stdout to the
-/// `RemoteDevice` that started this process, until stdin ends.
-fn device_server(options: &Options) -> Result<ExitCode, SetupError> {
-    // A server whose parent died must not go on holding the GPU.
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-    // stdout carries the protocol alone: whatever else prints (discovery's line, a library's
-    // message) goes to stderr, which is the parent's.
-    let protocol = nix::unistd::dup(std::io::stdout())
-        .and_then(|fd| nix::unistd::dup2_stdout(std::io::stderr()).map(|()| fd))
-        .map_err(|e| {
-            SetupError::Plan(format!(
-                "{}: cannot set stdout aside for the protocol: {e}",
-                remote::SERVER_FLAG
-            ))
-        })?;
-    let mut dev = open_served(options)?;
-    let output = std::io::BufWriter::new(std::fs::File::from(protocol));
-    remote::serve(dev.as_mut(), std::io::stdin().lock(), output)
-        .map_err(|e| SetupError::Plan(format!("{}: {e}", remote::SERVER_FLAG)))?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The device a `--device-server` serves: the one the runner would open for the same backend,
-/// profile, selection and seed.
-fn open_served(options: &Options) -> Result<Box<dyn Device>, SetupError> {
-    let flag = remote::SERVER_FLAG;
-    if options.backend == registry::AUTO {
-        return Err(SetupError::Plan(format!(
-            "{flag}: name the backend (--backend {}): a second process must open the device its \
-             parent runs on, not look for one",
-            registry::KINDS.map(|k| k.name).join(", ")
-        )));
-    }
-    let opened = open_backend(options)?;
-    opened.open_served(options.seed).map_err(|e| {
-        SetupError::Plan(match e {
-            OpenError::Unavailable(why) => format!("{flag} --backend {}: {why}", opened.name()),
-            OpenError::Failed(why) => format!("{flag}: {why}"),
-        })
-    })
-}
-
 fn describe_filter(args: &Arguments) -> String {
     let mut parts = Vec::new();
     if let Some(f) = &args.filter {
@@ -715,50 +450,6 @@ fn print_failures(records: &[CaseRecord]) {
     for r in failed {
         println!("  {}", r.repro);
     }
-}
-
-/// Makes the run folder `<time>-<host>-<backend>-<profile>-s<seed>` under `root`, with a numeric
-/// suffix when a run of the same second already has that name. Nothing is left on failure.
-fn create_run_dir(
-    root: &Path,
-    opened: &dyn Backend,
-    seed: u64,
-) -> Result<(String, PathBuf), results::ResultsError> {
-    let create_err = |path: &Path, source| results::ResultsError::CreateDir {
-        path: path.to_path_buf(),
-        source,
-    };
-    let made_root = !root.exists();
-    std::fs::create_dir_all(root).map_err(|e| create_err(root, e))?;
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let base = format!(
-        "{}-{}-{}-s{seed}",
-        results::RunInfo::make_run_id(time::OffsetDateTime::now_utc(), host.trim()),
-        opened.name(),
-        opened.profile().value.name
-    );
-    for n in 0..100 {
-        let id = if n == 0 {
-            base.clone()
-        } else {
-            format!("{base}.{n}")
-        };
-        let dir = root.join(&id);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok((id, dir)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                if made_root {
-                    let _ = std::fs::remove_dir(root);
-                }
-                return Err(create_err(&dir, e));
-            }
-        }
-    }
-    Err(create_err(
-        &root.join(base),
-        std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-    ))
 }
 
 /// The fixtures folder: `--fixtures`, else `./fixtures`, else the one the binary was built from.

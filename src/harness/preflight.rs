@@ -25,6 +25,9 @@ use crate::device::{DeviceInfo, Need};
 use crate::model::profile::{Profile, VRAM_TOLERANCE_PCT};
 use crate::util::text::io_reason;
 
+use super::SetupError;
+use crate::device::backend::Backend;
+
 /// Where amdgpu's module parameters are.
 pub const AMDGPU_PARAMS: &str = "/sys/module/amdgpu/parameters";
 /// The running kernel's release, as `uname -r` prints it.
@@ -248,6 +251,34 @@ fn not_readable(e: &std::io::Error, dir: &Path) -> String {
     } else {
         reason
     }
+}
+
+/// Stops the run before anything is written where the device is not what the profile says,
+/// or the machine not what its host file says.
+pub(super) fn stop_unless_ready(
+    opened: &dyn Backend,
+    lab_host: Option<&super::lab::Host>,
+) -> Result<(), SetupError> {
+    let machine = Host::this_machine();
+    let mut list: Vec<String> = match check(&opened.profile().value, opened.info(), &machine) {
+        Ok(()) => Vec::new(),
+        Err(differences) => differences.iter().map(|d| d.to_string()).collect(),
+    };
+    if let Some(h) = lab_host {
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        list.extend(h.differences(&cmdline, &|name| std::env::var(name).ok()));
+    }
+    if list.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = list.iter().map(|d| format!("  - {d}")).collect();
+    Err(SetupError::Plan(format!(
+        "preflight: {} is not what profile `{}` expects:\n{}\nfix the machine, the profile \
+         or the host file, or rerun with --no-preflight",
+        opened.info().name,
+        opened.profile().value.name,
+        list.join("\n")
+    )))
 }
 
 #[cfg(test)]

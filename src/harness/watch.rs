@@ -6,6 +6,11 @@ use crate::observe::kmsg::{self, AllowList, KernelLog, Span};
 use crate::observe::taint::{self, Taint, TaintSource};
 use crate::results::{CaseRecord, Observer, Status};
 
+use std::path::PathBuf;
+
+use super::cli::{self, Options};
+use super::{Plan, SetupError};
+
 /// The most kernel log lines a record keeps: flagged lines first, then the rest in order.
 pub const KERNEL_LOG_LINES: usize = 200;
 
@@ -121,4 +126,87 @@ fn kernel_finding(record: &mut CaseRecord, what: &str) {
         record.reason = Some(format!("passed, but the kernel {what} while it ran"));
     }
     record.status = record.status.with_kernel_finding();
+}
+
+/// Opens what the runner watches beside the cases: the kernel log (with its allow-list) and
+/// the taint, by default on GPUs only. Says what it could not open, and why, once.
+pub(super) fn open(
+    options: &Options,
+    hardware: bool,
+    plan: &mut Plan,
+) -> Result<(Observers, Vec<Observer>), SetupError> {
+    let mut notes = Vec::new();
+    let mut watched = Observers::default();
+    let kmsg = match &options.kmsg {
+        Some(p) => Some(p.clone()),
+        None if hardware => Some(PathBuf::from(cli::DEV_KMSG)),
+        None => None,
+    };
+    match kmsg {
+        None => notes.push(Observer {
+            name: "kernel_log".into(),
+            available: false,
+            detail: "not watched: the reference device's migrations do not happen in the \
+                     kernel (--kmsg FILE watches a file of kmsg records)"
+                .into(),
+        }),
+        Some(path) => match kmsg::open(Some(&path)) {
+            Ok(log) => {
+                let allow = crate::fixtures::load_with(
+                    &super::fixtures_root(options),
+                    crate::fixtures::KERNEL_LOG_FILE,
+                    AllowList::parse,
+                )?;
+                plan.fixtures.push(allow.digest());
+                notes.push(Observer {
+                    name: "kernel_log".into(),
+                    available: true,
+                    detail: log.describe(),
+                });
+                watched.allow = Some(allow.value);
+                watched.kernel_log = Some(log);
+            }
+            Err(e) => {
+                let detail = format!("{e}; no case has kernel log evidence");
+                println!("svmconf: kernel log: {detail}");
+                notes.push(Observer {
+                    name: "kernel_log".into(),
+                    available: false,
+                    detail,
+                })
+            }
+        },
+    }
+    let tainted = match &options.tainted {
+        Some(p) => Some(p.clone()),
+        None if hardware => Some(PathBuf::from(cli::PROC_TAINTED)),
+        None => None,
+    };
+    match tainted.map(|p| crate::observe::taint::TaintSource::new(&p)) {
+        None => notes.push(Observer {
+            name: "taint".into(),
+            available: false,
+            detail: "not watched on the reference device (--tainted FILE watches a file)".into(),
+        }),
+        Some(source) => match source.read() {
+            Ok(t) => {
+                notes.push(Observer {
+                    name: "taint".into(),
+                    available: true,
+                    detail: format!("{} was {t} at the start", source.path().display()),
+                });
+                watched.taint = Some(source);
+            }
+            Err(e) => {
+                let detail = format!("{e}; no case is checked for taint");
+                println!("svmconf: taint: {detail}");
+                notes.push(Observer {
+                    name: "taint".into(),
+                    available: false,
+                    detail,
+                })
+            }
+        },
+    }
+    Ok((watched, notes))
 }

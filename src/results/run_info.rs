@@ -162,6 +162,51 @@ fn proc_line(path: &str) -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// Makes the run folder `<time>-<host>-<backend>-<profile>-s<seed>` under `root`, with a numeric
+/// suffix when a run of the same second already has that name. Nothing is left on failure.
+pub fn create_run_dir(
+    root: &Path,
+    backend: &str,
+    profile: &str,
+    seed: u64,
+) -> Result<(String, PathBuf), ResultsError> {
+    let create_err = |path: &Path, source| ResultsError::CreateDir {
+        path: path.to_path_buf(),
+        source,
+    };
+    let made_root = !root.exists();
+    std::fs::create_dir_all(root).map_err(|e| create_err(root, e))?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let base = format!(
+        "{}-{}-{}-s{seed}",
+        RunInfo::make_run_id(time::OffsetDateTime::now_utc(), host.trim()),
+        backend,
+        profile
+    );
+    for n in 0..100 {
+        let id = if n == 0 {
+            base.clone()
+        } else {
+            format!("{base}.{n}")
+        };
+        let dir = root.join(&id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok((id, dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                if made_root {
+                    let _ = std::fs::remove_dir(root);
+                }
+                return Err(create_err(&dir, e));
+            }
+        }
+    }
+    Err(create_err(
+        &root.join(base),
+        std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
