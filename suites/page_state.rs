@@ -144,14 +144,18 @@ impl Walk {
         // address's, which the case does not see: only where the policy migrates the faulting
         // chunk alone is the length known.
         let policy = &ctx.profile.policy;
+        let huge_folio = policy.device_private_huge_pages && back == HUGE_PAGES;
         if !policy.cpu_fault_migrates_whole_allocation
             && !policy.chunk_sizes.contains(&(back * PAGE_SIZE))
+            && !huge_folio
         {
             return Err(fail(format!(
                 "pages {first}..{} came back: {back} pages is not a chunk size {:?} \
-                 (policy.cpu_fault_migrates_whole_allocation = false)",
+                 (policy.cpu_fault_migrates_whole_allocation = false, \
+                 policy.device_private_huge_pages = {})",
                 last + 1,
-                policy.chunk_sizes
+                policy.chunk_sizes,
+                policy.device_private_huge_pages
             )));
         }
         ctx.note(format!(

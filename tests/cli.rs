@@ -219,7 +219,7 @@ fn exact_repeats_a_case_with_the_same_verdict(#[case] name: &str, #[case] extra:
 /// Each bad input: exit status 2, a message naming what and where, no results folder left.
 #[rstest]
 #[case::unknown_backend(&["--backend", "cuda"], "--backend: unknown backend `cuda` (known: auto, sim, hip, dmirror)")]
-#[case::unknown_profile(&["--profile", "mi250"], "--profile mi250: no profile named `mi250` in `fixtures/profiles` (available: dmirror, mi300x, mi60, sim)")]
+#[case::unknown_profile(&["--profile", "mi250"], "--profile mi250: no profile named `mi250` in `fixtures/profiles` (available: dmirror, dmirror-6.12, mi300x, mi60, sim)")]
 #[case::profile_without_sim_model(&["--profile", "mi300x"], "profile `mi300x` has no `sim:` cost model")]
 #[case::bad_seed(&["--seed", "many"], "--seed: expected a non-negative integer, got `many`")]
 #[case::unknown_break(&["--sim-break", "melt"], "melt")]

@@ -200,6 +200,11 @@ pub struct Policy {
     pub partial_unmap_evicts: bool,
     /// Most GPUs one SVM process may migrate between (1: no VRAM-to-VRAM migration).
     pub max_gpus: u32,
+    /// A transparent huge page migrates to device memory as one device-private folio, and a
+    /// CPU fault on any of its pages brings the whole 2 MiB back, whatever `chunk_sizes` says
+    /// (Linux 7.3's migrate_device; 6.12 splits the huge page). False: the series as posted
+    /// says nothing of it, and the sim splits.
+    pub device_private_huge_pages: bool,
 }
 
 impl Default for Policy {
@@ -216,6 +221,7 @@ impl Default for Policy {
             reset_ends_processes: true,
             partial_unmap_evicts: true,
             max_gpus: 1,
+            device_private_huge_pages: false,
         }
     }
 }

@@ -16,6 +16,9 @@
 //   below      munmap of a mapping that ends where the page begins: dmirror_do_update clears
 //              one page past the end of every range               -> oops
 //   gap        the same munmap, one page lower (control)          -> no oops, exit 0
+//   reprotect  finding 4: mprotect(PROT_READ) of a device-private page and back to read-write,
+//              then a device WRITE: hmm_range_fault hands the driver the still read-only
+//              device-private entry              -> WARNING in dmirror_fault, WRITE fails EFAULT
 //   neighbour  munmap of part of another anonymous mapping, which the kernel merged into one
 //              VMA with the migrated one: splitting the VMA inside a 2 MiB block it covers
 //              invalidates the whole block (split_huge_pmd_address), with no huge page there
@@ -34,6 +37,7 @@ struct hmm_dmirror_cmd {
 	uint64_t addr, ptr, npages, cpages, faults;
 };
 #define HMM_DMIRROR_READ _IOWR('H', 0x00, struct hmm_dmirror_cmd)
+#define HMM_DMIRROR_WRITE _IOWR('H', 0x01, struct hmm_dmirror_cmd)
 #define HMM_DMIRROR_MIGRATE_TO_DEV _IOWR('H', 0x02, struct hmm_dmirror_cmd)
 #define HMM_DMIRROR_SNAPSHOT _IOWR('H', 0x04, struct hmm_dmirror_cmd)
 
@@ -112,6 +116,23 @@ int main(int argc, char **argv)
 			return 1;
 		printf("the device read both: no oops\n");
 		return 0;
+	} else if (!strcmp(mode, "reprotect")) {
+		p = map(NULL, PAGE);
+		memset(p, 1, PAGE);
+		memset(bounce, 3, PAGE);
+		cmd(HMM_DMIRROR_MIGRATE_TO_DEV, "MIGRATE_TO_DEV", p, bounce, 1);
+		printf("mprotect(PROT_READ) of the page, then back to read-write\n");
+		mprotect(p, PAGE, PROT_READ);
+		mprotect(p, PAGE, PROT_READ | PROT_WRITE);
+		cmd(HMM_DMIRROR_SNAPSHOT, "SNAPSHOT", p, &state, 1);
+		printf("the page is %s\n",
+		       (state & 0x30) == 0x20 ? "still device-private" : "back");
+		if (cmd(HMM_DMIRROR_WRITE, "WRITE", p, bounce, 1)) {
+			perror("the device's WRITE");
+			return 1;
+		}
+		printf("the device wrote it: no warning expected\n");
+		return 0;
 	} else if (!strcmp(mode, "mprotect")) {
 		p = map(NULL, PAGE);
 		memset(p, 1, PAGE);
@@ -133,7 +154,7 @@ int main(int argc, char **argv)
 		       q + len == p ? "where the page begins" : "one page below it");
 		munmap(q, len);
 	} else {
-		fprintf(stderr, "usage: %s mixed|mprotect|below|gap|neighbour\n", argv[0]);
+		fprintf(stderr, "usage: %s mixed|mprotect|reprotect|below|gap|neighbour\n", argv[0]);
 		return 2;
 	}
 	cmd(HMM_DMIRROR_SNAPSHOT, "SNAPSHOT", p, &state, 1);
