@@ -8,7 +8,7 @@
 //! (the commands around the suite, and the entry point).
 
 // `unsafe` only in the FFI modules, which allow it (device::memory, device::hip::ffi,
-// device::dmirror::ffi), and every unsafe block there says why it is sound.
+// device::dmirror::ffi, device::vsvm::ffi), and every unsafe block there says why it is sound.
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 

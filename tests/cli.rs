@@ -218,8 +218,8 @@ fn exact_repeats_a_case_with_the_same_verdict(#[case] name: &str, #[case] extra:
 
 /// Each bad input: exit status 2, a message naming what and where, no results folder left.
 #[rstest]
-#[case::unknown_backend(&["--backend", "cuda"], "--backend: unknown backend `cuda` (known: auto, sim, hip, dmirror)")]
-#[case::unknown_profile(&["--profile", "mi250"], "--profile mi250: no profile named `mi250` in `fixtures/profiles` (available: dmirror, dmirror-6.12, mi300x, mi60, sim)")]
+#[case::unknown_backend(&["--backend", "cuda"], "--backend: unknown backend `cuda` (known: auto, sim, hip, dmirror, vsvm)")]
+#[case::unknown_profile(&["--profile", "mi250"], "--profile mi250: no profile named `mi250` in `fixtures/profiles` (available: dmirror, dmirror-6.12, mi300x, mi60, sim, vsvm)")]
 #[case::profile_without_sim_model(&["--profile", "mi300x"], "profile `mi300x` has no `sim:` cost model")]
 #[case::bad_seed(&["--seed", "many"], "--seed: expected a non-negative integer, got `many`")]
 #[case::unknown_break(&["--sim-break", "melt"], "melt")]
@@ -306,8 +306,9 @@ fn help_is_generated_and_lists_every_option() {
     // --help says everything: defaults and where values come from.
     let long = String::from_utf8_lossy(&svmconf(&["--help"]).stdout).to_string();
     for detail in [
-        "default auto: a GPU when one is found, else sim",
+        "default auto: a GPU when one is found, else the vsvm render node",
         "CONFIG_TEST_HMM",
+        "CONFIG_DRM_VSVM",
         "(default 1)",
         "(default 10)",
         "(default 10%)",
@@ -836,6 +837,85 @@ fn dmirror_without_the_driver_skips_every_case_saying_which_module_is_missing() 
         "{}",
         text(&out)
     );
+}
+
+/// Without the kernel's virtual SVM GPU (this machine, CI): the run does not fail at setup;
+/// every case of the whole suite skips saying which driver is missing, one case at a time in a
+/// child each, with the vsvm profile, and the run exits 0. A node that is not there is named
+/// with `--device`, so the test is the same on a machine that has the driver; without
+/// `--device`, where sysfs shows no vsvm node, the reason is the one every lab run without it
+/// gives.
+#[test]
+fn vsvm_without_the_driver_skips_every_case_saying_which_driver_is_missing() {
+    let results = tempfile::tempdir().expect("a temporary folder");
+    let node = results.path().join("renderD128");
+    let node = node.to_str().unwrap_or_default();
+    let out = svmconf(&[
+        "--backend",
+        "vsvm",
+        "--device",
+        node,
+        "--results",
+        results.path().join("results").to_str().unwrap_or_default(),
+    ]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("(profile vsvm"),
+        "the vsvm profile by default: {said}"
+    );
+    assert!(said.contains("every case is skipped"), "{said}");
+    assert!(
+        said.contains("isolation process, 1 at a time)"),
+        "a device every case shares runs one case at a time: {said}"
+    );
+    let records = journal(&run_dir(&results.path().join("results")));
+    assert!(
+        records.len() > 60,
+        "the whole suite is planned: {}",
+        records.len()
+    );
+    let want = format!(
+        "no {node}: the kernel's virtual SVM GPU (CONFIG_DRM_VSVM, lab/vm/run --vsvm) is not \
+         loaded"
+    );
+    for r in &records {
+        assert_eq!(r["status"], "skip", "{r}");
+        assert_eq!(r["reason"].as_str().unwrap_or_default(), want, "{r}");
+    }
+
+    let roots = svmconf::device::vsvm::Roots::this_machine();
+    if svmconf::device::vsvm::find(&roots).is_none() {
+        let found = tempfile::tempdir().expect("a temporary folder");
+        let out = svmconf(&[
+            "--backend",
+            "vsvm",
+            "--results",
+            found.path().to_str().unwrap_or_default(),
+            "prefetch::",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let records = journal(&run_dir(found.path()));
+        assert!(!records.is_empty());
+        for r in &records {
+            assert_eq!(r["status"], "skip", "{r}");
+            assert_eq!(
+                r["reason"].as_str().unwrap_or_default(),
+                svmconf::device::vsvm::MISSING,
+                "{r}"
+            );
+        }
+    }
+
+    for device in ["0", "gpu0"] {
+        let out = svmconf(&["--backend", "vsvm", "--device", device]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(
+            text(&out).contains("expected a render node for --backend vsvm"),
+            "{}",
+            text(&out)
+        );
+    }
 }
 
 /// With the feature and no GPU (this machine, CI): the run does not fail at setup; every

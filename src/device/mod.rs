@@ -11,7 +11,7 @@ pub mod backend;
 pub mod dmirror;
 pub mod hip;
 pub mod kernels;
-/// Host memory of the hip and dmirror backends: an FFI module, where `unsafe` is allowed.
+/// Host memory of the hip, dmirror and vsvm backends: an FFI module, where `unsafe` is allowed.
 #[allow(unsafe_code)]
 pub mod memory;
 pub mod observer;
@@ -19,6 +19,7 @@ pub mod reference;
 pub mod registry;
 pub mod remote;
 pub mod sim;
+pub mod vsvm;
 
 use std::fmt;
 use std::time::Duration;

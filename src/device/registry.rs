@@ -7,10 +7,11 @@ use super::backend::{Backend, BackendError, Kind, Settings};
 pub const AUTO: &str = "auto";
 
 /// Every backend, the reference device first: it is what `auto` falls back to.
-pub const KINDS: [Kind; 3] = [
+pub const KINDS: [Kind; 4] = [
     super::sim::backend::KIND,
     super::hip::backend::KIND,
     super::dmirror::backend::KIND,
+    super::vsvm::backend::KIND,
 ];
 
 /// `auto` and every backend's name, as `--backend` takes them.

@@ -152,15 +152,16 @@ Exit status: 0 when every result was foreseen, 101 when one was not, 2 for bad i
 struct Cli {
     #[arg(
         long,
-        value_name = "auto|sim|hip|dmirror",
+        value_name = "auto|sim|hip|dmirror|vsvm",
         value_parser = parse_backend,
         allow_hyphen_values = true,
         overrides_with = "backend",
         help_heading = SVMCONF,
         help = "device to run on (default auto)",
-        long_help = "device to run on (default auto: a GPU when one is found, else sim; hip \
-                     needs a binary\nbuilt with --features hip; dmirror is the kernel's \
-                     device-private test driver,\nCONFIG_TEST_HMM)"
+        long_help = "device to run on (default auto: a GPU when one is found, else the vsvm \
+                     render node where\nthere is one, else sim; hip needs a binary built with \
+                     --features hip; dmirror is the\nkernel's device-private test driver, \
+                     CONFIG_TEST_HMM; vsvm, the kernel's virtual SVM GPU,\nCONFIG_DRM_VSVM)"
     )]
     backend: Option<String>,
     #[arg(
@@ -171,7 +172,8 @@ struct Cli {
         help_heading = SVMCONF,
         help = "which GPU: a HIP device index or a PCI bus id (default the first)",
         long_help = "which GPU: a HIP device index or a PCI bus id (0000:c1:00.0); default the \
-                     first.\ndmirror: N or the node (default /dev/hmm_dmirror0)"
+                     first.\ndmirror: N or the node (default /dev/hmm_dmirror0)\nvsvm: renderD<N> \
+                     or the node (default the render node whose device is vsvm)"
     )]
     device: Option<String>,
     #[arg(
@@ -511,8 +513,8 @@ pub enum UsageError {
     )]
     Device(String),
     #[error(
-        "--device {0}: only --backend hip (or auto finding a GPU) and dmirror have devices to \
-         choose"
+        "--device {0}: only --backend hip (or auto finding a GPU), dmirror and vsvm have devices \
+         to choose"
     )]
     DeviceOnSim(String),
     #[error("--seed: expected a non-negative integer, got `{0}`")]
@@ -939,6 +941,7 @@ mod tests {
     #[case(&["--backend=auto"], "auto")]
     #[case(&["--backend", "hip"], "hip")]
     #[case(&["--backend", "dmirror"], "dmirror")]
+    #[case(&["--backend", "vsvm"], "vsvm")]
     #[case(&[], "auto")]
     fn backends(#[case] args: &[&str], #[case] want: &str) {
         assert_eq!(parse(args).unwrap().backend, want);
@@ -1281,7 +1284,7 @@ mod tests {
         }
         assert!(shown > 40, "{shown} options shown");
         for word in [
-            "--backend <auto|sim|hip|dmirror>",
+            "--backend <auto|sim|hip|dmirror|vsvm>",
             "--isolate <process|none>",
             "--list",
             "--exact",

@@ -30,8 +30,8 @@ struct Sim {
 fn open(s: &Settings) -> Result<Box<dyn Backend>, BackendError> {
     if let Some(d) = &s.device {
         return Err(BackendError::Refused(format!(
-            "--device {d}: only --backend hip (or auto finding a GPU) and dmirror have devices \
-             to choose"
+            "--device {d}: only --backend hip (or auto finding a GPU), dmirror and vsvm have \
+             devices to choose"
         )));
     }
     if s.amdgpu_trace {
