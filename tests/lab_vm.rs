@@ -30,6 +30,11 @@ fn said(out: &Output) -> String {
     5,
     "--kernel-tree /nonexistent/linux: no such folder"
 )]
+#[case::driver_without_its_framework(
+    &["--vsvm", "--kernel", "6.12"],
+    6,
+    "--vsvm: linux-source-6.12 has no drm_gpusvm"
+)]
 fn a_bad_kernel_choice_is_refused_with_its_status(
     #[case] args: &[&str],
     #[case] status: i32,
@@ -73,6 +78,31 @@ fn a_tree_that_is_no_kernel_or_was_built_in_place_is_refused() {
     assert_eq!(out.status.code(), Some(5), "{}", said(&out));
     assert!(
         said(&out).contains("has an in-tree build (.config)"),
+        "{}",
+        said(&out)
+    );
+}
+
+/// A tree without the framework the virtual SVM GPU is built on cannot have it: status 6.
+#[test]
+fn the_virtual_gpu_is_refused_on_a_tree_without_drm_gpusvm() {
+    let cache = tempfile::tempdir().expect("a temporary folder");
+    let tree = tempfile::tempdir().expect("a temporary folder");
+    std::fs::write(
+        tree.path().join("Makefile"),
+        "kernelversion:\n\t@echo 6.12.0\n",
+    )
+    .expect("write");
+    std::fs::write(tree.path().join("Kconfig"), "").expect("write");
+    std::fs::create_dir_all(tree.path().join("arch/x86")).expect("mkdir");
+    let path = tree.path().to_str().expect("UTF-8").to_string();
+    let out = lab(
+        &["--kernel-tree", &path, "--vsvm"],
+        &[("XDG_CACHE_HOME", cache.path())],
+    );
+    assert_eq!(out.status.code(), Some(6), "{}", said(&out));
+    assert!(
+        said(&out).contains("has no drivers/gpu/drm/drm_gpusvm.c"),
         "{}",
         said(&out)
     );
