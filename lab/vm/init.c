@@ -6,9 +6,12 @@
  *                           may hang, so the host can tell "failed" from "never finished";
  *   /out/hmm-tests.tap      hmm-tests' TAP output, /out/hmm-tests.exit its exit status.
  * (hmm-tests' assertion messages, on its stderr, go to the same file.)
+ * With /etc/vm-expect-vsvm (lab/vm/run --vsvm) the virtual SVM GPU must have a render node;
+ * without one the command does not run and the exit status is 7.
  * Console lines start with "svmconf-vm:" so the host's log can be searched for them.
  * Built static (gcc -static) by lab/vm/run: the initramfs has no libc. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -123,6 +126,36 @@ static int run(char **argv, const char *out, int limit)
 }
 
 /* /etc/vm-command: the argv, each argument ended by a NUL byte. */
+/* The render node whose device is the virtual SVM GPU (modalias platform:vsvm), into node;
+ * 0 when there is none. */
+static int find_vsvm(char *node, size_t len)
+{
+	DIR *d = opendir("/sys/class/drm");
+	struct dirent *e;
+	int found = 0;
+
+	if (!d)
+		return 0;
+	while (!found && (e = readdir(d))) {
+		char path[320], alias[64] = "";
+		FILE *f;
+
+		if (strncmp(e->d_name, "renderD", 7))
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/drm/%s/device/modalias", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(alias, sizeof(alias), f) && !strcmp(alias, "platform:vsvm\n")) {
+			snprintf(node, len, "/dev/dri/%s", e->d_name);
+			found = 1;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return found;
+}
+
 static char **read_command(void)
 {
 	static char buf[65536];
@@ -181,10 +214,24 @@ int main(void)
 		}
 	}
 
+	int no_vsvm = 0;
+	if (access("/etc/vm-expect-vsvm", F_OK) == 0) {
+		char node[300];
+		if (find_vsvm(node, sizeof(node))) {
+			say("%s: the virtual SVM GPU's render node", node);
+		} else {
+			say("vsvm: no render node whose device is platform:vsvm: the driver did not load "
+			    "(its probe messages are in the kernel log above)");
+			no_vsvm = 1;
+		}
+	}
+
 	char **argv = read_command();
 	int status;
 	if (missing) {
 		status = 3;
+	} else if (no_vsvm) {
+		status = 7;
 	} else if (!argv) {
 		say("no command in /etc/vm-command");
 		status = 2;
