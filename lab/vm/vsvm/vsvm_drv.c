@@ -187,6 +187,9 @@ static const struct file_operations vsvm_fops = {
 	.poll = drm_poll,
 	.read = drm_read,
 	.llseek = noop_llseek,
+	/* drm_open_helper() refuses, with a WARN and -EINVAL, a node whose fops lack it (as
+	 * DRM_GEM_FOPS sets it); the first boot met that. */
+	.fop_flags = FOP_UNSIGNED_OFFSET,
 };
 
 static const struct drm_driver vsvm_driver = {
