@@ -1,9 +1,11 @@
 /* The VM lab's /init: mount what the run needs, check that the kernel's device-private test
- * driver is there, run the command in /etc/vm-command, then the kernel's own hmm-tests when the
- * initramfs has them, and power off. Everything the host wants back goes to /out, a 9p share
- * of the host's output folder:
- *   /out/exit-status        the command's exit status (a number), written before anything else
- *                           may hang, so the host can tell "failed" from "never finished";
+ * driver is there, run the commands in /etc/vm-command one after the other, then the kernel's
+ * own hmm-tests when the initramfs has them, and power off. Everything the host wants back goes
+ * to /out, a 9p share of the host's output folder:
+ *   /out/command-N.exit     command N's exit status, written as it ends;
+ *   /out/exit-status        the first non-zero of them (0 when all passed), written before
+ *                           hmm-tests, which may hang, so the host can tell "failed" from
+ *                           "never finished";
  *   /out/hmm-tests.tap      hmm-tests' TAP output, /out/hmm-tests.exit its exit status.
  * (hmm-tests' assertion messages, on its stderr, go to the same file.)
  * With /etc/vm-expect-vsvm (lab/vm/run --vsvm) the virtual SVM GPU must have a render node;
@@ -125,7 +127,6 @@ static int run(char **argv, const char *out, int limit)
 	return WEXITSTATUS(status);
 }
 
-/* /etc/vm-command: the argv, each argument ended by a NUL byte. */
 /* The render node whose device is the virtual SVM GPU (modalias platform:vsvm), into node;
  * 0 when there is none. */
 static int find_vsvm(char *node, size_t len)
@@ -156,19 +157,35 @@ static int find_vsvm(char *node, size_t len)
 	return found;
 }
 
-static char **read_command(void)
+/* /etc/vm-command: the commands' argv, each argument ended by a NUL byte, commands separated
+ * by an argument "---". Fills cmds with up to max argv arrays; returns how many. */
+#define MAX_COMMANDS 16
+static int read_commands(char **cmds[], int max)
 {
 	static char buf[65536];
-	static char *argv[256];
+	static char *argv[512];
 	int fd = open("/etc/vm-command", O_RDONLY);
 	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	int argc = 0, count = 0;
+
+	if (fd >= 0)
+		close(fd);
 	if (n <= 0)
-		return NULL;
-	int argc = 0;
-	for (char *p = buf; p < buf + n && argc < 255; p += strlen(p) + 1)
+		return 0;
+	cmds[count++] = &argv[0];
+	for (char *p = buf; p < buf + n && argc < 510; p += strlen(p) + 1) {
+		if (!strcmp(p, "---") && count < max) {
+			argv[argc++] = NULL;
+			cmds[count++] = &argv[argc];
+			continue;
+		}
 		argv[argc++] = p;
+	}
 	argv[argc] = NULL;
-	return argv;
+	/* An empty last command (a trailing "---") is none. */
+	if (count > 1 && !cmds[count - 1][0])
+		count--;
+	return count;
 }
 
 static void power_off(void)
@@ -226,20 +243,30 @@ int main(void)
 		}
 	}
 
-	char **argv = read_command();
-	int status;
+	char **cmds[MAX_COMMANDS];
+	int ncmds = read_commands(cmds, MAX_COMMANDS);
+	int status = 0;
 	if (missing) {
 		status = 3;
 	} else if (no_vsvm) {
 		status = 7;
-	} else if (!argv) {
+	} else if (!ncmds || !cmds[0][0]) {
 		say("no command in /etc/vm-command");
 		status = 2;
 	} else {
-		say("running %s", argv[0]);
-		double t0 = now();
-		status = run(argv, NULL, 0);
-		say("command exited %d after %.1f s", status, now() - t0);
+		/* Every command runs; the lab's status is the first that was not 0. Each one's
+		 * own goes to /out/command-N.exit as soon as it ends. */
+		for (int i = 0; i < ncmds; i++) {
+			char path[64];
+			say("running command %d of %d: %s", i + 1, ncmds, cmds[i][0]);
+			double t0 = now();
+			int s = run(cmds[i], NULL, 0);
+			say("command %d exited %d after %.1f s", i + 1, s, now() - t0);
+			snprintf(path, sizeof(path), "/out/command-%d.exit", i + 1);
+			write_file(path, "%d\n", s);
+			if (s && !status)
+				status = s;
+		}
 	}
 	write_file("/out/exit-status", "%d\n", status);
 	sync();

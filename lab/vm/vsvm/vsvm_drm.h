@@ -55,6 +55,7 @@ extern "C" {
 #define DRM_VSVM_PLANT_RELEASE_LEAK		(1u << 2)
 #define DRM_VSVM_PLANT_BO_MOVE_NO_EVICT		(1u << 3)
 #define DRM_VSVM_PLANT_STALE_VRAM_MAPPING	(1u << 4)
+#define DRM_VSVM_PLANT_COUNT			5
 
 /**
  * struct drm_vsvm_query - DRM_IOCTL_VSVM_QUERY: the device and its counters.
@@ -79,9 +80,25 @@ struct drm_vsvm_query {
 	__u64 resets;
 	__u32 planted;			/* current value of vsvm.planted */
 	__u32 version;			/* DRM_VSVM_VERSION */
+	/* Version 2. */
+	/*
+	 * The series' open issue: what TTM allocates for the system
+	 * destination of an evicted SVM BO, which bo_move never uses (its
+	 * pages go to RAM through drm_pagemap_evict_to_ram()). Per eviction:
+	 * the TTM_PL_SYSTEM resource and the ttm_tt with its page array
+	 * (ttm_tt_init: one pointer per page), freed when the emptied BO is.
+	 */
+	__u64 evict_tt_allocs;		/* ttm_tts created for evicted SVM BOs */
+	__u64 evict_tt_bytes;		/* bytes they took, summed */
+	__u64 evict_tt_live_bytes;	/* of those, still allocated now */
+	__u64 evict_tt_peak_bytes;	/* the most allocated at one time */
+	__u64 evict_tt_pages;		/* system pages TTM populated for them */
+	__u64 svm_evicted_bytes;	/* bytes of SVM BOs evicted, summed */
+	/* How often each planted bug acted (index: bit number). */
+	__u64 planted_fired[8];
 };
 
-#define DRM_VSVM_VERSION	1
+#define DRM_VSVM_VERSION	2
 
 /**
  * struct drm_vsvm_access - DRM_IOCTL_VSVM_READ, _WRITE and _ATOMIC_INC.
@@ -110,10 +127,12 @@ struct drm_vsvm_access {
 /**
  * struct drm_vsvm_prefetch - DRM_IOCTL_VSVM_PREFETCH.
  *
- * Migrate every range overlapping [start, start + size) to @loc (VRAM or
- * SYSTEM). Ranges are whole chunks (2 MiB, 64 KiB or 4 KiB), so up to a chunk
- * on either side may move too. Holes are skipped. Best effort: a range that
- * cannot move is counted in @failed_ranges, not an error.
+ * Migrate the pages of [start, start + size) (widened to whole pages) to
+ * @loc (VRAM or SYSTEM), and no page outside it: as the series' prefetch
+ * location, the span becomes an attribute interval of its own, so ranges
+ * that straddle its ends are destroyed (their data stays where it is) and
+ * the ranges made for it fit inside. Holes are skipped. Best effort: a
+ * range that cannot move is counted in @failed_ranges, not an error.
  */
 struct drm_vsvm_prefetch {
 	__u64 start;

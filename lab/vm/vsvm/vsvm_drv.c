@@ -33,6 +33,7 @@ module_param(vram_mb, uint, 0444);
 MODULE_PARM_DESC(vram_mb, "VRAM (device-private memory) in MiB, rounded up to 2 MiB [64]");
 
 unsigned int vsvm_planted;
+atomic64_t vsvm_planted_fired[DRM_VSVM_PLANT_COUNT];
 module_param_named(planted, vsvm_planted, uint, 0644);
 MODULE_PARM_DESC(planted,
 		 "Planted bugs, a bitmask [0]: 1 corrupt a word in copy_to_ram, 2 skip a page in copy_to_devmem, 4 leak a VRAM chunk on release, 8 bo_move returns without evicting, 16 leave the GPU mapping in VRAM after eviction");
@@ -95,6 +96,15 @@ static int vsvm_ioctl_query(struct drm_device *drm, void *data,
 	args->resets = atomic64_read(&vdev->resets);
 	args->planted = READ_ONCE(vsvm_planted);
 	args->version = DRM_VSVM_VERSION;
+	args->evict_tt_allocs = atomic64_read(&vdev->evict_tt_allocs);
+	args->evict_tt_bytes = atomic64_read(&vdev->evict_tt_bytes);
+	args->evict_tt_live_bytes = atomic64_read(&vdev->evict_tt_live_bytes);
+	args->evict_tt_peak_bytes = atomic64_read(&vdev->evict_tt_peak_bytes);
+	args->evict_tt_pages = atomic64_read(&vdev->evict_tt_pages);
+	args->svm_evicted_bytes = atomic64_read(&vdev->svm_evicted_bytes);
+	BUILD_BUG_ON(DRM_VSVM_PLANT_COUNT > ARRAY_SIZE(args->planted_fired));
+	for (i = 0; i < DRM_VSVM_PLANT_COUNT; i++)
+		args->planted_fired[i] = atomic64_read(&vsvm_planted_fired[i]);
 
 	return 0;
 }

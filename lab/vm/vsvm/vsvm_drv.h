@@ -93,6 +93,14 @@ struct vsvm_device {
 	atomic64_t svm_eviction_failures;
 	atomic64_t bo_evictions;
 	atomic64_t resets;
+	atomic64_t svm_evicted_bytes;
+
+	/* The system destination of evicted SVM BOs (QUERY's evict_tt_*). */
+	atomic64_t evict_tt_allocs;
+	atomic64_t evict_tt_bytes;
+	atomic64_t evict_tt_live_bytes;
+	atomic64_t evict_tt_peak_bytes;
+	atomic64_t evict_tt_pages;
 };
 
 static inline struct vsvm_device *to_vsvm_device(struct drm_device *drm)
@@ -176,10 +184,18 @@ struct vsvm_trigger {
 };
 
 extern unsigned int vsvm_planted;
+extern atomic64_t vsvm_planted_fired[DRM_VSVM_PLANT_COUNT];
 
+/* Whether planted @bug is on. */
 static inline bool vsvm_plant(u32 bug)
 {
 	return READ_ONCE(vsvm_planted) & bug;
+}
+
+/* Planted @bug acted: counted, so that a lab can tell a bug that never ran. */
+static inline void vsvm_planted_acted(u32 bug)
+{
+	atomic64_inc(&vsvm_planted_fired[__ffs(bug)]);
 }
 
 /* vsvm_vram.c: device-private memory and its allocator */

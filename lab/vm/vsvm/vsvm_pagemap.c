@@ -186,8 +186,12 @@ static int vsvm_copy_to_devmem(struct page **pages,
 			void *dst = vsvm_vram_backing(vdev, pfn + j);
 			void *src;
 
-			if (!dst || i + j == skip)
+			if (!dst)
 				continue;
+			if (i + j == skip) {
+				vsvm_planted_acted(DRM_VSVM_PLANT_COPY_TO_DEVMEM_SKIP);
+				continue;
+			}
 
 			src = vsvm_sys_kmap(vdev, pagemap_addr[i].addr +
 					    (j << PAGE_SHIFT));
@@ -250,6 +254,7 @@ static int vsvm_copy_to_ram(struct page **pages,
 			if (corrupt) {
 				*(u32 *)dst = ~*(u32 *)dst;
 				corrupt = false;
+				vsvm_planted_acted(DRM_VSVM_PLANT_COPY_TO_RAM_CORRUPT);
 			}
 			kunmap_local(dst);
 		}

@@ -48,6 +48,7 @@ enum vsvm_target {
 struct vsvm_attr {
 	u32 loc;
 	u32 mode;
+	u32 prefetch;	/* the last PREFETCH's location: bounds ranges only */
 };
 
 static struct vsvm_file *gpusvm_to_vf(struct drm_gpusvm *gpusvm)
@@ -65,10 +66,11 @@ static unsigned long vsvm_range_npages(struct vsvm_range *vr)
 /* Default attributes are not stored: the tree holds only what was set. */
 static void *vsvm_attr_pack(const struct vsvm_attr *a)
 {
-	if (a->loc == DRM_VSVM_LOC_NONE && a->mode == DRM_VSVM_MIGRATE_PREFERRED)
+	if (a->loc == DRM_VSVM_LOC_NONE && a->mode == DRM_VSVM_MIGRATE_PREFERRED &&
+	    a->prefetch == DRM_VSVM_LOC_NONE)
 		return NULL;
 
-	return xa_mk_value(a->loc | (a->mode << 8));
+	return xa_mk_value(a->loc | (a->mode << 8) | (a->prefetch << 16));
 }
 
 /*
@@ -90,7 +92,9 @@ static void vsvm_attr_lookup(struct vsvm_file *vf, unsigned long addr,
 	rcu_read_unlock();
 
 	a->loc = entry ? xa_to_value(entry) & 0xff : DRM_VSVM_LOC_NONE;
-	a->mode = entry ? xa_to_value(entry) >> 8 : DRM_VSVM_MIGRATE_PREFERRED;
+	a->mode = entry ? (xa_to_value(entry) >> 8) & 0xff :
+			  DRM_VSVM_MIGRATE_PREFERRED;
+	a->prefetch = entry ? xa_to_value(entry) >> 16 : DRM_VSVM_LOC_NONE;
 }
 
 /*
@@ -189,8 +193,11 @@ static void vsvm_svm_invalidate(struct drm_gpusvm *gpusvm,
 		 */
 		if (mmu_range->event != MMU_NOTIFY_UNMAP &&
 		    vr->pages.flags.has_devmem_pages &&
-		    vsvm_plant(DRM_VSVM_PLANT_STALE_VRAM_MAPPING))
+		    vsvm_plant(DRM_VSVM_PLANT_STALE_VRAM_MAPPING)) {
+			if (vr->gpu_mapped)
+				vsvm_planted_acted(DRM_VSVM_PLANT_STALE_VRAM_MAPPING);
 			continue;
+		}
 
 		vr->gpu_mapped = false;
 		drm_gpusvm_unmap_pages(gpusvm, &vr->pages,
@@ -743,15 +750,49 @@ static unsigned long vsvm_vma_end(struct vsvm_file *vf, unsigned long addr)
 	return end;
 }
 
+static void vsvm_destroy_crossing(struct vsvm_file *vf, unsigned long addr);
+
+/*
+ * The prefetch location of [start, end): the series' prefetch-location
+ * attribute (KFD's SVM_ATTR_PREFETCH_LOC), set over the span and nothing
+ * else, the other attributes of each interval kept. The span becomes an
+ * interval of its own, so no range made for it reaches outside it, and a
+ * range that straddles one of its ends is destroyed (data left in place).
+ */
+static int vsvm_attr_set_prefetch(struct vsvm_file *vf, unsigned long start,
+				  unsigned long end, u32 loc)
+{
+	unsigned long cur, istart, iend;
+	int err;
+
+	for (cur = start; cur < end; cur = iend) {
+		struct vsvm_attr a;
+
+		vsvm_attr_lookup(vf, cur, &a, &istart, &iend);
+		iend = min(iend, end);
+		a.prefetch = loc;
+		err = mtree_store_range(&vf->attrs, cur, iend - 1,
+					vsvm_attr_pack(&a), GFP_KERNEL);
+		if (err)
+			return err;
+	}
+	vsvm_svm_garbage_collector(vf);
+	vsvm_destroy_crossing(vf, start);
+	vsvm_destroy_crossing(vf, end);
+
+	return 0;
+}
+
 /**
  * vsvm_ioctl_prefetch() - DRM_IOCTL_VSVM_PREFETCH
  * @drm: the device
  * @data: struct drm_vsvm_prefetch
  * @file: the file
  *
- * The series' prefetch path (the prefetch-location attribute) and xe's
- * prefetch of CPU-address-mirror VMAs: for every range of the span, migrate
- * to the target; a range moved to VRAM is also bound, as xe does.
+ * The series' prefetch path: the prefetch-location attribute set over the
+ * span (vsvm_attr_set_prefetch()), then, as xe's prefetch of
+ * CPU-address-mirror VMAs, every range of the span migrated to the target;
+ * a range moved to VRAM is also bound, as xe does.
  *
  * Return: 0 or a negative error code; per-range failures are counted.
  */
@@ -779,6 +820,12 @@ int vsvm_ioctl_prefetch(struct drm_device *drm, void *data,
 	err = mutex_lock_interruptible(&vf->lock);
 	if (err)
 		return err;
+
+	err = vsvm_attr_set_prefetch(vf, start, end, args->loc);
+	if (err) {
+		mutex_unlock(&vf->lock);
+		return err;
+	}
 
 	vsvm_trigger_begin(vf->vdev, &trig, DRM_VSVM_TRIGGER_PREFETCH);
 	for (cur = start; cur < end;) {

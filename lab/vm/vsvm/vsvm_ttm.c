@@ -241,8 +241,10 @@ static int vsvm_svm_bo_evict(struct vsvm_bo *bo)
 		return 0;
 
 	/* Planted: report success, migrate nothing. */
-	if (vsvm_plant(DRM_VSVM_PLANT_BO_MOVE_NO_EVICT))
+	if (vsvm_plant(DRM_VSVM_PLANT_BO_MOVE_NO_EVICT)) {
+		vsvm_planted_acted(DRM_VSVM_PLANT_BO_MOVE_NO_EVICT);
 		return 0;
+	}
 
 	vsvm_trigger_begin(vdev, &trig, DRM_VSVM_TRIGGER_EVICTION);
 	err = drm_pagemap_evict_to_ram(&bo->devmem);
@@ -257,36 +259,78 @@ static int vsvm_svm_bo_evict(struct vsvm_bo *bo)
 	}
 
 	atomic64_inc(&vdev->svm_evictions);
+	atomic64_add((u64)bo->tbo.base.size, &vdev->svm_evicted_bytes);
 	return 0;
 }
 
 /* ----- ttm_device_funcs ------------------------------------------------- */
 
 /*
- * ttm_device_funcs.ttm_tt_create: the system placement's page array, which
- * nothing populates (the series' open issue: the system resource of an
- * evicted SVM BO is not used).
+ * A ttm_tt with what it cost, for QUERY's evict_tt_* counters: the series'
+ * open issue measured where TTM spends it.
+ */
+struct vsvm_tt {
+	struct ttm_tt base;
+	u64 bytes;		/* 0: not an evicted SVM BO's */
+};
+
+/*
+ * The bytes TTM allocates for an SVM BO's system destination: this ttm_tt,
+ * its page array (ttm_tt_init(): kvcalloc of one pointer per page) and the
+ * TTM_PL_SYSTEM resource (ttm_sys_man_alloc()).
+ */
+static u64 vsvm_evict_tt_bytes(const struct ttm_tt *tt)
+{
+	return sizeof(struct vsvm_tt) + (u64)tt->num_pages * sizeof(void *) +
+	       sizeof(struct ttm_resource);
+}
+
+/*
+ * ttm_device_funcs.ttm_tt_create: the system placement's page array. TTM
+ * creates it when it moves a BO to TTM_PL_SYSTEM, before bo_move; for an
+ * SVM BO nothing ever uses it (the series' open issue), so it is counted.
  */
 static struct ttm_tt *vsvm_ttm_tt_create(struct ttm_buffer_object *tbo,
 					 u32 page_flags)
 {
-	struct ttm_tt *tt;
+	struct vsvm_bo *bo = to_vsvm_bo(tbo);
+	struct vsvm_device *vdev = bo->vdev;
+	struct vsvm_tt *tt;
 
 	tt = kzalloc_obj(*tt);
 	if (!tt)
 		return NULL;
 
-	if (ttm_tt_init(tt, tbo, page_flags, ttm_cached, 0)) {
+	if (ttm_tt_init(&tt->base, tbo, page_flags, ttm_cached, 0)) {
 		kfree(tt);
 		return NULL;
 	}
 
-	return tt;
+	if (bo->svm) {
+		u64 live, peak;
+
+		tt->bytes = vsvm_evict_tt_bytes(&tt->base);
+		atomic64_inc(&vdev->evict_tt_allocs);
+		atomic64_add(tt->bytes, &vdev->evict_tt_bytes);
+		live = atomic64_add_return(tt->bytes, &vdev->evict_tt_live_bytes);
+		peak = atomic64_read(&vdev->evict_tt_peak_bytes);
+		while (live > peak &&
+		       !atomic64_try_cmpxchg(&vdev->evict_tt_peak_bytes, &peak,
+					     live))
+			;
+	}
+
+	return &tt->base;
 }
 
-static void vsvm_ttm_tt_destroy(struct ttm_device *bdev, struct ttm_tt *tt)
+static void vsvm_ttm_tt_destroy(struct ttm_device *bdev, struct ttm_tt *ttm)
 {
-	ttm_tt_fini(tt);
+	struct vsvm_tt *tt = container_of(ttm, struct vsvm_tt, base);
+	struct vsvm_device *vdev = container_of(bdev, struct vsvm_device, bdev);
+
+	if (tt->bytes)
+		atomic64_sub(tt->bytes, &vdev->evict_tt_live_bytes);
+	ttm_tt_fini(ttm);
 	kfree(tt);
 }
 
@@ -327,6 +371,10 @@ static int vsvm_bo_move(struct ttm_buffer_object *tbo, bool evict,
 
 			if (err)
 				return err;
+			/* Pages TTM gave the destination (none for SYSTEM). */
+			if (tbo->ttm && ttm_tt_is_populated(tbo->ttm))
+				atomic64_add(tbo->ttm->num_pages,
+					     &bo->vdev->evict_tt_pages);
 		} else {
 			atomic64_inc(&bo->vdev->bo_evictions);
 		}

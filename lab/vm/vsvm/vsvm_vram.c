@@ -237,8 +237,10 @@ void vsvm_vram_free(struct vsvm_device *vdev, struct vsvm_vram_res *res)
 		const struct vsvm_vram_chunk *chunk = &res->chunks[i];
 
 		/* Planted: the first chunk of an SVM allocation is never freed. */
-		if (res->svm && i == 0 && vsvm_plant(DRM_VSVM_PLANT_RELEASE_LEAK))
+		if (res->svm && i == 0 && vsvm_plant(DRM_VSVM_PLANT_RELEASE_LEAK)) {
+			vsvm_planted_acted(DRM_VSVM_PLANT_RELEASE_LEAK);
 			continue;
+		}
 
 		if (vsvm_vram_chunk_in_use(vdev, chunk)) {
 			quarantined += chunk->npages;
