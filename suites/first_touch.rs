@@ -36,6 +36,27 @@ fn gpu_touch(ctx: &mut Ctx) -> CaseResult {
     }
 
     let migrates = ctx.kind.migratable() && advice != Some(Location::System);
+    // Over CPU-written memory the touch is a verify, whose kernel writes its count of bad words
+    // to a result buffer of its own: a GPU write that migrates too, after the allocation. An
+    // allocation that leaves no room in VRAM for that page has its oldest range evicted by it,
+    // and no device could leave every page in VRAM.
+    if migrates && cpu_written {
+        let vram = ctx.dev.info().vram_bytes;
+        let page = ctx
+            .profile
+            .policy
+            .chunk_sizes
+            .last()
+            .copied()
+            .unwrap_or(4096);
+        if ctx.size + page > vram {
+            return Err(Stop::skip(format!(
+                "{} bytes and the verify kernel's result page do not fit in {vram} bytes of \
+                 VRAM together: the result's migration evicts part of the allocation",
+                ctx.size
+            )));
+        }
+    }
     let want = if migrates {
         Location::Vram
     } else {

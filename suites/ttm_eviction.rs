@@ -12,6 +12,7 @@ use std::time::Instant;
 use crate::case::{CaseResult, Ctx, Stop};
 use crate::check;
 use crate::device::{AllocKind, Buf, Location, PAGE_SIZE};
+use crate::model::profile::EvictionOrder;
 use crate::model::timing::{Metric, Unit};
 
 bodies! {
@@ -254,7 +255,25 @@ fn eviction_metrics(
     if let Some(pages) = now.pool_pages {
         ctx.metric(Metric::exact("ttm_pool_pages", Unit::Count, pages as f64))?;
     }
-    if evictions > 0 {
+    if let (Some(now), Some(then)) = (now.transient_pages, before.transient_pages) {
+        ctx.metric(Metric::exact(
+            "eviction_transient_pages",
+            Unit::Count,
+            now.saturating_sub(then) as f64,
+        ))?;
+    }
+    if evictions > 0 && evicted > 0 {
+        // The series' open issue as figures its discussion can use.
+        ctx.metric(Metric::exact(
+            "eviction_transient_bytes_per_eviction",
+            Unit::Bytes,
+            transient as f64 / evictions as f64,
+        ))?;
+        ctx.metric(Metric::exact(
+            "eviction_transient_bytes_per_mib_evicted",
+            Unit::Bytes,
+            transient as f64 / (evicted as f64 / (1u64 << 20) as f64),
+        ))?;
         ctx.note(format!(
             "{evictions} evictions moved {evicted} bytes and took {transient} bytes of transient system memory ({:.2} per evicted byte; the series' open issue)",
             transient as f64 / evicted.max(1) as f64
@@ -264,8 +283,9 @@ fn eviction_metrics(
 }
 
 /// Three allocations in VRAM, the first touched again last; a VRAM buffer then needs the room of
-/// one allocation. TTM must evict the least recently used one (the second) whole and leave the
-/// others in VRAM.
+/// one allocation. TTM must evict one allocation whole and leave the others in VRAM: by the
+/// profile's `eviction_order`, the least recently used (the second) or, where a GPU access never
+/// reaches TTM's LRU, the least recently migrated (the first).
 fn lru_order(ctx: &mut Ctx) -> CaseResult {
     let vram = ctx.dev.info().vram_bytes;
     let size = ctx.size;
@@ -283,22 +303,42 @@ fn lru_order(ctx: &mut Ctx) -> CaseResult {
     ctx.gpu_verify(bufs[0], bufs[0].all(), generation(0))?; // the first is now the most recent
 
     // The operation under test: a VRAM buffer that fits only if one allocation's worth goes.
-    // An allocation may span several ranges (devmem allocations); the least recently used of
-    // all of them are the second allocation's, so exactly it must go.
+    // An allocation may span several ranges (devmem allocations); the victims are all of one
+    // allocation's, so exactly it must go.
     let bo_bytes = free_vram(ctx, 3 * size) + size;
     let bo = ctx.alloc(AllocKind::DeviceBuffer, bo_bytes)?;
-    let expect = [Location::Vram, Location::System, Location::Vram];
-    for (i, (buf, want)) in bufs.iter().zip(expect).enumerate() {
+    let (victim, order) = match ctx.profile.policy.eviction_order {
+        EvictionOrder::Access => (1, "least recently used"),
+        EvictionOrder::Migration => (0, "least recently migrated"),
+    };
+    let roles = [
+        "migrated first, then used again last",
+        "migrated second",
+        "migrated third",
+    ];
+    for (i, buf) in bufs.iter().enumerate() {
+        let want = if i == victim {
+            Location::System
+        } else {
+            Location::Vram
+        };
         let Some(residency) = ctx.dev.residency(*buf, buf.all()) else {
-            return Err(crate::case::Stop::skip(
-                "the device cannot report page residency",
-            ));
+            return Err(Stop::skip("the device cannot report page residency"));
         };
         let residency = residency?;
         let wrong = residency.iter().filter(|l| **l != want).count();
-        check!(wrong == 0, "allocation {i} ({}): {wrong} of {} pages are not in {want} (least recently used: allocation 1)", ["touched first, then again last", "least recently used", "touched third"][i], residency.len());
+        check!(
+            wrong == 0,
+            "allocation {i} ({}): {wrong} of {} pages are not in {want} (eviction_order {}: \
+             the {order}, allocation {victim}, goes whole and alone)",
+            roles[i],
+            residency.len(),
+            ctx.profile.policy.eviction_order.name()
+        );
     }
-    ctx.note("TTM evicted the least recently used allocation whole and only it".to_string());
+    ctx.note(format!(
+        "TTM evicted the {order} allocation whole and only it"
+    ));
     ctx.dev.free(bo)?;
     for (i, buf) in bufs.iter().enumerate() {
         ctx.cpu_verify(*buf, buf.all(), generation(i as u64))?;

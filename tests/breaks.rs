@@ -80,7 +80,7 @@ use rstest::rstest;
 #[case(
     "evict-mru",
     "ttm_eviction::lru_order::2MiB",
-    "allocation 0 (touched first, then again last): 512 of 512 pages are not in vram"
+    "allocation 0 (migrated first, then used again last): 512 of 512 pages are not in vram"
 )]
 // GPU reset: the holder survives; or nothing migrates afterwards.
 #[case(
@@ -220,4 +220,104 @@ fn a_device_that_does_not_answer_what_it_claims_is_refused_before_the_run() {
         .expect("the folder is there")
         .count();
     assert_eq!(left, 0, "nothing is written: {said}");
+}
+
+/// `fixtures/profiles/sim.yaml` with each `(from, to)` replaced once, written as `sim.yaml` (its
+/// name must match the file's) in `dir`.
+fn sim_profile(dir: &std::path::Path, edits: &[(&str, &str)]) -> std::path::PathBuf {
+    let mut text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/profiles/sim.yaml"),
+    )
+    .expect("fixtures/profiles/sim.yaml");
+    for (from, to) in edits {
+        assert!(text.contains(from), "sim.yaml has `{from}`");
+        text = text.replacen(from, to, 1);
+    }
+    let profile = dir.join("sim.yaml");
+    std::fs::write(&profile, text).expect("writing the profile");
+    profile
+}
+
+/// The record of `case` run alone on the sim under `profile`, with `extra` options.
+fn alone(
+    dir: &std::path::Path,
+    profile: &std::path::Path,
+    case: &str,
+    extra: &[&str],
+) -> serde_json::Value {
+    let results = dir.join(format!("results-{}", extra.len()));
+    let mut args = vec![
+        "--results",
+        results.to_str().unwrap_or_default(),
+        "--profile",
+        profile.to_str().unwrap_or_default(),
+        case,
+        "--exact",
+    ];
+    args.extend_from_slice(extra);
+    let out = svmconf(&args);
+    let records = journal(&run_dir(&results));
+    assert_eq!(records.len(), 1, "{}", text(&out));
+    records.into_iter().next().unwrap_or_default()
+}
+
+/// A profile whose TTM evicts in migration order (the drm_pagemap design: a GPU access never
+/// reaches the LRU): lru_order expects the allocation migrated first to go, passes on a sim that
+/// does so, and fails with the allocation it kept when the sim evicts the most recent instead.
+#[test]
+fn lru_order_follows_the_profiles_eviction_order_and_catches_the_wrong_victim() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let line = "  evict_lru_whole: true\n";
+    let with = format!("{line}  eviction_order: migration\n");
+    let profile = sim_profile(dir.path(), &[(line, &with)]);
+    let case = "ttm_eviction::lru_order::2MiB";
+    let healthy = alone(dir.path(), &profile, case, &[]);
+    assert_eq!(healthy["status"], "pass", "{healthy}");
+    let broken = alone(dir.path(), &profile, case, &["--sim-break", "evict-mru"]);
+    assert_eq!(broken["status"], "fail", "{broken}");
+    let reason = broken["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(
+            "allocation 0 (migrated first, then used again last): 512 of 512 pages are not in \
+             system (eviction_order migration: the least recently migrated, allocation 0"
+        ),
+        "{reason}"
+    );
+}
+
+/// A first touch over CPU-written memory is a verify, whose result page migrates after the
+/// allocation: on a device whose VRAM the allocation fills exactly, that page evicts part of
+/// it, so the case skips and says why instead of failing every such device.
+#[test]
+fn a_first_touch_that_fills_vram_exactly_skips_with_the_result_page_as_its_reason() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let profile = sim_profile(
+        dir.path(),
+        &[
+            ("vram_bytes: 268435456", "vram_bytes: 67108864"),
+            ("vram_gib: 0.25", "vram_gib: 0.0625"),
+        ],
+    );
+    let record = alone(
+        dir.path(),
+        &profile,
+        "first_touch::cpu_written::managed::64MiB",
+        &[],
+    );
+    assert_eq!(record["status"], "skip", "{record}");
+    assert!(
+        record["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("67108864 bytes and the verify kernel's result page do not fit in 67108864 bytes of VRAM"),
+        "{record}"
+    );
+    // With room for the page, the same case runs and passes.
+    let record = alone(
+        dir.path(),
+        &sim_profile(dir.path(), &[]),
+        "first_touch::cpu_written::managed::64MiB",
+        &["-q"],
+    );
+    assert_eq!(record["status"], "pass", "{record}");
 }

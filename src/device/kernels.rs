@@ -2,7 +2,10 @@
 //!
 //! `kernels/README.md` states each kernel's exact semantics; the sim runs Rust twins of them
 //! (`device::sim::kernels`). [`SIGNATURES`] is the argument list each `.hip` source must declare,
-//! and a test fails when a source and its twin disagree.
+//! and a test fails when a source and its twin disagree. The kernel-driver backends, whose
+//! devices run no code, run them on the CPU through the device's accesses ([`words`]).
+
+pub mod words;
 
 use crate::device::{Buf, Span, PAGE_SIZE, WORDS_PER_PAGE};
 

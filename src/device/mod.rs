@@ -10,6 +10,7 @@ pub mod amd;
 pub mod backend;
 pub mod dmirror;
 pub mod hip;
+pub mod host;
 pub mod kernels;
 /// Host memory of the hip, dmirror and vsvm backends: an FFI module, where `unsafe` is allowed.
 #[allow(unsafe_code)]
@@ -178,7 +179,7 @@ impl MigrationEvent {
 }
 
 /// System memory taken and given back while TTM evicted SVM allocations (the series' open
-/// issue: a throwaway TTM_PL_SYSTEM resource of the allocation's size per eviction).
+/// issue: a throwaway TTM_PL_SYSTEM destination per eviction that bo_move never uses).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EvictionTransient {
     pub evictions: u64,
@@ -190,6 +191,10 @@ pub struct EvictionTransient {
     /// Pages TTM's page pool holds now, where the device can read it: system memory eviction
     /// may have taken and not given back.
     pub pool_pages: Option<u64>,
+    /// System pages TTM populated for those destinations, where the device can tell them from
+    /// the bookkeeping (the ttm_tt and its page array) that `transient_bytes_total` counts.
+    #[serde(default)]
+    pub transient_pages: Option<u64>,
 }
 
 /// How a process that held the GPU ended.

@@ -131,6 +131,10 @@ Subcommands:
                                 run the suite on the reference device once per fault plan
                                 (fixtures/faults) and fail if a plan is caught by none of
                                 the cases it names
+  svmconf planted-matrix [--plan FILE] [--out DIR] [-- RUN OPTIONS]
+                                in the VM lab (lab/vm/run --vsvm): turn on each bug planted
+                                in the virtual SVM GPU (fixtures/planted/vsvm.yaml) and fail
+                                unless its cases catch it with their diagnosis
   svmconf sensitivity [--help]  how often the baseline comparison catches a slowdown
   svmconf scaling [--help]      each path's time against size: the exponent of a power law
   svmconf seeds [--help]        the whole suite on many seeds: failures must be 0

@@ -190,6 +190,8 @@ pub struct Policy {
     pub shared_and_file_migrate: bool,
     /// TTM evicts least-recently-used SVM allocations whole when VRAM is needed.
     pub evict_lru_whole: bool,
+    /// What "recently used" means on TTM's LRU for SVM allocations ([`EvictionOrder`]).
+    pub eviction_order: EvictionOrder,
     /// Each eviction allocates a throwaway system resource of the allocation's size.
     pub eviction_transient_system: bool,
     /// A GPU reset loses VRAM contents.
@@ -216,12 +218,37 @@ impl Default for Policy {
             cpu_fault_migrates_whole_allocation: true,
             shared_and_file_migrate: false,
             evict_lru_whole: true,
+            eviction_order: EvictionOrder::Access,
             eviction_transient_system: true,
             reset_loses_vram: true,
             reset_ends_processes: true,
             partial_unmap_evicts: true,
             max_gpus: 1,
             device_private_huge_pages: false,
+        }
+    }
+}
+
+/// The order TTM evicts SVM allocations in: its LRU, and what moves an allocation to the LRU's
+/// tail.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EvictionOrder {
+    /// A GPU access moves the allocation to the tail: least recently *used* goes first.
+    #[default]
+    Access,
+    /// Only the migration that filled it does: least recently *migrated* goes first, however
+    /// often the GPU touched it since. The drm_pagemap design as xe and the virtual SVM GPU
+    /// have it: a GPU access to a mapped page never reaches TTM.
+    Migration,
+}
+
+impl EvictionOrder {
+    /// The name a profile gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            EvictionOrder::Access => "access",
+            EvictionOrder::Migration => "migration",
         }
     }
 }

@@ -17,10 +17,10 @@ use crate::harness::SetupError;
 use crate::results::{self, CaseRecord, Status};
 
 /// What one run left.
-struct Outcome {
-    records: Vec<CaseRecord>,
+pub(super) struct Outcome {
+    pub(super) records: Vec<CaseRecord>,
     /// The run folder.
-    run: PathBuf,
+    pub(super) run: PathBuf,
 }
 
 /// Options of the command.
@@ -142,27 +142,38 @@ fn run_suite(
         }
         None => {}
     }
-    let out = cmd.output().map_err(|e| io("running the suite", e))?;
-    // 0: all as expected; 101: some case did not pass. Anything else is a setup error.
+    let what = plan.map_or(String::new(), |p| format!(" under `{}`", p.file.display()));
+    run_self(cmd, &results_dir, &what)
+}
+
+/// This binary run as `cmd` says (its arguments set, stdout discarded, stderr piped), writing
+/// one run folder into `results_dir`: the records of that run. `what` says which run it was in
+/// an error. Exit 0 (all as expected) and 101 (some case did not pass) are runs; anything else
+/// is a setup error of the run.
+pub(super) fn run_self(
+    mut cmd: Command,
+    results_dir: &Path,
+    what: &str,
+) -> Result<Outcome, SetupError> {
+    let out = cmd.output().map_err(|e| {
+        SetupError::Plan(format!(
+            "running the suite{what}: {}",
+            crate::util::text::io_reason(&e)
+        ))
+    })?;
     if !matches!(out.status.code(), Some(0) | Some(101)) {
         return Err(SetupError::Plan(format!(
-            "kill-matrix: the run{} ended with {}: {}",
-            plan.map_or(String::new(), |p| format!(" under `{}`", p.file.display())),
+            "the run{what} ended with {}: {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    let run = std::fs::read_dir(&results_dir)
+    let run = std::fs::read_dir(results_dir)
         .ok()
         .and_then(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).next())
-        .ok_or_else(|| {
-            SetupError::Plan(format!(
-                "kill-matrix: no run folder in `{}`",
-                results_dir.display()
-            ))
-        })?;
+        .ok_or_else(|| SetupError::Plan(format!("no run folder in `{}`", results_dir.display())))?;
     let records = results::journal::read(&run.join(results::JOURNAL_FILE))
-        .map_err(|e| SetupError::Plan(format!("kill-matrix: {e}")))?;
+        .map_err(|e| SetupError::Plan(e.to_string()))?;
     Ok(Outcome { records, run })
 }
 
@@ -173,7 +184,7 @@ fn names(pattern: &str, name: &str) -> bool {
 }
 
 /// The first line of a reason, cut to fit a table.
-fn short(reason: Option<&str>) -> String {
+pub(super) fn short(reason: Option<&str>) -> String {
     let line = reason.unwrap_or("").lines().next().unwrap_or("");
     match line.char_indices().nth(110) {
         Some((i, _)) => format!("{}...", &line[..i]),

@@ -1,12 +1,14 @@
 //! svmconf's commands around the suite, and the entry point that dispatches them:
 //! `sensitivity` (how often the baseline comparison catches a slowdown through noise), `scaling`
 //! (each path's time against size), `seeds` (the whole suite on many seeds, where any failure is
-//! a false positive) and `kill-matrix` (every fault plan against the cases that should catch
-//! it). They are subcommands of the binary rather than benches so that the lab runs them with
+//! a false positive), `kill-matrix` (every fault plan against the cases that should catch
+//! it) and `planted-matrix` (every bug planted in the virtual SVM GPU against the cases that
+//! should catch it, in the VM lab). They are subcommands of the binary rather than benches so that the lab runs them with
 //! the svmconf it tests, with the same run options (a profile, `--sim-break`, the sim's fault
 //! rules) passed through. Everything else is the suite itself, [`crate::harness::run`].
 
 pub mod kill_matrix;
+pub mod planted_matrix;
 pub mod scaling;
 pub mod sensitivity;
 
@@ -56,6 +58,7 @@ fn dispatch(args: Vec<String>) -> Result<ExitCode, SetupError> {
         Some("scaling") => scaling_command(&args[2..]),
         Some("seeds") => seeds_command(&args[2..]),
         Some("kill-matrix") if !asks_help => kill_matrix::kill_matrix(&args[2..]),
+        Some("planted-matrix") if !asks_help => planted_matrix::planted_matrix(&args[2..]),
         _ => crate::harness::run(args),
     }
 }

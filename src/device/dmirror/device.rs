@@ -8,18 +8,20 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::ffi::{self, Transfer};
 use super::kernels::{self, PageIo, BATCH_PAGES};
 use super::uapi::{self, Command, PageState};
+use crate::device::host::{self, Alloc, CPU_ACCESS};
+use crate::device::kernels::words::Finished;
 use crate::device::kernels::Launch;
-use crate::device::memory::{Guards, Memory, Refused};
+use crate::device::memory::{Guards, Memory};
 use crate::device::{
-    Advice, AllocKind, Buf, Capabilities, CpuOp, CpuThreads, Destructive, Device, DeviceError,
-    DeviceInfo, EvictionTransient, KernelRun, Location, MigrationEvent, Need, Pending, ProcessExit,
-    Protection, Result, Span, PAGE_SIZE, WORDS_PER_PAGE,
+    Advice, AllocKind, Buf, Capabilities, CpuThreads, Destructive, Device, DeviceError, DeviceInfo,
+    EvictionTransient, KernelRun, Location, MigrationEvent, Need, Pending, ProcessExit, Protection,
+    Result, Span, PAGE_SIZE, WORDS_PER_PAGE,
 };
 
 /// The device memory the driver adds at a time (`DEVMEM_CHUNK_SIZE`, 256 MiB): it grows by
@@ -47,14 +49,6 @@ pub fn info(node: &Path) -> DeviceInfo {
     }
 }
 
-/// One allocation and what keeps it alive.
-struct Alloc {
-    buf: Buf,
-    mem: Memory,
-    /// The file behind a `file` allocation (already unlinked).
-    _file: Option<File>,
-}
-
 /// One process's view of the test driver's device.
 pub struct DmirrorDevice {
     info: DeviceInfo,
@@ -62,8 +56,7 @@ pub struct DmirrorDevice {
     allocs: HashMap<u32, Alloc>,
     next_id: u32,
     /// Launches already run (synchronously), waiting to be collected.
-    finished: HashMap<u64, Result<KernelRun>>,
-    next_pending: u64,
+    finished: Finished,
 }
 
 impl DmirrorDevice {
@@ -75,45 +68,24 @@ impl DmirrorDevice {
             dev,
             allocs: HashMap::new(),
             next_id: 1,
-            finished: HashMap::new(),
-            next_pending: 0,
+            finished: Finished::default(),
         })
     }
 
     fn alloc_of(&self, buf: Buf) -> Result<&Alloc> {
-        self.allocs
-            .get(&buf.id)
-            .ok_or(DeviceError::NoSuchBuffer(buf.id))
+        host::alloc_of(&self.allocs, buf)
     }
 
     /// The allocation, for `op` to change its mapping ([`refuse_heap`]: munmap or mprotect
     /// inside a heap block would corrupt the C heap).
     fn mapping_mut(&mut self, buf: Buf, op: &'static str) -> Result<&mut Alloc> {
         refuse_heap(buf, op)?;
-        self.allocs
-            .get_mut(&buf.id)
-            .ok_or(DeviceError::NoSuchBuffer(buf.id))
-    }
-
-    /// The allocation, with `span` checked to lie inside it, for a CPU copy (exclusive).
-    fn checked_mut(&mut self, buf: Buf, span: Span) -> Result<&mut Alloc> {
-        self.checked(buf, span)?;
-        self.allocs
-            .get_mut(&buf.id)
-            .ok_or(DeviceError::NoSuchBuffer(buf.id))
+        host::alloc_mut(&mut self.allocs, buf)
     }
 
     /// The allocation, with `span` checked to lie inside it.
     fn checked(&self, buf: Buf, span: Span) -> Result<&Alloc> {
-        let a = self.alloc_of(buf)?;
-        if span.end() > a.buf.len {
-            return Err(DeviceError::OutOfBounds {
-                buf: buf.id,
-                span,
-                len: a.buf.len,
-            });
-        }
-        Ok(a)
+        host::checked(&self.allocs, buf, span)
     }
 
     /// Evicts every device-private page of the device (every process's) to system memory and
@@ -190,31 +162,6 @@ impl DmirrorDevice {
         ffi::command(&self.dev, command, addr, n, transfer)
             .map(|cmd| cmd.faults)
             .map_err(|e| failed(command, buf, first_page, n, e))
-    }
-
-    /// What a refused CPU access of `span` in `buf` is, in the trait's terms.
-    fn refused(buf: Buf, span: Span, r: Refused) -> DeviceError {
-        match r {
-            // No allocation here is another allocator's VRAM; said rather than assumed.
-            Refused::NotHost => DeviceError::Unsupported {
-                op: "a CPU access",
-                kind: buf.kind,
-            },
-            Refused::Misaligned(offset) => misaligned(buf, offset),
-            Refused::Unmapped(offset) => DeviceError::Segfault {
-                buf: buf.id,
-                offset,
-            },
-            Refused::ReadOnly => DeviceError::Segfault {
-                buf: buf.id,
-                offset: span.offset,
-            },
-            Refused::Outside => DeviceError::OutOfBounds {
-                buf: buf.id,
-                span,
-                len: buf.len,
-            },
-        }
     }
 }
 
@@ -334,11 +281,7 @@ impl Device for DmirrorDevice {
     }
 
     fn alloc(&mut self, kind: AllocKind, len: u64) -> Result<Buf> {
-        if len == 0 {
-            return Err(DeviceError::Backend(format!(
-                "allocating 0 bytes of {kind} memory: there is nothing to allocate"
-            )));
-        }
+        host::refuse_empty(kind, len)?;
         let id = self.next_id;
         let mut file = None;
         let oom = |e: std::io::Error| DeviceError::Backend(format!("{kind} of {len} bytes: {e}"));
@@ -350,7 +293,7 @@ impl Device for DmirrorDevice {
             AllocKind::Malloc => Memory::heap(len, GUARDS).map_err(oom)?,
             AllocKind::Shared => Memory::anonymous(len, true, GUARDS).map_err(oom)?,
             AllocKind::File => {
-                let (f, mem) = file_mapping(id, len)?;
+                let (f, mem) = host::file_mapping("svmconf-dmirror", id, len, GUARDS)?;
                 file = Some(f);
                 mem
             }
@@ -362,14 +305,7 @@ impl Device for DmirrorDevice {
             }
         };
         let buf = Buf { id, kind, len };
-        self.allocs.insert(
-            id,
-            Alloc {
-                buf,
-                mem,
-                _file: file,
-            },
-        );
+        self.allocs.insert(id, Alloc { buf, mem, file });
         self.next_id += 1;
         Ok(buf)
     }
@@ -449,54 +385,38 @@ impl Device for DmirrorDevice {
 
     fn launch_async(&mut self, launch: &Launch) -> Result<Pending> {
         let clock = Instant::now();
-        let run = kernels::run(self, launch).map(|faults| KernelRun {
-            elapsed: clock.elapsed(),
-            faults: Some(faults),
-        });
-        let id = self.next_pending;
-        self.next_pending += 1;
-        self.finished.insert(id, run);
-        Ok(Pending(id))
+        let faults = kernels::run(self, launch);
+        Ok(self.finished.keep(clock, faults))
     }
 
     fn wait(&mut self, pending: Pending) -> Result<KernelRun> {
-        self.finished.remove(&pending.0).unwrap_or_else(|| {
-            Err(DeviceError::Backend(format!(
-                "launch {} was never started here",
-                pending.0
-            )))
-        })
+        self.finished.take(pending)
     }
 
     fn cpu_read(&mut self, buf: Buf, span: Span, out: &mut [u32]) -> Result<Duration> {
-        let a = self.checked_mut(buf, span)?;
-        cpu_words(span, out.len())?;
+        let a = host::checked_mut(&mut self.allocs, buf, span)?;
+        host::cpu_words(span, out.len())?;
         let clock = Instant::now();
         // Nothing runs beside the CPU: kernels run to completion in launch_async.
         a.mem
             .read(span.offset, out, false)
-            .map_err(|r| Self::refused(buf, span, r))?;
+            .map_err(|r| host::refused(buf, span, CPU_ACCESS, 0, r))?;
         Ok(clock.elapsed())
     }
 
     fn cpu_write(&mut self, buf: Buf, span: Span, words: &[u32]) -> Result<Duration> {
-        let a = self.checked_mut(buf, span)?;
-        cpu_words(span, words.len())?;
+        let a = host::checked_mut(&mut self.allocs, buf, span)?;
+        host::cpu_words(span, words.len())?;
         let clock = Instant::now();
         a.mem
             .write(span.offset, words, false)
-            .map_err(|r| Self::refused(buf, span, r))?;
+            .map_err(|r| host::refused(buf, span, CPU_ACCESS, 0, r))?;
         Ok(clock.elapsed())
     }
 
     fn cpu_threads(&mut self, work: &CpuThreads) -> Result<Duration> {
-        let buf = work.buf;
-        let mem = &self.checked(buf, buf.all())?.mem;
-        let ran = work.run(|offset, op| match op {
-            CpuOp::Read => mem.read_word(offset).map(drop),
-            CpuOp::AtomicInc => mem.atomic_inc(offset),
-        })?;
-        ran.map_err(|(p, e)| Self::refused(buf, Span::pages(p, 1), e))
+        let mem = &self.checked(work.buf, work.buf.all())?.mem;
+        host::cpu_threads(work, mem, 0, CPU_ACCESS)
     }
 
     fn residency(&mut self, buf: Buf, span: Span) -> Option<Result<Vec<Location>>> {
@@ -598,57 +518,11 @@ pub fn locations(buf: Buf, first_page: u64, bytes: &[u8]) -> Result<Vec<Location
         .collect()
 }
 
-/// A CPU access at an address that is not word-aligned (`cpu_words` refuses such spans first).
-fn misaligned(buf: Buf, offset: u64) -> DeviceError {
-    DeviceError::Backend(format!(
-        "CPU access at offset {offset:#x} of allocation {}: not a word-aligned address",
-        buf.id
-    ))
-}
-
-/// The CPU side of `span` must be exactly `n` words, as on the reference device.
-fn cpu_words(span: Span, n: usize) -> Result<()> {
-    if span.words() != n as u64 || span.offset % 4 != 0 {
-        return Err(DeviceError::Backend(format!(
-            "CPU access of {span} ({} words, word-aligned) with {n} words",
-            span.words()
-        )));
-    }
-    Ok(())
-}
-
-/// A shared mapping of a fresh file in the temporary folder, unlinked at once so that nothing
-/// is left behind whatever happens to the process.
-fn file_mapping(id: u32, len: u64) -> Result<(File, Memory)> {
-    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path: PathBuf =
-        std::env::temp_dir().join(format!("svmconf-dmirror-{}-{id}-{n}", std::process::id()));
-    let shown = path.display().to_string();
-    let os = |what: String, e: std::io::Error| DeviceError::Backend(format!("{what}: {e}"));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| os(format!("creating {shown} for a file allocation"), e))?;
-    let _ = std::fs::remove_file(&path);
-    file.set_len(len)
-        .map_err(|e| os(format!("growing {shown} to {len} bytes"), e))?;
-    let mem = Memory::file(&file, len, GUARDS).map_err(|e| os(format!("mmap of {shown}"), e))?;
-    Ok((file, mem))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::device::dmirror::uapi::prot;
-
-    const BUF: Buf = Buf {
-        id: 3,
-        kind: AllocKind::Mmap,
-        len: 4 * PAGE_SIZE,
-    };
+    use crate::device::host::checks::BUF;
 
     #[test]
     fn snapshot_bytes_become_residency_and_strange_pages_are_named() {

@@ -22,7 +22,8 @@
 //! second process, CPU work beside a running kernel (kernels run to completion at launch).
 //!
 //! The only `unsafe` is in `ffi` (and the host memory it shares with hip, `device::memory`);
-//! `uapi` is the header as data and `kernels` the arithmetic, both tested without the driver.
+//! `uapi` is the header as data and `kernels` the page commands each kernel makes (the
+//! arithmetic, shared with vsvm, is `device::kernels::words`), both tested without the driver.
 
 pub mod backend;
 mod device;
@@ -35,6 +36,7 @@ use std::path::{Path, PathBuf};
 
 pub use device::{info, DmirrorDevice, DEVMEM_CHUNK_BYTES};
 
+use super::host;
 use super::{Device, DeviceError, DeviceInfo};
 
 /// The node `--backend dmirror` opens unless `--device` names another.
@@ -79,15 +81,9 @@ impl Node {
             "Linux HMM test driver at {} ({} on {})",
             self.0.display(),
             "device-private memory",
-            kernel_release()
+            host::kernel_release()
         )
     }
-}
-
-fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| format!("Linux {}", s.trim()))
-        .unwrap_or_else(|_| "an unknown kernel".into())
 }
 
 /// What `--backend dmirror` found.
@@ -177,32 +173,9 @@ mod tests {
     /// CPU threads touch the process's own memory and need no driver: a plain file as the node.
     #[test]
     fn cpu_threads_increment_every_page_of_the_process_memory() {
-        use crate::device::{CpuOp, CpuThreads};
         let dir = tempfile::tempdir().unwrap();
         let mut dev = fake_node(dir.path());
-        let buf = dev.alloc(crate::device::AllocKind::Mmap, 4 * 4096).unwrap();
-        dev.cpu_threads(&CpuThreads {
-            buf,
-            op: CpuOp::AtomicInc,
-            pages: vec![vec![0, 1, 2, 3], vec![3, 2, 1, 0], vec![1, 3]],
-        })
-        .unwrap();
-        let mut words = vec![0u32; 4 * 1024];
-        dev.cpu_read(buf, buf.all(), &mut words).unwrap();
-        let firsts: Vec<u32> = (0..4).map(|p| words[p * 1024]).collect();
-        assert_eq!(firsts, [2, 3, 2, 3]);
-        dev.unmap(buf, crate::device::Span::pages(2, 1)).unwrap();
-        let e = dev
-            .cpu_threads(&CpuThreads {
-                buf,
-                op: CpuOp::Read,
-                pages: vec![vec![0, 1, 2]],
-            })
-            .unwrap_err();
-        assert!(
-            matches!(e, crate::device::DeviceError::Segfault { offset: 8192, .. }),
-            "{e:?}"
-        );
+        host::checks::cpu_threads_count_every_touch_and_fault_on_a_hole(dev.as_mut());
     }
 
     #[test]

@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::time::{Duration, Instant};
 
 use super::error::{HipError, NoGpu, OUT_OF_MEMORY};
@@ -32,14 +32,15 @@ use super::target::{TargetId, TargetIdError};
 use super::xnack::XnackState;
 use super::{args, select_code_object, NoCodeObject, CODE_OBJECTS, OBSERVERS};
 use crate::device::amd::ObserverOptions;
+use crate::device::host::{self, Alloc};
 use crate::device::kernels::{Launch, BLOCK_THREADS};
-use crate::device::memory::{Guards, Memory, Refused};
+use crate::device::memory::{Guards, Memory};
 use crate::device::observer::{self, open_all, GpuIdentity, GpuObserver, Opened, Provides};
 use crate::device::remote::RemoteDevice;
 use crate::device::{
-    Advice, AllocKind, Buf, Capabilities, CpuOp, CpuThreads, Destructive, Device, DeviceError,
-    DeviceInfo, EvictionTransient, KernelRun, Location, MigrationEvent, Need, Pending, ProcessExit,
-    Protection, Result, Span,
+    Advice, AllocKind, Buf, Capabilities, CpuThreads, Destructive, Device, DeviceError, DeviceInfo,
+    EvictionTransient, KernelRun, Location, MigrationEvent, Need, Pending, ProcessExit, Protection,
+    Result, Span,
 };
 
 /// Allocations are the memory alone: the runtime and KFD need no VMA of their own.
@@ -240,14 +241,6 @@ pub fn discover(selector: &DeviceSelector) -> Result<Found, DiscoverError> {
     })
 }
 
-/// One allocation and what keeps it alive.
-struct Alloc {
-    buf: Buf,
-    mem: Memory,
-    /// The file behind a `file` allocation (already unlinked).
-    _file: Option<File>,
-}
-
 /// One process's view of one AMD GPU.
 pub struct HipDevice {
     info: DeviceInfo,
@@ -320,31 +313,9 @@ impl HipDevice {
         ffi::set_device(self.ordinal).map_err(backend)
     }
 
-    fn alloc_of(&self, buf: Buf) -> Result<&Alloc> {
-        self.allocs
-            .get(&buf.id)
-            .ok_or(DeviceError::NoSuchBuffer(buf.id))
-    }
-
-    /// The allocation, with `span` checked to lie inside it, for a CPU copy (exclusive).
-    fn checked_mut(&mut self, buf: Buf, span: Span) -> Result<&mut Alloc> {
-        self.checked(buf, span)?;
-        self.allocs
-            .get_mut(&buf.id)
-            .ok_or(DeviceError::NoSuchBuffer(buf.id))
-    }
-
     /// The allocation, with `span` checked to lie inside it.
     fn checked(&self, buf: Buf, span: Span) -> Result<&Alloc> {
-        let a = self.alloc_of(buf)?;
-        if span.end() > a.buf.len {
-            return Err(DeviceError::OutOfBounds {
-                buf: buf.id,
-                span,
-                len: a.buf.len,
-            });
-        }
-        Ok(a)
+        host::checked(&self.allocs, buf, span)
     }
 
     /// `op` is refused for these kinds.
@@ -357,30 +328,6 @@ impl HipDevice {
 
     fn racing(&self) -> bool {
         !self.pending.is_empty()
-    }
-
-    /// What a refused CPU access of `span` in `buf` is, in the trait's terms.
-    fn refused(buf: Buf, span: Span, op: &'static str, r: Refused) -> DeviceError {
-        match r {
-            Refused::NotHost => DeviceError::Unsupported { op, kind: buf.kind },
-            Refused::Misaligned(offset) => DeviceError::Backend(format!(
-                "{op} at offset {offset:#x} of allocation {}: not a word-aligned address",
-                buf.id
-            )),
-            Refused::Unmapped(offset) => DeviceError::Segfault {
-                buf: buf.id,
-                offset,
-            },
-            Refused::ReadOnly => DeviceError::Segfault {
-                buf: buf.id,
-                offset: span.offset,
-            },
-            Refused::Outside => DeviceError::OutOfBounds {
-                buf: buf.id,
-                span,
-                len: buf.len,
-            },
-        }
     }
 
     /// The device id HIP takes for a location: this GPU, or the CPU.
@@ -437,11 +384,7 @@ impl Device for HipDevice {
     }
 
     fn alloc(&mut self, kind: AllocKind, len: u64) -> Result<Buf> {
-        if len == 0 {
-            return Err(DeviceError::Backend(format!(
-                "allocating 0 bytes of {kind} memory: there is nothing to allocate"
-            )));
-        }
+        host::refuse_empty(kind, len)?;
         self.current()?;
         let id = self.next_id;
         let mut file = None;
@@ -455,21 +398,14 @@ impl Device for HipDevice {
                     .map_err(|e| os(format!("mmap of {len} bytes"), e))?
             }
             AllocKind::File => {
-                let (f, mem) = file_mapping(id, len)?;
+                let (f, mem) = host::file_mapping("svmconf", id, len, GUARDS)?;
                 file = Some(f);
                 mem
             }
         };
         let buf = Buf { id, kind, len };
         let addr = mem.addr();
-        self.allocs.insert(
-            id,
-            Alloc {
-                buf,
-                mem,
-                _file: file,
-            },
-        );
+        self.allocs.insert(id, Alloc { buf, mem, file });
         self.next_id += 1;
         for o in &mut self.observers {
             o.allocated(buf, addr);
@@ -650,34 +586,29 @@ impl Device for HipDevice {
 
     fn cpu_read(&mut self, buf: Buf, span: Span, out: &mut [u32]) -> Result<Duration> {
         let racing = self.racing();
-        let a = self.checked_mut(buf, span)?;
-        cpu_words(span, out.len())?;
+        let a = host::checked_mut(&mut self.allocs, buf, span)?;
+        host::cpu_words(span, out.len())?;
         let clock = Instant::now();
         a.mem
             .read(span.offset, out, racing)
-            .map_err(|r| Self::refused(buf, span, "cpu_read", r))?;
+            .map_err(|r| host::refused(buf, span, "cpu_read", 0, r))?;
         Ok(clock.elapsed())
     }
 
     fn cpu_write(&mut self, buf: Buf, span: Span, words: &[u32]) -> Result<Duration> {
         let racing = self.racing();
-        let a = self.checked_mut(buf, span)?;
-        cpu_words(span, words.len())?;
+        let a = host::checked_mut(&mut self.allocs, buf, span)?;
+        host::cpu_words(span, words.len())?;
         let clock = Instant::now();
         a.mem
             .write(span.offset, words, racing)
-            .map_err(|r| Self::refused(buf, span, "cpu_write", r))?;
+            .map_err(|r| host::refused(buf, span, "cpu_write", 0, r))?;
         Ok(clock.elapsed())
     }
 
     fn cpu_threads(&mut self, work: &CpuThreads) -> Result<Duration> {
-        let buf = work.buf;
-        let mem = &self.checked(buf, buf.all())?.mem;
-        let ran = work.run(|offset, op| match op {
-            CpuOp::Read => mem.read_word(offset).map(drop),
-            CpuOp::AtomicInc => mem.atomic_inc(offset),
-        })?;
-        ran.map_err(|(p, e)| Self::refused(buf, Span::pages(p, 1), "cpu_threads", e))
+        let mem = &self.checked(work.buf, work.buf.all())?.mem;
+        host::cpu_threads(work, mem, 0, "cpu_threads")
     }
 
     fn residency(&mut self, _buf: Buf, _span: Span) -> Option<Result<Vec<Location>>> {
@@ -718,39 +649,6 @@ impl Device for HipDevice {
                 "a GPU reset without a reset observer (src/device/amd)",
             )))
     }
-}
-
-/// The CPU side of `span` must be exactly `n` words, as on the reference device.
-fn cpu_words(span: Span, n: usize) -> Result<()> {
-    if span.words() != n as u64 || span.offset % 4 != 0 {
-        return Err(DeviceError::Backend(format!(
-            "CPU access of {span} ({} words, word-aligned) with {n} words",
-            span.words()
-        )));
-    }
-    Ok(())
-}
-
-/// A shared mapping of a fresh file in the temporary folder, unlinked at once so that nothing
-/// is left behind whatever happens to the process.
-fn file_mapping(id: u32, len: u64) -> Result<(File, Memory)> {
-    // Devices of one process number their allocations from 1 each; the counter keeps two of
-    // them from picking the same name.
-    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("svmconf-{}-{id}-{n}", std::process::id()));
-    let shown = path.display().to_string();
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| os(format!("creating {shown} for a file allocation"), e))?;
-    let _ = std::fs::remove_file(&path);
-    file.set_len(len)
-        .map_err(|e| os(format!("growing {shown} to {len} bytes"), e))?;
-    let mem = Memory::file(&file, len, GUARDS).map_err(|e| os(format!("mmap of {shown}"), e))?;
-    Ok((file, mem))
 }
 
 #[cfg(test)]

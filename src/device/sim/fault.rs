@@ -12,6 +12,7 @@ use super::migrate::WHOLE_ALLOCATION;
 use super::object::Pid;
 use super::object::{Mapper, ObjId};
 use crate::device::{AllocKind, DeviceError, Location, Result, Trigger};
+use crate::model::profile::EvictionOrder;
 
 /// The outcome of the GPU reaching one page.
 #[derive(Clone, Copy, Debug)]
@@ -46,7 +47,9 @@ impl Gpu {
         let home = if obj.in_vram(page) {
             let devmem = obj.devmem[page as usize];
             let frame = obj.frame[page as usize];
-            self.vram.touch(devmem);
+            if self.policy.eviction_order == EvictionOrder::Access {
+                self.vram.touch(devmem);
+            }
             Home::Vram(frame)
         } else {
             Home::System

@@ -352,10 +352,28 @@ mod device_tests {
                 transient_bytes_total: taken,
                 transient_bytes_peak: taken,
                 pool_pages: None,
+                transient_pages: None,
             })
         );
         cpu_check(&mut dev, a, Span::pages(0, 512), 2);
         cpu_check(&mut dev, a, Span::pages(512, 1536), 1);
+    }
+
+    /// Where a GPU access never reaches TTM's LRU, the allocation migrated first goes first,
+    /// though the GPU used it last.
+    #[test]
+    fn in_migration_order_the_first_migrated_goes_however_recently_used() {
+        let mut dev =
+            with_policy(|p| p.eviction_order = crate::model::profile::EvictionOrder::Migration);
+        let (a, _) = full_vram(&mut dev);
+        let c = dev.alloc(AllocKind::Managed, 2 * MIB).unwrap();
+        gpu_fill(&mut dev, c, c.all(), 1);
+        let ev = events(&mut dev);
+        assert_eq!(moves(&ev, Trigger::Eviction), vec![(0, 512)]);
+        let res = residency(&mut dev, a);
+        assert!(res[..512].iter().all(|l| *l == Location::System));
+        assert!(res[512..].iter().all(|l| *l == Location::Vram));
+        cpu_check(&mut dev, a, Span::pages(0, 512), 2);
     }
 
     #[test]

@@ -10,19 +10,21 @@
 //! drm_pagemap's migrate_to_ram brings the page's whole device allocation back.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::ffi::{self, Transfer};
 use super::kernels::{self, GpuIo};
 use super::uapi::{self, Command as _, Op};
+use crate::device::host::{self, Allocation, CPU_ACCESS};
+use crate::device::kernels::words::Finished;
 use crate::device::kernels::Launch;
-use crate::device::memory::{Guards, Memory, Refused};
+use crate::device::memory::{Guards, Memory};
 use crate::device::{
-    Advice, AllocKind, Buf, Capabilities, CpuOp, CpuThreads, Destructive, Device, DeviceError,
-    DeviceInfo, EvictionTransient, KernelRun, Location, MigrationEvent, Need, Pending, ProcessExit,
-    Protection, Result, Span, PAGE_SIZE,
+    Advice, AllocKind, Buf, Capabilities, CpuThreads, Destructive, Device, DeviceError, DeviceInfo,
+    EvictionTransient, KernelRun, Location, MigrationEvent, Need, Pending, ProcessExit, Protection,
+    Result, Span, PAGE_SIZE,
 };
 
 /// The range chunk sizes of the driver (`vsvm_chunk_sizes` in vsvm_svm.c), largest first: a
@@ -34,25 +36,26 @@ pub const CHUNK_SIZES: [u64; 3] = [2 << 20, 64 << 10, 4 << 10];
 /// - `xnack`: every GPU fault is resolved (vsvm_svm_fault retries and migrates);
 /// - `residency`: RESIDENCY, page by page, from the CPU page tables;
 /// - `vram_usage`: QUERY's `vram_used`;
-/// - `device_buffers`: CREATE_BO and FREE_BO, which TTM makes room for by evicting SVM BOs.
+/// - `device_buffers`: CREATE_BO and FREE_BO, which TTM makes room for by evicting SVM BOs;
+/// - `eviction_transient`: QUERY's `evict_tt_*`, what TTM allocated for the system destination
+///   of each evicted SVM BO (vsvm_ttm_tt_create), which bo_move never uses.
 ///
 /// Not claimed, each for what the driver cannot give:
 /// - `events`: QUERY counts migrated pages device-wide by trigger, but a migration event is
 ///   pages of one allocation at an address (`MigrationEvent`), and no ioctl says which pages
 ///   moved; inventing an address, or reporting every count against no allocation, would make
 ///   the cases that read events judge evidence that is not there;
-/// - `eviction_transient`: the system resource TTM takes for an evicted SVM BO (a ttm_tt page
-///   array, vsvm_ttm_tt_create) is nowhere in the uAPI;
 /// - `reset`: RESET evicts VRAM to RAM first and ends no process, and the trait's reset is the
 ///   GPU's, which loses VRAM and ends the processes that held it (`VsvmDevice::reset` issues
 ///   the driver's own);
 /// - `fork`, `processes`: the driver mirrors the mm of the process that opened the node (its
 ///   SVM ioctls answer EACCES in another), as the HMM test driver does;
 /// - `concurrency`: kernels run to completion inside `launch_async`.
-pub const CAPS: [Need; 4] = [
+pub const CAPS: [Need; 5] = [
     Need::Xnack,
     Need::Residency,
     Need::VramUsage,
+    Need::EvictionTransient,
     Need::DeviceBuffers,
 ];
 
@@ -114,6 +117,12 @@ struct Alloc {
     backing: Backing,
 }
 
+impl Allocation for Alloc {
+    fn buf(&self) -> Buf {
+        self.buf
+    }
+}
+
 impl Alloc {
     /// The host memory and the allocation's byte offset in it; a device buffer has none, so
     /// `op` is refused on it.
@@ -158,8 +167,7 @@ pub struct VsvmDevice {
     allocs: HashMap<u32, Alloc>,
     next_id: u32,
     /// Launches already run (synchronously), waiting to be collected.
-    finished: HashMap<u64, Result<KernelRun>>,
-    next_pending: u64,
+    finished: Finished,
 }
 
 impl VsvmDevice {
@@ -180,8 +188,7 @@ impl VsvmDevice {
             dev,
             allocs: HashMap::new(),
             next_id: 1,
-            finished: HashMap::new(),
-            next_pending: 0,
+            finished: Finished::default(),
         }
     }
 
@@ -208,29 +215,13 @@ impl VsvmDevice {
             .map_err(|e| DeviceError::Backend(format!("{}: {e}", uapi::Reset::NAME)))
     }
 
-    fn alloc_of(&self, buf: Buf) -> Result<&Alloc> {
-        self.allocs
-            .get(&buf.id)
-            .ok_or(DeviceError::NoSuchBuffer(buf.id))
-    }
-
     fn alloc_mut(&mut self, buf: Buf) -> Result<&mut Alloc> {
-        self.allocs
-            .get_mut(&buf.id)
-            .ok_or(DeviceError::NoSuchBuffer(buf.id))
+        host::alloc_mut(&mut self.allocs, buf)
     }
 
     /// The allocation, with `span` checked to lie inside it.
     fn checked(&self, buf: Buf, span: Span) -> Result<&Alloc> {
-        let a = self.alloc_of(buf)?;
-        if span.end() > a.buf.len {
-            return Err(DeviceError::OutOfBounds {
-                buf: buf.id,
-                span,
-                len: a.buf.len,
-            });
-        }
-        Ok(a)
+        host::checked(&self.allocs, buf, span)
     }
 
     /// The allocation's mapping, for `op` to change it: not the C heap's (munmap or mprotect
@@ -295,35 +286,6 @@ impl VsvmDevice {
         ffi::access(&self.dev, addr, transfer)
             .map(|a| a.gpu_faults)
             .map_err(|e| failed(op, buf, Span::new(offset, bytes), e))
-    }
-
-    /// What a refused CPU access of `span` in `buf` is, in the trait's terms; `skew` is the
-    /// allocation's offset in its memory, which the memory's offsets include.
-    fn refused(buf: Buf, span: Span, skew: u64, r: Refused) -> DeviceError {
-        match r {
-            Refused::NotHost => DeviceError::Unsupported {
-                op: "a CPU access",
-                kind: buf.kind,
-            },
-            Refused::Misaligned(offset) => DeviceError::Backend(format!(
-                "CPU access at offset {:#x} of allocation {}: not a word-aligned address",
-                offset.saturating_sub(skew),
-                buf.id
-            )),
-            Refused::Unmapped(offset) => DeviceError::Segfault {
-                buf: buf.id,
-                offset: offset.saturating_sub(skew),
-            },
-            Refused::ReadOnly => DeviceError::Segfault {
-                buf: buf.id,
-                offset: span.offset,
-            },
-            Refused::Outside => DeviceError::OutOfBounds {
-                buf: buf.id,
-                span,
-                len: buf.len,
-            },
-        }
     }
 }
 
@@ -414,11 +376,7 @@ impl Device for VsvmDevice {
     }
 
     fn alloc(&mut self, kind: AllocKind, len: u64) -> Result<Buf> {
-        if len == 0 {
-            return Err(DeviceError::Backend(format!(
-                "allocating 0 bytes of {kind} memory: there is nothing to allocate"
-            )));
-        }
+        host::refuse_empty(kind, len)?;
         let id = self.next_id;
         let oom = |e: std::io::Error| DeviceError::Backend(format!("{kind} of {len} bytes: {e}"));
         let (align, mapped) = placement(len);
@@ -430,7 +388,7 @@ impl Device for VsvmDevice {
             AllocKind::Malloc => (Memory::heap(mapped, GUARDS).map_err(oom)?, None),
             AllocKind::Shared => (Memory::anonymous(mapped, true, GUARDS).map_err(oom)?, None),
             AllocKind::File => {
-                let (f, mem) = file_mapping(id, mapped)?;
+                let (f, mem) = host::file_mapping("svmconf-vsvm", id, mapped, GUARDS)?;
                 (mem, Some(f))
             }
             AllocKind::DeviceBuffer => {
@@ -602,54 +560,39 @@ impl Device for VsvmDevice {
 
     fn launch_async(&mut self, launch: &Launch) -> Result<Pending> {
         let clock = Instant::now();
-        let run = kernels::run(self, launch).map(|faults| KernelRun {
-            elapsed: clock.elapsed(),
-            faults: Some(faults),
-        });
-        let id = self.next_pending;
-        self.next_pending += 1;
-        self.finished.insert(id, run);
-        Ok(Pending(id))
+        let faults = kernels::run(self, launch);
+        Ok(self.finished.keep(clock, faults))
     }
 
     fn wait(&mut self, pending: Pending) -> Result<KernelRun> {
-        self.finished.remove(&pending.0).unwrap_or_else(|| {
-            Err(DeviceError::Backend(format!(
-                "launch {} was never started here",
-                pending.0
-            )))
-        })
+        self.finished.take(pending)
     }
 
     fn cpu_read(&mut self, buf: Buf, span: Span, out: &mut [u32]) -> Result<Duration> {
         self.checked(buf, span)?;
-        cpu_words(span, out.len())?;
-        let (mem, skew) = self.alloc_mut(buf)?.host_mut("a CPU access")?;
+        host::cpu_words(span, out.len())?;
+        let (mem, skew) = self.alloc_mut(buf)?.host_mut(CPU_ACCESS)?;
         let clock = Instant::now();
         // Nothing runs beside the CPU: kernels run to completion in launch_async.
         mem.read(skew + span.offset, out, false)
-            .map_err(|r| Self::refused(buf, span, skew, r))?;
+            .map_err(|r| host::refused(buf, span, CPU_ACCESS, skew, r))?;
         Ok(clock.elapsed())
     }
 
     fn cpu_write(&mut self, buf: Buf, span: Span, words: &[u32]) -> Result<Duration> {
         self.checked(buf, span)?;
-        cpu_words(span, words.len())?;
-        let (mem, skew) = self.alloc_mut(buf)?.host_mut("a CPU access")?;
+        host::cpu_words(span, words.len())?;
+        let (mem, skew) = self.alloc_mut(buf)?.host_mut(CPU_ACCESS)?;
         let clock = Instant::now();
         mem.write(skew + span.offset, words, false)
-            .map_err(|r| Self::refused(buf, span, skew, r))?;
+            .map_err(|r| host::refused(buf, span, CPU_ACCESS, skew, r))?;
         Ok(clock.elapsed())
     }
 
     fn cpu_threads(&mut self, work: &CpuThreads) -> Result<Duration> {
         let buf = work.buf;
-        let (mem, skew) = self.checked(buf, buf.all())?.host("a CPU access")?;
-        let ran = work.run(|offset, op| match op {
-            CpuOp::Read => mem.read_word(skew + offset).map(drop),
-            CpuOp::AtomicInc => mem.atomic_inc(skew + offset),
-        })?;
-        ran.map_err(|(p, e)| Self::refused(buf, Span::pages(p, 1), skew, e))
+        let (mem, skew) = self.checked(buf, buf.all())?.host(CPU_ACCESS)?;
+        host::cpu_threads(work, mem, skew, CPU_ACCESS)
     }
 
     fn residency(&mut self, buf: Buf, span: Span) -> Option<Result<Vec<Location>>> {
@@ -677,9 +620,17 @@ impl Device for VsvmDevice {
             .map(|q| q.vram_total.saturating_sub(q.vram_used))
     }
 
-    /// None: see [`CAPS`] (`eviction_transient`).
+    /// QUERY's SVM evictions and the `evict_tt_*` counters: TTM's system destination of each
+    /// evicted SVM BO, the series' open issue. TTM's page pool is not the driver's to report.
     fn eviction_transient(&mut self) -> Option<EvictionTransient> {
-        None
+        self.query().ok().map(|q| EvictionTransient {
+            evictions: q.svm_evictions,
+            bytes_evicted: q.svm_evicted_bytes,
+            transient_bytes_total: q.evict_tt_bytes,
+            transient_bytes_peak: q.evict_tt_peak_bytes,
+            pool_pages: None,
+            transient_pages: Some(q.evict_tt_pages),
+        })
     }
 
     /// EVICT_ALL, device-wide, as TTM empties VRAM before a reset.
@@ -726,49 +677,11 @@ pub fn locations(buf: Buf, first_page: u64, bytes: &[u8]) -> Result<Vec<Location
         .collect()
 }
 
-/// The CPU side of `span` must be exactly `n` words, as on the reference device.
-fn cpu_words(span: Span, n: usize) -> Result<()> {
-    if span.words() != n as u64 || span.offset % 4 != 0 {
-        return Err(DeviceError::Backend(format!(
-            "CPU access of {span} ({} words, word-aligned) with {n} words",
-            span.words()
-        )));
-    }
-    Ok(())
-}
-
-/// A shared mapping of a fresh file in the temporary folder, unlinked at once so that nothing
-/// is left behind whatever happens to the process.
-fn file_mapping(id: u32, len: u64) -> Result<(File, Memory)> {
-    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path: PathBuf =
-        std::env::temp_dir().join(format!("svmconf-vsvm-{}-{id}-{n}", std::process::id()));
-    let shown = path.display().to_string();
-    let os = |what: String, e: std::io::Error| DeviceError::Backend(format!("{what}: {e}"));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| os(format!("creating {shown} for a file allocation"), e))?;
-    let _ = std::fs::remove_file(&path);
-    file.set_len(len)
-        .map_err(|e| os(format!("growing {shown} to {len} bytes"), e))?;
-    let mem = Memory::file(&file, len, GUARDS).map_err(|e| os(format!("mmap of {shown}"), e))?;
-    Ok((file, mem))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::host::checks::BUF;
     use crate::device::vsvm::uapi::res;
-
-    const BUF: Buf = Buf {
-        id: 3,
-        kind: AllocKind::Mmap,
-        len: 4 * PAGE_SIZE,
-    };
 
     /// A device on a plain file: every driver command fails (ENOTTY), everything the CPU does
     /// to the process's own memory works.
@@ -790,6 +703,7 @@ mod tests {
                 Need::Xnack,
                 Need::Residency,
                 Need::VramUsage,
+                Need::EvictionTransient,
                 Need::DeviceBuffers
             ]
         );
@@ -798,7 +712,7 @@ mod tests {
     }
 
     #[test]
-    fn events_and_transients_are_not_answered_and_the_rest_is_asked_of_the_driver() {
+    fn events_are_not_answered_and_the_rest_is_asked_of_the_driver() {
         let mut dev = fake();
         assert_eq!(dev.take_events(), None);
         assert_eq!(dev.eviction_transient(), None);
@@ -844,7 +758,10 @@ mod tests {
     ) {
         let mut dev = fake();
         let buf = dev.alloc(kind, len).unwrap();
-        let addr = dev.alloc_of(buf).unwrap().addr("", 0).unwrap();
+        let addr = host::alloc_of(&dev.allocs, buf)
+            .unwrap()
+            .addr("", 0)
+            .unwrap();
         assert_eq!(addr % placement(len).0, 0, "{kind} of {len} at {addr:#x}");
         let span = Span::new(len / 8 * 4, 8);
         dev.cpu_write(buf, span, &[7, 9]).unwrap();
@@ -859,29 +776,7 @@ mod tests {
     #[test]
     fn cpu_threads_increment_every_page_and_a_hole_is_a_segfault_at_its_offset() {
         let mut dev = fake();
-        let buf = dev.alloc(AllocKind::Mmap, 4 * PAGE_SIZE).unwrap();
-        dev.cpu_threads(&CpuThreads {
-            buf,
-            op: CpuOp::AtomicInc,
-            pages: vec![vec![0, 1, 2, 3], vec![3, 2, 1, 0], vec![1, 3]],
-        })
-        .unwrap();
-        let mut words = vec![0u32; 4 * 1024];
-        dev.cpu_read(buf, buf.all(), &mut words).unwrap();
-        let firsts: Vec<u32> = (0..4).map(|p| words[p * 1024]).collect();
-        assert_eq!(firsts, [2, 3, 2, 3]);
-        dev.unmap(buf, Span::pages(2, 1)).unwrap();
-        let e = dev
-            .cpu_threads(&CpuThreads {
-                buf,
-                op: CpuOp::Read,
-                pages: vec![vec![0, 1, 2]],
-            })
-            .unwrap_err();
-        assert!(
-            matches!(e, DeviceError::Segfault { offset: 8192, .. }),
-            "{e:?}"
-        );
+        let buf = host::checks::cpu_threads_count_every_touch_and_fault_on_a_hole(&mut dev);
         let mut one = [0u32];
         let e = dev
             .cpu_read(buf, Span::new(2 * PAGE_SIZE + 4, 4), &mut one)

@@ -1,16 +1,16 @@
-//! The kernels of `kernels/` as the vsvm device runs them: the arithmetic on the CPU, every
-//! byte in and out through the device's READ, WRITE and ATOMIC_INC commands, so that each
-//! access is the GPU's (its faults, the migrations they make, its mapping of VRAM and of
-//! system pages). Written against [`GpuIo`] so that the logic is tested here without the
-//! driver.
+//! The kernels of `kernels/` as the vsvm device runs them ([`crate::device::kernels::words`]):
+//! the arithmetic on the CPU, every byte in and out through the device's READ, WRITE and
+//! ATOMIC_INC commands, so that each access is the GPU's (its faults, the migrations they make,
+//! its mapping of VRAM and of system pages). Written against [`GpuIo`] so that the commands
+//! each kernel makes are tested here without the driver.
 //!
 //! Unlike the HMM test driver, vsvm's commands take any span, byte-exact: a kernel touches the
 //! words it names and no others. ATOMIC_INC is the device's own `atomic_inc()` on each word,
 //! so an increment is never a read and a write of the CPU's.
 
-use crate::device::kernels::{storm_page, Launch};
-use crate::device::{Buf, DeviceError, Result, Span, PAGE_SIZE, WORDS_PER_PAGE};
-use crate::model::pattern::Pattern;
+use crate::device::kernels::words::{self, WordIo};
+use crate::device::kernels::Launch;
+use crate::device::{Buf, Result, Span};
 
 /// Bytes moved by one command: the driver copies through a 2 MiB kernel buffer anyway (no
 /// range crosses a 2 MiB boundary), and 2 MiB keeps the host bounce buffers small whatever
@@ -27,228 +27,38 @@ pub trait GpuIo {
     fn atomic_inc(&mut self, buf: Buf, span: Span) -> Result<u64>;
 }
 
-/// `n` words at word `first_word` of `buf`, read by the GPU in batches.
-fn read_words(
-    io: &mut dyn GpuIo,
-    buf: Buf,
-    first_word: u64,
-    n: u64,
-    faults: &mut u64,
-) -> Result<Vec<u32>> {
-    let mut out = vec![0u32; n as usize];
-    for chunk_start in (0..n).step_by((BATCH_BYTES / 4) as usize) {
-        let end = (chunk_start + BATCH_BYTES / 4).min(n);
-        let offset = (first_word + chunk_start) * 4;
-        *faults += io.read(buf, offset, &mut out[chunk_start as usize..end as usize])?;
-    }
-    Ok(out)
-}
-
-/// `words` written by the GPU at word `first_word` of `buf`, in batches.
-fn write_words(
-    io: &mut dyn GpuIo,
-    buf: Buf,
-    first_word: u64,
-    words: &[u32],
-    faults: &mut u64,
-) -> Result<()> {
-    for (i, chunk) in words.chunks((BATCH_BYTES / 4) as usize).enumerate() {
-        let offset = (first_word + i as u64 * BATCH_BYTES / 4) * 4;
-        *faults += io.write(buf, offset, chunk)?;
-    }
-    Ok(())
-}
-
-/// The span must lie inside its allocation and be word aligned, as on the other devices.
-fn inside(buf: Buf, span: Span) -> Result<()> {
-    if span.end() > buf.len || span.offset % 4 != 0 || span.len % 4 != 0 {
-        return Err(DeviceError::OutOfBounds {
-            buf: buf.id,
-            span,
-            len: buf.len,
-        });
-    }
-    Ok(())
-}
-
-/// Two little-endian u64 (or one) at the start of `buf`, as words.
-fn u64_at(words: &[u32], i: usize) -> u64 {
-    words[2 * i] as u64 | (words[2 * i + 1] as u64) << 32
-}
-
-fn set_u64(words: &mut [u32], i: usize, v: u64) {
-    words[2 * i] = v as u32;
-    words[2 * i + 1] = (v >> 32) as u32;
-}
-
-/// The first word of the span-relative page `i` a page kernel touches (whole pages only).
-fn page_word(span: Span, i: u64) -> u64 {
-    span.first_word() + i * WORDS_PER_PAGE
-}
-
-/// Writes the pattern over the page whose first word is `first`.
-fn write_page(
-    io: &mut dyn GpuIo,
-    buf: Buf,
-    pattern: &Pattern,
-    first: u64,
-    faults: &mut u64,
-) -> Result<()> {
-    let mut words = vec![0u32; WORDS_PER_PAGE as usize];
-    pattern.fill(first, &mut words);
-    write_words(io, buf, first, &words, faults)
-}
-
 /// Runs `launch` through the device; returns the GPU faults it took.
 pub fn run(io: &mut dyn GpuIo, launch: &Launch) -> Result<u64> {
-    let mut faults = 0;
-    let f = &mut faults;
-    match *launch {
-        Launch::Fill {
-            buf,
-            span,
-            seed,
-            generation,
-        } => {
-            inside(buf, span)?;
-            let pattern = Pattern::new(seed, generation);
-            // In batches computed one at a time: a 64 MiB fill needs one 2 MiB buffer.
-            let mut words = Vec::new();
-            let mut first = span.first_word();
-            let end = first + span.words();
-            while first < end {
-                let n = (end - first).min(BATCH_BYTES / 4);
-                words.resize(n as usize, 0);
-                pattern.fill(first, &mut words);
-                *f += io.write(buf, first * 4, &words)?;
-                first += n;
-            }
-        }
-        Launch::Verify {
-            buf,
-            span,
-            seed,
-            generation,
-            result,
-        } => {
-            inside(buf, span)?;
-            inside(result, Span::new(0, 16))?;
-            let pattern = Pattern::new(seed, generation);
-            let (mut bad, mut min_bad) = (0u64, u64::MAX);
-            let mut first = span.first_word();
-            let end = first + span.words();
-            while first < end {
-                let n = (end - first).min(BATCH_BYTES / 4);
-                let words = read_words(io, buf, first, n, f)?;
-                let (b, m) = compare(&pattern, first, &words);
-                bad += b;
-                min_bad = min_bad.min(m);
-                first += n;
-            }
-            let mut r = read_words(io, result, 0, 4, f)?;
-            let (count, lowest) = (u64_at(&r, 0).wrapping_add(bad), u64_at(&r, 1).min(min_bad));
-            set_u64(&mut r, 0, count);
-            set_u64(&mut r, 1, lowest);
-            write_words(io, result, 0, &r, f)?;
-        }
-        Launch::TouchRead {
-            buf,
-            span,
-            stride_pages,
-            sum,
-        } => {
-            inside(buf, span)?;
-            inside(sum, Span::new(0, 8))?;
-            let mut total = 0u64;
-            if stride_pages > 0 {
-                for i in (0..span.len / PAGE_SIZE).step_by(stride_pages as usize) {
-                    total += read_words(io, buf, page_word(span, i), 1, f)?[0] as u64;
-                }
-            }
-            let mut s = read_words(io, sum, 0, 2, f)?;
-            let total = u64_at(&s, 0).wrapping_add(total);
-            set_u64(&mut s, 0, total);
-            write_words(io, sum, 0, &s, f)?;
-        }
-        Launch::TouchWrite {
-            buf,
-            span,
-            stride_pages,
-            seed,
-            generation,
-        } => {
-            inside(buf, span)?;
-            if stride_pages > 0 {
-                let pattern = Pattern::new(seed, generation);
-                for i in (0..span.len / PAGE_SIZE).step_by(stride_pages as usize) {
-                    write_page(io, buf, &pattern, page_word(span, i), f)?;
-                }
-            }
-        }
-        Launch::FaultStorm {
-            buf,
-            span,
-            step,
-            offset,
-            seed,
-            generation,
-        } => {
-            inside(buf, span)?;
-            let pattern = Pattern::new(seed, generation);
-            let n = span.len / PAGE_SIZE;
-            // One command per page, in the scattered order: each is the GPU's first touch.
-            for i in 0..n {
-                let page = storm_page(i, step, offset, n);
-                write_page(io, buf, &pattern, page_word(span, page), f)?;
-            }
-        }
-        Launch::AtomicInc {
-            buf,
-            span,
-            iterations,
-        } => {
-            inside(buf, span)?;
-            if span.len > 0 {
-                for _ in 0..iterations {
-                    *f += io.atomic_inc(buf, span)?;
-                }
-            }
-        }
-        Launch::Copy {
-            dst,
-            dst_span,
-            src,
-            src_span,
-        } => {
-            inside(dst, dst_span)?;
-            inside(src, src_span)?;
-            let n = dst_span.words().min(src_span.words());
-            let mut done = 0;
-            while done < n {
-                let count = (n - done).min(BATCH_BYTES / 4);
-                let words = read_words(io, src, src_span.first_word() + done, count, f)?;
-                write_words(io, dst, dst_span.first_word() + done, &words, f)?;
-                done += count;
-            }
-        }
-    }
-    Ok(faults)
+    words::run(&mut Commands(io), launch)
 }
 
-/// Words that differ from the pattern, and the lowest differing word index (allocation
-/// relative; `u64::MAX` when none): what the verify kernel adds into its result.
-pub fn compare(pattern: &Pattern, first_word: u64, words: &[u32]) -> (u64, u64) {
-    let mut expected = vec![0u32; words.len()];
-    pattern.fill(first_word, &mut expected);
-    let mut bad = 0;
-    let mut min_bad = u64::MAX;
-    for (i, (e, a)) in expected.iter().zip(words).enumerate() {
-        if e != a {
-            bad += 1;
-            min_bad = min_bad.min(first_word + i as u64);
-        }
+/// The commands as the words the kernels are run over: one command per batch of
+/// [`BATCH_BYTES`], at the words' byte offset, and an increment of `iterations` as that many
+/// ATOMIC_INC commands over the span.
+struct Commands<'a>(&'a mut dyn GpuIo);
+
+impl WordIo for Commands<'_> {
+    fn batch_words(&self) -> u64 {
+        BATCH_BYTES / 4
     }
-    (bad, min_bad)
+
+    fn read(&mut self, buf: Buf, first_word: u64, out: &mut [u32]) -> Result<u64> {
+        self.0.read(buf, first_word * 4, out)
+    }
+
+    fn write(&mut self, buf: Buf, first_word: u64, words: &[u32]) -> Result<u64> {
+        self.0.write(buf, first_word * 4, words)
+    }
+
+    fn atomic_inc(&mut self, buf: Buf, span: Span, iterations: u32) -> Result<u64> {
+        let mut faults = 0;
+        if span.len > 0 {
+            for _ in 0..iterations {
+                faults += self.0.atomic_inc(buf, span)?;
+            }
+        }
+        Ok(faults)
+    }
 }
 
 #[cfg(test)]
@@ -256,7 +66,10 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::device::AllocKind;
+    use crate::device::kernels::words::checks::{self, fill, verify, Fake, SEED};
+    use crate::device::kernels::words::compare;
+    use crate::device::{DeviceError, PAGE_SIZE, WORDS_PER_PAGE};
+    use crate::model::pattern::Pattern;
 
     /// Device memory as vectors of words, recording every command and refusing writes where
     /// asked.
@@ -269,15 +82,6 @@ mod tests {
     }
 
     impl FakeDevice {
-        fn alloc(&mut self, id: u32, len: u64) -> Buf {
-            self.mem.insert(id, vec![0; (len / 4) as usize]);
-            Buf {
-                id,
-                kind: AllocKind::Mmap,
-                len,
-            }
-        }
-
         fn words(&self, buf: Buf, offset: u64, n: usize) -> std::ops::Range<usize> {
             assert_eq!(offset % 4, 0, "word aligned");
             let start = (offset / 4) as usize;
@@ -327,36 +131,28 @@ mod tests {
         }
     }
 
-    const SEED: u64 = 0x5eed;
+    impl Fake for FakeDevice {
+        fn allocations(&mut self) -> &mut HashMap<u32, Vec<u32>> {
+            &mut self.mem
+        }
 
-    fn fill(buf: Buf, span: Span, generation: u32) -> Launch {
-        Launch::Fill {
-            buf,
-            span,
-            seed: SEED,
-            generation,
+        fn words_for(&self, len: u64) -> usize {
+            (len / 4) as usize
+        }
+
+        fn run(&mut self, launch: &Launch) -> Result<u64> {
+            run(self, launch)
         }
     }
 
     #[test]
     fn fill_writes_exactly_the_span_in_one_command_without_reading() {
         let mut dev = FakeDevice::default();
-        let buf = dev.alloc(1, 3 * PAGE_SIZE);
-        run(&mut dev, &fill(buf, buf.all(), 1)).unwrap();
         // An unaligned span across pages 0 and 1: written as it is, nothing read first.
-        let span = Span::new(PAGE_SIZE - 8, 16);
-        let faults = run(&mut dev, &fill(buf, span, 2)).unwrap();
+        let faults = checks::fill_across_a_page_edge(&mut dev);
         assert_eq!(faults, 1);
         assert_eq!(dev.log.last(), Some(&("write", 1, PAGE_SIZE - 8, 16)));
         assert_eq!(dev.ops("read"), 0);
-        let words = &dev.mem[&1];
-        let (one, two) = (Pattern::new(SEED, 1), Pattern::new(SEED, 2));
-        let edge = (PAGE_SIZE / 4 - 2) as usize;
-        assert_eq!(words[edge - 1], one.word(edge as u64 - 1), "before");
-        for (i, w) in words.iter().enumerate().skip(edge).take(4) {
-            assert_eq!(*w, two.word(i as u64), "word {i}");
-        }
-        assert_eq!(words[edge + 4], one.word(edge as u64 + 4), "after");
     }
 
     #[test]
@@ -372,81 +168,27 @@ mod tests {
         assert_eq!(dev.ops("read"), 3);
     }
 
-    fn verify(dev: &mut FakeDevice, buf: Buf, span: Span, generation: u32) -> (u64, u64) {
-        let result = dev.alloc(99, 16);
-        dev.mem.get_mut(&99).unwrap()[..4].copy_from_slice(&[0, 0, u32::MAX, u32::MAX]);
-        run(
-            dev,
-            &Launch::Verify {
-                buf,
-                span,
-                seed: SEED,
-                generation,
-                result,
-            },
-        )
-        .unwrap();
-        let r = &dev.mem[&99];
-        (u64_at(r, 0), u64_at(r, 1))
-    }
-
     #[test]
     fn verify_counts_bad_words_and_the_first_one() {
         let mut dev = FakeDevice::default();
-        let buf = dev.alloc(1, 2 * PAGE_SIZE);
-        run(&mut dev, &fill(buf, buf.all(), 1)).unwrap();
-        assert_eq!(verify(&mut dev, buf, buf.all(), 1), (0, u64::MAX));
-        dev.mem.get_mut(&1).unwrap()[1500] ^= 1;
-        dev.mem.get_mut(&1).unwrap()[1030] = 0;
-        assert_eq!(verify(&mut dev, buf, buf.all(), 1), (2, 1030));
-        // Only the span is compared and read; the index stays allocation relative.
-        assert_eq!(
-            verify(&mut dev, buf, Span::new(1040 * 4, 1000 * 4), 1),
-            (1, 1500)
-        );
+        checks::verify_counts_bad_words_and_the_first_one(&mut dev);
+        // Only the span is read.
         assert!(dev.log.contains(&("read", 1, 1040 * 4, 1000 * 4)));
-        assert_eq!(
-            verify(&mut dev, buf, buf.all(), 2).0,
-            2048,
-            "another generation"
-        );
     }
 
     #[test]
     fn the_storm_writes_every_page_once_in_its_own_command_in_the_scattered_order() {
         let mut dev = FakeDevice::default();
-        let buf = dev.alloc(1, 7 * PAGE_SIZE);
-        let storm = Launch::FaultStorm {
-            buf,
-            span: buf.all(),
-            step: 3,
-            offset: 5,
-            seed: SEED,
-            generation: 4,
-        };
-        assert_eq!(run(&mut dev, &storm).unwrap(), 7);
+        checks::a_storm_writes_every_page(&mut dev);
         let pages: Vec<u64> = dev.log.iter().map(|l| l.2 / PAGE_SIZE).collect();
         assert_eq!(pages, [5, 1, 4, 0, 3, 6, 2]);
         assert!(dev.log.iter().all(|l| l.0 == "write" && l.3 == PAGE_SIZE));
-        assert_eq!(compare(&Pattern::new(SEED, 4), 0, &dev.mem[&1]).0, 0);
     }
 
     #[test]
     fn touch_read_sums_the_first_word_of_every_stride_th_page_reading_only_those() {
         let mut dev = FakeDevice::default();
-        let buf = dev.alloc(1, 5 * PAGE_SIZE);
-        for p in 0..5 {
-            dev.mem.get_mut(&1).unwrap()[(p * WORDS_PER_PAGE) as usize] = 10 + p as u32;
-        }
-        let sum = dev.alloc(2, 8);
-        let touch = Launch::TouchRead {
-            buf,
-            span: buf.all(),
-            stride_pages: 2,
-            sum,
-        };
-        run(&mut dev, &touch).unwrap();
-        assert_eq!(u64_at(&dev.mem[&2], 0), 10 + 12 + 14);
+        checks::touch_read_sums_the_first_word_of_every_stride_th_page(&mut dev);
         let reads: Vec<_> = dev.log.iter().filter(|l| l.1 == 1).collect();
         assert_eq!(reads.len(), 3);
         assert!(reads.iter().all(|l| l.0 == "read" && l.3 == 4));
@@ -491,28 +233,17 @@ mod tests {
         let a = dev.alloc(1, PAGE_SIZE);
         let b = dev.alloc(2, PAGE_SIZE);
         dev.mem.get_mut(&1).unwrap()[1..5].copy_from_slice(&[6, 7, 8, 9]);
-        let copy = Launch::Copy {
-            dst: b,
-            dst_span: Span::new(0, 16),
-            src: a,
-            src_span: Span::new(4, 16),
-        };
-        run(&mut dev, &copy).unwrap();
+        checks::copy_four_words(&mut dev, a, b);
         assert_eq!(dev.mem[&2][..5], [6, 7, 8, 9, 0]);
     }
 
     #[test]
     fn a_refused_write_is_the_kernels_error_and_a_span_outside_is_refused_first() {
-        let mut dev = FakeDevice::default();
-        let buf = dev.alloc(1, PAGE_SIZE);
-        dev.read_only = Some(1);
-        let e = run(&mut dev, &fill(buf, buf.all(), 1)).unwrap_err();
-        assert!(
-            matches!(e, DeviceError::GpuMemoryFault { offset: 0, .. }),
-            "{e}"
-        );
-        let e = run(&mut dev, &fill(buf, Span::new(0, 2 * PAGE_SIZE), 1)).unwrap_err();
-        assert!(matches!(e, DeviceError::OutOfBounds { .. }), "{e}");
+        let mut dev = FakeDevice {
+            read_only: Some(1),
+            ..FakeDevice::default()
+        };
+        let buf = checks::a_refused_write_and_a_span_outside(&mut dev);
         let e = run(&mut dev, &fill(buf, Span::new(2, 4), 1)).unwrap_err();
         assert!(
             matches!(e, DeviceError::OutOfBounds { .. }),

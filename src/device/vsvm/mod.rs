@@ -13,23 +13,28 @@
 //!   ATOMIC_INC (`kernels`). Every access is a GPU fault that migrates per the range's
 //!   preferred location, as the profile says (`fixtures/profiles/vsvm.yaml`);
 //! - prefetch is PREFETCH; preferred location is SET_PREFERRED; residency is RESIDENCY; VRAM
-//!   in use is QUERY; `evict_all` is EVICT_ALL, and every device ends with it;
+//!   in use and the transient system memory of SVM evictions (the series' open issue) are
+//!   QUERY; `evict_all` is EVICT_ALL, and every device ends with it;
 //! - a CPU access is a plain load or store: on a VRAM page the kernel faults and drm_pagemap's
 //!   migrate_to_ram brings back the page's whole device allocation.
 //!
 //! What it cannot observe or do (capabilities off, the cases that need them skip with that
-//! reason; `device::CAPS` says why for each): migration events, eviction transients, a GPU
-//! reset, fork, a second process, CPU work beside a running kernel.
+//! reason; `device::CAPS` says why for each): migration events, a GPU reset, fork, a second
+//! process, CPU work beside a running kernel.
+//!
+//! `planted` turns the driver's planted bugs on and off for `svmconf planted-matrix`.
 //!
 //! The only `unsafe` is in `ffi` (and the host memory it shares with hip and dmirror,
-//! `device::memory`); `uapi` is the header as data and `kernels` the arithmetic, both tested
-//! without the driver.
+//! `device::memory`); `uapi` is the header as data and `kernels` the adapter that turns the
+//! shared launch interpreter's word reads and writes (`device::kernels::words`) into READ,
+//! WRITE and ATOMIC_INC commands, both tested without the driver.
 
 pub mod backend;
 mod device;
 #[allow(unsafe_code)]
 mod ffi;
 pub mod kernels;
+pub mod planted;
 pub mod uapi;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +42,7 @@ use std::path::{Path, PathBuf};
 pub use device::{info, locations, open_node, placement, VsvmDevice, CAPS, CHUNK_SIZES};
 
 use super::backend::Note;
+use super::host;
 use super::{Device, DeviceError, DeviceInfo};
 
 /// Why every case skips when no render node of vsvm is found.
@@ -148,8 +154,8 @@ fn bound_to_platform_driver(device: &Path, driver: &Path) -> bool {
 #[derive(Clone, Debug)]
 pub struct Node {
     path: PathBuf,
-    /// What QUERY said when the node was found.
-    query: uapi::Query,
+    /// What QUERY said when the node was found (boxed: QUERY is 312 bytes).
+    query: Box<uapi::Query>,
 }
 
 impl Node {
@@ -173,7 +179,7 @@ impl Node {
             self.path.display(),
             self.query.vram_total >> 20,
             self.query.planted,
-            kernel_release()
+            host::kernel_release()
         )
     }
 
@@ -196,12 +202,6 @@ impl Node {
             ),
         }]
     }
-}
-
-fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| format!("Linux {}", s.trim()))
-        .unwrap_or_else(|_| "an unknown kernel".into())
 }
 
 /// What `--backend vsvm` found.
@@ -260,7 +260,10 @@ pub fn probe(choice: &Choice, roots: &Roots) -> Result<Probe, String> {
             uapi::VERSION
         ));
     }
-    Ok(Probe::Node(Node { path, query }))
+    Ok(Probe::Node(Node {
+        path,
+        query: Box::new(query),
+    }))
 }
 
 /// What a run without the device reports as its device.
@@ -493,12 +496,12 @@ mod tests {
     fn a_found_node_describes_itself_and_notes_its_planted_bugs() {
         let n = Node {
             path: "/dev/dri/renderD128".into(),
-            query: uapi::Query {
+            query: Box::new(uapi::Query {
                 vram_total: 64 << 20,
                 planted: uapi::plant::RELEASE_LEAK,
                 version: uapi::VERSION,
                 ..Default::default()
-            },
+            }),
         };
         assert!(n.describe().starts_with(
             "vsvm virtual SVM GPU at /dev/dri/renderD128 (64 MiB of VRAM, planted bugs 0x4, on "

@@ -20,7 +20,7 @@ pub const fn iowr(nr: u8, size: usize) -> u32 {
 }
 
 /// `DRM_VSVM_VERSION`: the uAPI version QUERY reports.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The DRM driver name of the node (`struct drm_driver.name`, DRM_IOCTL_VERSION).
 pub const DRIVER_NAME: &str = "vsvm";
 
@@ -58,6 +58,8 @@ pub mod plant {
     pub const RELEASE_LEAK: u32 = 1 << 2;
     pub const BO_MOVE_NO_EVICT: u32 = 1 << 3;
     pub const STALE_VRAM_MAPPING: u32 = 1 << 4;
+    /// `DRM_VSVM_PLANT_COUNT`: how many there are.
+    pub const COUNT: u32 = 5;
 }
 
 /// `DRM_VSVM_RES_*`: the bits of one residency byte.
@@ -113,6 +115,22 @@ pub struct Query {
     pub planted: u32,
     /// [`VERSION`].
     pub version: u32,
+    /// ttm_tts TTM created for the system destination of evicted SVM BOs: one per eviction
+    /// (the series' open issue: bo_move never uses them).
+    pub evict_tt_allocs: u64,
+    /// Bytes they took, summed: the ttm_tt, its page array (a pointer per page) and the
+    /// TTM_PL_SYSTEM resource.
+    pub evict_tt_bytes: u64,
+    /// Of those, bytes still allocated now.
+    pub evict_tt_live_bytes: u64,
+    /// The most of those allocated at one time.
+    pub evict_tt_peak_bytes: u64,
+    /// System pages TTM populated for them (0 while the destination is TTM_PL_SYSTEM).
+    pub evict_tt_pages: u64,
+    /// Bytes of SVM BOs evicted, summed.
+    pub svm_evicted_bytes: u64,
+    /// How often each planted bug acted, by bit number ([`plant`]).
+    pub planted_fired: [u64; 8],
 }
 
 /// `struct drm_vsvm_access`: READ, WRITE and ATOMIC_INC over `[addr, addr + size)`.
@@ -235,7 +253,7 @@ pub struct DrmVersion {
 
 // The header's sizes (lab/vm/vsvm/README.md, "uAPI"): a struct that drifted from it would have
 // the kernel read or write past ours.
-const _: () = assert!(std::mem::size_of::<Query>() == 200);
+const _: () = assert!(std::mem::size_of::<Query>() == 312);
 const _: () = assert!(std::mem::size_of::<Access>() == 40);
 const _: () = assert!(std::mem::size_of::<Prefetch>() == 40);
 const _: () = assert!(std::mem::size_of::<SetPreferred>() == 24);
@@ -361,7 +379,7 @@ mod tests {
     /// The numbers of the header's table (lab/vm/vsvm/README.md, "uAPI"), as a C program
     /// including vsvm_drm.h prints them on x86_64.
     #[rstest]
-    #[case(Query::REQUEST, 0xc0c8_6440, "QUERY")]
+    #[case(Query::REQUEST, 0xc138_6440, "QUERY")]
     #[case(Op::Read.request(), 0xc028_6441, "READ")]
     #[case(Op::Write.request(), 0xc028_6442, "WRITE")]
     #[case(Op::AtomicInc.request(), 0xc028_6443, "ATOMIC_INC")]
@@ -405,7 +423,7 @@ mod tests {
             size_of::<FreeBo>(),
             size_of::<Reset>(),
         ];
-        assert_eq!(sizes, [200, 40, 40, 24, 32, 16, 16, 8, 16]);
+        assert_eq!(sizes, [312, 40, 40, 24, 32, 16, 16, 8, 16]);
     }
 
     /// The offsets of the README's tables: every field where the kernel reads or writes it.
@@ -427,8 +445,18 @@ mod tests {
                 offset_of!(Query, resets),
                 offset_of!(Query, planted),
                 offset_of!(Query, version),
+                offset_of!(Query, evict_tt_allocs),
+                offset_of!(Query, evict_tt_bytes),
+                offset_of!(Query, evict_tt_live_bytes),
+                offset_of!(Query, evict_tt_peak_bytes),
+                offset_of!(Query, evict_tt_pages),
+                offset_of!(Query, svm_evicted_bytes),
+                offset_of!(Query, planted_fired),
             ],
-            [0, 8, 16, 24, 56, 88, 120, 152, 160, 168, 176, 184, 192, 196]
+            [
+                0, 8, 16, 24, 56, 88, 120, 152, 160, 168, 176, 184, 192, 196, 200, 208, 216, 224,
+                232, 240, 248
+            ]
         );
         assert_eq!(
             [
