@@ -791,18 +791,36 @@ fn hip_device_selection_is_checked_before_anything_runs() {
     assert!(!folder.exists());
 }
 
-/// Without the test driver's node (this machine, CI): the run does not fail at setup; every case
-/// skips saying which kernel module is missing, the default isolation (a child per case) holds,
-/// and the run exits 0. A node that is not there is named with `--device`, so the test is the
-/// same on a machine that has the driver.
-#[test]
-fn dmirror_without_the_driver_skips_every_case_saying_which_module_is_missing() {
+/// Without the kernel driver's node (this machine, CI), for each backend on a kernel driver:
+/// the run does not fail at setup; every case of the whole suite skips saying which driver is
+/// missing, one case at a time in a child each, with the backend's own profile, and the run
+/// exits 0. A node that is not there is named with `--device`, so the test is the same on a
+/// machine that has the driver; a `--device` that is no node of the backend's is refused.
+#[rstest::rstest]
+#[case::dmirror(
+    "dmirror",
+    "hmm_dmirror0",
+    "the kernel's test_hmm module (CONFIG_TEST_HMM) is not loaded",
+    "expected a test driver number"
+)]
+#[case::vsvm(
+    "vsvm",
+    "renderD128",
+    "the kernel's virtual SVM GPU (CONFIG_DRM_VSVM, lab/vm/run --vsvm) is not loaded",
+    "expected a render node for --backend vsvm"
+)]
+fn a_kernel_driver_backend_without_its_driver_skips_every_case_saying_which_is_missing(
+    #[case] backend: &str,
+    #[case] node_name: &str,
+    #[case] missing: &str,
+    #[case] refused: &str,
+) {
     let results = tempfile::tempdir().expect("a temporary folder");
-    let node = results.path().join("hmm_dmirror0");
+    let node = results.path().join(node_name);
     let node = node.to_str().unwrap_or_default();
     let out = svmconf(&[
         "--backend",
-        "dmirror",
+        backend,
         "--device",
         node,
         "--results",
@@ -811,8 +829,8 @@ fn dmirror_without_the_driver_skips_every_case_saying_which_module_is_missing() 
     let said = text(&out);
     assert_eq!(out.status.code(), Some(0), "{said}");
     assert!(
-        said.contains("(profile dmirror"),
-        "the dmirror profile by default: {said}"
+        said.contains(&format!("(profile {backend}")),
+        "the {backend} profile by default: {said}"
     );
     assert!(said.contains("every case is skipped"), "{said}");
     assert!(
@@ -825,65 +843,20 @@ fn dmirror_without_the_driver_skips_every_case_saying_which_module_is_missing() 
         "the whole suite is planned: {}",
         records.len()
     );
-    let want = format!("no {node}: the kernel's test_hmm module (CONFIG_TEST_HMM) is not loaded");
+    let want = format!("no {node}: {missing}");
     for r in &records {
         assert_eq!(r["status"], "skip", "{r}");
         assert_eq!(r["reason"].as_str().unwrap_or_default(), want, "{r}");
     }
-    let out = svmconf(&["--backend", "dmirror", "--device", "gpu0"]);
+    let out = svmconf(&["--backend", backend, "--device", "gpu0"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains("expected a test driver number"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains(refused), "{}", text(&out));
 }
 
-/// Without the kernel's virtual SVM GPU (this machine, CI): the run does not fail at setup;
-/// every case of the whole suite skips saying which driver is missing, one case at a time in a
-/// child each, with the vsvm profile, and the run exits 0. A node that is not there is named
-/// with `--device`, so the test is the same on a machine that has the driver; without
-/// `--device`, where sysfs shows no vsvm node, the reason is the one every lab run without it
-/// gives.
+/// Without `--device`, where sysfs shows no vsvm node, every case skips with the reason every
+/// lab run without the driver gives; `--device 0` is no render node.
 #[test]
-fn vsvm_without_the_driver_skips_every_case_saying_which_driver_is_missing() {
-    let results = tempfile::tempdir().expect("a temporary folder");
-    let node = results.path().join("renderD128");
-    let node = node.to_str().unwrap_or_default();
-    let out = svmconf(&[
-        "--backend",
-        "vsvm",
-        "--device",
-        node,
-        "--results",
-        results.path().join("results").to_str().unwrap_or_default(),
-    ]);
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{said}");
-    assert!(
-        said.contains("(profile vsvm"),
-        "the vsvm profile by default: {said}"
-    );
-    assert!(said.contains("every case is skipped"), "{said}");
-    assert!(
-        said.contains("isolation process, 1 at a time)"),
-        "a device every case shares runs one case at a time: {said}"
-    );
-    let records = journal(&run_dir(&results.path().join("results")));
-    assert!(
-        records.len() > 60,
-        "the whole suite is planned: {}",
-        records.len()
-    );
-    let want = format!(
-        "no {node}: the kernel's virtual SVM GPU (CONFIG_DRM_VSVM, lab/vm/run --vsvm) is not \
-         loaded"
-    );
-    for r in &records {
-        assert_eq!(r["status"], "skip", "{r}");
-        assert_eq!(r["reason"].as_str().unwrap_or_default(), want, "{r}");
-    }
-
+fn vsvm_finds_no_node_without_the_driver_and_refuses_a_number() {
     let roots = svmconf::device::vsvm::Roots::this_machine();
     if svmconf::device::vsvm::find(&roots).is_none() {
         let found = tempfile::tempdir().expect("a temporary folder");
@@ -907,15 +880,13 @@ fn vsvm_without_the_driver_skips_every_case_saying_which_driver_is_missing() {
         }
     }
 
-    for device in ["0", "gpu0"] {
-        let out = svmconf(&["--backend", "vsvm", "--device", device]);
-        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-        assert!(
-            text(&out).contains("expected a render node for --backend vsvm"),
-            "{}",
-            text(&out)
-        );
-    }
+    let out = svmconf(&["--backend", "vsvm", "--device", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("expected a render node for --backend vsvm"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// With the feature and no GPU (this machine, CI): the run does not fail at setup; every
