@@ -1,6 +1,8 @@
-//! GPU reset with SVM memory resident in VRAM. VRAM contents are lost; KFD keeps the processes
-//! that held the GPU evicted until they exit and the ROCm runtime aborts them. A process started
-//! after the reset must migrate to VRAM and work as before. Destructive: only with
+//! GPU reset with SVM memory resident in VRAM. On a GPU VRAM contents are lost; KFD keeps the
+//! processes that held the GPU evicted until they exit and the ROCm runtime aborts them. A
+//! process started after the reset must migrate to VRAM and work as before. A device whose
+//! reset keeps its holders and their data (the virtual SVM GPU evicts SVM memory to RAM first)
+//! must give every byte back and work as before in the same process. Destructive: only with
 //! `--allow-destructive`.
 
 use std::time::Duration;
@@ -12,6 +14,63 @@ use crate::device::{AllocKind, Location, ProcessExit};
 
 bodies! {
     holder_ends: [Destructive, Reset, Processes, Xnack, GpuFaultMigration],
+    data_kept: [Destructive, Reset, Xnack],
+}
+
+/// Where the profile says a reset keeps the processes that held the GPU and what they had in
+/// VRAM (`reset_ends_processes: false`, `reset_loses_vram: false`): data the holder had
+/// prefetched to VRAM and data it kept in system memory are intact after the reset, on the
+/// GPU and on the CPU, and the GPU migrates and writes as before. Where a reset ends the
+/// holders or loses VRAM, `holder_ends` is the reset's case and this one skips.
+fn data_kept(ctx: &mut Ctx) -> CaseResult {
+    let Some(permit) = ctx.destructive else {
+        return Err(Stop::skip("destructive: rerun with --allow-destructive"));
+    };
+    let policy = &ctx.profile.policy;
+    if policy.reset_ends_processes || policy.reset_loses_vram {
+        return Err(Stop::skip(format!(
+            "profile {}: a reset ends the processes that held the GPU or loses VRAM \
+             (reset_ends_processes {}, reset_loses_vram {}): gpu_reset::holder_ends checks it",
+            ctx.profile.name, policy.reset_ends_processes, policy.reset_loses_vram
+        )));
+    }
+    let held = ctx.alloc(ctx.kind, ctx.size)?;
+    let all = held.all();
+    ctx.cpu_fill(held, all, 1)?;
+    let before = ctx.observe();
+    ctx.dev.prefetch(held, all, Location::Vram)?;
+    ctx.expect_location(
+        held,
+        all,
+        Location::Vram,
+        "prefetch to VRAM before the reset",
+        &before,
+    )?;
+    let kept = ctx.alloc(AllocKind::Malloc, ctx.size)?;
+    ctx.cpu_fill(kept, kept.all(), 1)?;
+
+    // The operation under test.
+    ctx.dev.gpu_reset(permit)?;
+
+    ctx.gpu_verify(held, all, 1)?;
+    ctx.cpu_verify(held, all, 1)?;
+    ctx.cpu_verify(kept, kept.all(), 1)?;
+    // The GPU works as before: it migrates again and its writes land.
+    let before = ctx.observe();
+    ctx.dev.prefetch(held, all, Location::Vram)?;
+    ctx.expect_location(
+        held,
+        all,
+        Location::Vram,
+        "prefetch to VRAM after the reset",
+        &before,
+    )?;
+    ctx.gpu_fill(held, all, 2)?;
+    ctx.cpu_verify(held, all, 2)?;
+    ctx.note("VRAM and system data intact across the reset; the GPU migrates and writes after it");
+    ctx.dev.free(kept)?;
+    ctx.dev.free(held)?;
+    Ok(())
 }
 
 /// A holder process keeps data in VRAM and in system memory, and a bystander process that never

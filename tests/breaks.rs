@@ -245,7 +245,10 @@ fn alone(
     case: &str,
     extra: &[&str],
 ) -> serde_json::Value {
-    let results = dir.join(format!("results-{}", extra.len()));
+    // A folder of its own per run, under the test's.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let results = dir.join(format!("results-{run}"));
     let mut args = vec![
         "--results",
         results.to_str().unwrap_or_default(),
@@ -317,7 +320,69 @@ fn a_first_touch_that_fills_vram_exactly_skips_with_the_result_page_as_its_reaso
         dir.path(),
         &sim_profile(dir.path(), &[]),
         "first_touch::cpu_written::managed::64MiB",
-        &["-q"],
+        &[],
     );
     assert_eq!(record["status"], "pass", "{record}");
+}
+
+/// A profile whose reset keeps the holders and their VRAM data (the virtual SVM GPU's):
+/// gpu_reset::data_kept passes on a sim that does so, fails when the GPU cannot migrate after
+/// the reset, and fails when the reset loses system memory.
+#[test]
+fn data_kept_passes_a_reset_that_keeps_everything_and_catches_one_that_does_not() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let profile = sim_profile(
+        dir.path(),
+        &[
+            ("  reset_loses_vram: true", "  reset_loses_vram: false"),
+            (
+                "  reset_ends_processes: true",
+                "  reset_ends_processes: false",
+            ),
+        ],
+    );
+    let case = "gpu_reset::data_kept::2MiB";
+    let healthy = alone(dir.path(), &profile, case, &["--allow-destructive"]);
+    assert_eq!(healthy["status"], "pass", "{healthy}");
+    let no_vram = alone(
+        dir.path(),
+        &profile,
+        case,
+        &["--allow-destructive", "--sim-break", "no-vram-after-reset"],
+    );
+    assert_eq!(no_vram["status"], "fail", "{no_vram}");
+    assert!(
+        no_vram["reason"].as_str().unwrap_or_default().contains(
+            "prefetch to VRAM after the reset: 512 of 512 pages of [0x0, 0x200000) are not in vram"
+        ),
+        "{no_vram}"
+    );
+    let plan = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/faults/reset-loses-system.yaml");
+    let lost = alone(
+        dir.path(),
+        &profile,
+        case,
+        &[
+            "--allow-destructive",
+            "--sim-faults",
+            plan.to_str().unwrap_or_default(),
+        ],
+    );
+    assert_eq!(lost["status"], "fail", "{lost}");
+    assert!(
+        lost["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("512 zero"),
+        "{lost}"
+    );
+    // On the series' policy a reset ends the holders: holder_ends is the case, this one skips.
+    let series = alone(
+        dir.path(),
+        &sim_profile(dir.path(), &[]),
+        case,
+        &["--allow-destructive"],
+    );
+    assert_eq!(series["status"], "skip", "{series}");
 }

@@ -38,24 +38,26 @@ pub const CHUNK_SIZES: [u64; 3] = [2 << 20, 64 << 10, 4 << 10];
 /// - `vram_usage`: QUERY's `vram_used`;
 /// - `device_buffers`: CREATE_BO and FREE_BO, which TTM makes room for by evicting SVM BOs;
 /// - `eviction_transient`: QUERY's `evict_tt_*`, what TTM allocated for the system destination
-///   of each evicted SVM BO (vsvm_ttm_tt_create), which bo_move never uses.
+///   of each evicted SVM BO (vsvm_ttm_tt_create), which bo_move never uses;
+/// - `reset`: RESET, the driver's reset hook: SVM BOs evicted to RAM first, device buffers'
+///   contents dropped, every GPU mapping torn down, no process ended (the profile's
+///   `reset_loses_vram: false`, `reset_ends_processes: false`, which `gpu_reset::data_kept`
+///   checks; `holder_ends` needs a second process, which the driver refuses).
 ///
 /// Not claimed, each for what the driver cannot give:
 /// - `events`: QUERY counts migrated pages device-wide by trigger, but a migration event is
 ///   pages of one allocation at an address (`MigrationEvent`), and no ioctl says which pages
 ///   moved; inventing an address, or reporting every count against no allocation, would make
 ///   the cases that read events judge evidence that is not there;
-/// - `reset`: RESET evicts VRAM to RAM first and ends no process, and the trait's reset is the
-///   GPU's, which loses VRAM and ends the processes that held it (`VsvmDevice::reset` issues
-///   the driver's own);
 /// - `fork`, `processes`: the driver mirrors the mm of the process that opened the node (its
 ///   SVM ioctls answer EACCES in another), as the HMM test driver does;
 /// - `concurrency`: kernels run to completion inside `launch_async`.
-pub const CAPS: [Need; 5] = [
+pub const CAPS: [Need; 6] = [
     Need::Xnack,
     Need::Residency,
     Need::VramUsage,
     Need::EvictionTransient,
+    Need::Reset,
     Need::DeviceBuffers,
 ];
 
@@ -650,11 +652,18 @@ impl Device for VsvmDevice {
         ))
     }
 
+    /// RESET, checked to have happened: QUERY's count of resets grows by exactly one.
     fn gpu_reset(&mut self, _permit: &Destructive) -> Result<()> {
-        Err(DeviceError::NotSupported(
-            "a GPU reset on vsvm (its RESET keeps SVM data, evicting it to RAM, and ends no \
-             process; a GPU reset loses VRAM and ends the processes that held it)",
-        ))
+        let before = self.query()?.resets;
+        let done = self.reset()?;
+        if done.resets != before + 1 {
+            return Err(DeviceError::Backend(format!(
+                "{}: the driver counts {} resets after one more from {before}",
+                uapi::Reset::NAME,
+                done.resets
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -704,6 +713,7 @@ mod tests {
                 Need::Residency,
                 Need::VramUsage,
                 Need::EvictionTransient,
+                Need::Reset,
                 Need::DeviceBuffers
             ]
         );
@@ -991,15 +1001,17 @@ mod tests {
     }
 
     #[test]
-    fn fork_processes_and_a_gpu_reset_are_refused_with_why() {
+    fn fork_and_processes_are_refused_with_why_and_a_reset_is_asked_of_the_driver() {
         let mut dev = fake();
         for e in [
             dev.fork().err().unwrap(),
             dev.spawn_process().err().unwrap(),
-            dev.gpu_reset(&Destructive(())).unwrap_err(),
         ] {
             assert!(matches!(e, DeviceError::NotSupported(_)), "{e}");
         }
+        // A plain file is no driver: the reset is asked of it (QUERY first) and fails so.
+        let e = dev.gpu_reset(&Destructive(())).unwrap_err().to_string();
+        assert!(e.contains("DRM_IOCTL_VSVM_QUERY"), "{e}");
         assert!(dev.reset().is_err(), "RESET is asked of the driver");
     }
 }

@@ -19,8 +19,8 @@
 //!   migrate_to_ram brings back the page's whole device allocation.
 //!
 //! What it cannot observe or do (capabilities off, the cases that need them skip with that
-//! reason; `device::CAPS` says why for each): migration events, a GPU reset, fork, a second
-//! process, CPU work beside a running kernel.
+//! reason; `device::CAPS` says why for each): migration events, fork, a second process, CPU
+//! work beside a running kernel. Its reset is the driver's RESET, which keeps SVM data.
 //!
 //! `planted` turns the driver's planted bugs on and off for `svmconf planted-matrix`.
 //!
