@@ -383,6 +383,15 @@ static int vsvm_dpagemap_populate_mm(struct drm_pagemap *dpagemap,
 	struct vsvm_bo *bo;
 	int err;
 
+	/*
+	 * SVM BOs whose last device page is gone hold their VRAM until the
+	 * deferred put (vsvm_bo_put()) and TTM's delayed delete have run.
+	 * Finish both first: VRAM about to come back must not make TTM evict
+	 * live data for this migration.
+	 */
+	vsvm_bo_flush_puts(vdev);
+	flush_workqueue(vdev->bdev.wq);
+
 	bo = vsvm_bo_create(vdev, end - start, mm);
 	if (IS_ERR(bo))
 		return PTR_ERR(bo);
