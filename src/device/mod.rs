@@ -12,7 +12,8 @@ pub mod dmirror;
 pub mod hip;
 pub mod host;
 pub mod kernels;
-/// Host memory of the hip, dmirror and vsvm backends: an FFI module, where `unsafe` is allowed.
+// Host memory of the hip, dmirror and vsvm backends: an FFI module, where `unsafe` is allowed
+// (its own doc says what it holds; an outer doc here would move its links to this scope).
 #[allow(unsafe_code)]
 pub mod memory;
 pub mod observer;

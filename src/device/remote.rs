@@ -4,7 +4,7 @@
 //! requests from this one, so the second process has its own address space, its own runtime
 //! and its own fate when the GPU resets.
 //!
-//! The protocol: one JSON [`Request`] a line on the server's stdin, one JSON line back on its
+//! The protocol: one JSON `Request` a line on the server's stdin, one JSON line back on its
 //! stdout, `{"Ok": value}` or `{"Err": DeviceError}`, in order. Both ends are the same binary,
 //! so there is no version to agree on. Words travel as hexadecimal text, 8 digits a word,
 //! which is about as small as JSON lets them be. The server's stderr is the parent's, so what

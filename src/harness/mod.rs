@@ -58,9 +58,9 @@ pub enum SetupError {
 /// (0 all passed or skipped, 101 a failure). The tools around the suite are dispatched by
 /// [`crate::tools::main_with`] before this.
 ///
-/// A run is a sequence of named stages, as IGT's runner reads: [`parse`] the command line,
-/// [`open`] the backend (the plan needs the profile it chose), [`plan`] the cases, [`begin`]
-/// the run folder, [`execute`] the cases, [`report`] from the journal. Everything that can be
+/// A run is a sequence of named stages, as IGT's runner reads: `parse` the command line,
+/// `open` the backend (the plan needs the profile it chose), `plan` the cases, `begin` the run
+/// folder, `execute` the cases, `report` from the journal. Everything that can be
 /// refused is refused before `begin` writes anything.
 pub fn run(args: Vec<String>) -> Result<ExitCode, SetupError> {
     if args.iter().skip(1).any(|a| a == "-h" || a == "--help") {

@@ -3,7 +3,7 @@
 //! A case's shard is a function of its name alone ([`shard_of`]), not of its position in the
 //! plan: adding a case to the matrix moves no other case to another shard, and every machine of
 //! a nightly lab agrees on the split without talking to the others. Shards of one suite are put
-//! back together with [`crate::results::merge`].
+//! back together with [`crate::results::merge()`].
 
 use std::fmt;
 use std::str::FromStr;

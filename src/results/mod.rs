@@ -4,7 +4,7 @@
 //! before the next case starts. `run.json` ([`run_info`]) says what ran where. JUnit
 //! ([`junit`]), KTAP ([`ktap`]) and the morning summary ([`summary`]) are generated from those
 //! two alone, so a shard from another machine, or a run cut short by a crash, can be exported
-//! later, and the shards of one suite merged into one run ([`merge`]).
+//! later, and the shards of one suite merged into one run ([`merge()`]).
 
 pub mod baseline;
 pub mod journal;

@@ -1,5 +1,5 @@
 //! Kernel arguments as hipModuleLaunchKernel takes them: one value per parameter of
-//! [`SIGNATURES`], each of its C type's exact size, in declaration order.
+//! [`SIGNATURES`](crate::device::kernels::SIGNATURES), each of its C type's exact size, in declaration order.
 //!
 //! HIP copies each `kernelParams[i]` into the kernel argument segment using the size the code
 //! object's metadata gives for argument `i`, so a value of the wrong size (a `uint32_t` passed

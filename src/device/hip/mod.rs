@@ -10,7 +10,7 @@
 //!
 //! Behind the cargo feature `hip` (needs ROCm to link, clang-19 or hipcc to build kernels):
 //! `ffi` (the only `unsafe`, with the host memory it shares with dmirror: `device::memory`),
-//! `device` ([`HipDevice`], discovery), and [`CODE_OBJECTS`], the kernels of `kernels/`
+//! `device` (`HipDevice`, discovery), and `CODE_OBJECTS`, the kernels of `kernels/`
 //! compiled by build.rs for every target of `SVMCONF_HIP_TARGETS`.
 //!
 //! Observers: [`OBSERVERS`] is the hook where kernel-side evidence (KFD SMI events, the
