@@ -22,7 +22,6 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::fs::File;
 use std::time::{Duration, Instant};
 
 use super::error::{HipError, NoGpu, OUT_OF_MEMORY};
