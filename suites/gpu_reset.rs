@@ -10,11 +10,18 @@ use std::time::Duration;
 use crate::case::{CaseResult, Ctx, Stop};
 use crate::check;
 use crate::device::kernels::Launch;
-use crate::device::{AllocKind, Location, ProcessExit};
+use crate::device::{AllocKind, Destructive, Location, ProcessExit};
 
 bodies! {
     holder_ends: [Destructive, Reset, Processes, Xnack, GpuFaultMigration],
     data_kept: [Destructive, Reset, Xnack],
+}
+
+/// The permit to reset the GPU, which only `--allow-destructive` gives; without it the case
+/// skips.
+fn permit<'a>(ctx: &Ctx<'a>) -> Result<&'a Destructive, Stop> {
+    ctx.destructive
+        .ok_or_else(|| Stop::skip("destructive: rerun with --allow-destructive"))
 }
 
 /// Where the profile says a reset keeps the processes that held the GPU and what they had in
@@ -23,9 +30,7 @@ bodies! {
 /// GPU and on the CPU, and the GPU migrates and writes as before. Where a reset ends the
 /// holders or loses VRAM, `holder_ends` is the reset's case and this one skips.
 fn data_kept(ctx: &mut Ctx) -> CaseResult {
-    let Some(permit) = ctx.destructive else {
-        return Err(Stop::skip("destructive: rerun with --allow-destructive"));
-    };
+    let permit = permit(ctx)?;
     let policy = &ctx.profile.policy;
     if policy.reset_ends_processes || policy.reset_loses_vram {
         return Err(Stop::skip(format!(
@@ -79,9 +84,7 @@ fn data_kept(ctx: &mut Ctx) -> CaseResult {
 /// then migrates and verifies.
 fn holder_ends(ctx: &mut Ctx) -> CaseResult {
     let limit = Duration::from_millis(ctx.param("exit_limit_ms", 10_000)?);
-    let Some(permit) = ctx.destructive else {
-        return Err(Stop::skip("destructive: rerun with --allow-destructive"));
-    };
+    let permit = permit(ctx)?;
     let (size, seed) = (ctx.size, ctx.seed);
 
     // The bystander: system memory only, no kernel, no prefetch. A reset is the GPU's business.

@@ -61,9 +61,7 @@ fn parse(args: &[String]) -> Result<Args, SetupError> {
         }
     }
     if a.faults.as_os_str().is_empty() {
-        let defaults = crate::harness::cli::Options::parse(["svmconf".to_string()])
-            .map_err(|e| SetupError::Plan(format!("kill-matrix: {e}")))?;
-        a.faults = crate::harness::fixtures_root(&defaults).join("faults");
+        a.faults = super::default_fixture("kill-matrix", "faults")?;
     }
     Ok(a)
 }

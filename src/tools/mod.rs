@@ -103,6 +103,14 @@ USAGE: svmconf seeds [--count N] [--first S] [RUN OPTIONS] [FILTER]
 Exit status 0 when no case failed on any seed, 101 when one did, 2 for bad input.
 ";
 
+/// `rel` under the fixtures a plain run would read (`fixtures/`, here or beside the crate): the
+/// default of a tool's `--faults` or `--plan`; `tool` names it in an error.
+fn default_fixture(tool: &str, rel: &str) -> Result<PathBuf, SetupError> {
+    let defaults = Options::parse(["svmconf".to_string()])
+        .map_err(|e| SetupError::Plan(format!("{tool}: {e}")))?;
+    Ok(crate::harness::fixtures_root(&defaults).join(rel))
+}
+
 /// A folder of the subcommand's own, removed when it ends.
 struct Scratch(PathBuf);
 

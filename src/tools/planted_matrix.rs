@@ -261,11 +261,7 @@ pub fn planted_matrix(args: &[String]) -> Result<ExitCode, SetupError> {
     let args = parse(args)?;
     let file = match &args.plan {
         Some(f) => f.clone(),
-        None => {
-            let defaults = crate::harness::cli::Options::parse(["svmconf".to_string()])
-                .map_err(|e| SetupError::Plan(format!("planted-matrix: {e}")))?;
-            crate::harness::fixtures_root(&defaults).join("planted/vsvm.yaml")
-        }
+        None => super::default_fixture("planted-matrix", "planted/vsvm.yaml")?,
     };
     let text = std::fs::read_to_string(&file).map_err(|e| {
         SetupError::Plan(format!(
