@@ -5,45 +5,50 @@
 //! kernel's HMM test driver) by a prefetch after it ([`Ctx::gpu_fill_into_vram`]): the CPU
 //! side, which is what these cases test, is the same.
 
-use crate::case::{CaseResult, Ctx, Stop};
+use crate::case::{migrations_at_most, CaseResult, Ctx, Lands, Stop};
 use crate::device::{Location, Span, PAGE_SIZE};
-use crate::model::timing::Metric;
+use crate::suites::Param;
 use crate::{check, check_eq};
 
 bodies! {
     read: [Xnack],
     write: [Xnack],
     partial_touch: [Xnack],
-    whole_allocation: [Xnack, Residency],
+    whole_allocation: [Xnack, Residency] with [
+        Param::page("page", "the page the CPU touches, default the middle one"),
+    ],
 }
 
-/// The GPU writes (migrating to VRAM); the CPU reads everything back; the read is timed.
+/// The GPU writes (migrating to VRAM); the CPU reads everything back. The migration back is
+/// timed on its own: the first (cold) one, and repetitions of it.
 fn read(ctx: &mut Ctx) -> CaseResult {
     let buf = ctx.alloc(ctx.kind, ctx.size)?;
     let all = buf.all();
     ctx.gpu_fill_into_vram(buf, all, 1)?;
 
-    let before = ctx.observe();
-    ctx.cpu_verify(buf, all, 1)?;
-    ctx.expect_location(
+    let system = Lands {
         buf,
-        all,
-        Location::System,
-        "CPU reads migrate to RAM",
-        &before,
-    )?;
-
+        span: all,
+        to: Location::System,
+    };
     let size = ctx.size;
     let mut scratch = vec![0u32; all.words() as usize];
-    let samples = ctx.timed(
+    let cold = ctx.time_one_migration(
+        "CPU reads migrate to RAM, the first (cold)",
+        system,
+        |dev| dev.cpu_read(buf, all, &mut scratch),
+    )?;
+    ctx.cpu_verify(buf, all, 1)?;
+
+    let faults = migrations_at_most(&ctx.profile.policy.chunk_sizes, size);
+    let samples = ctx.timed_migration(
+        "CPU reads migrate to RAM",
+        system,
         |dev| dev.prefetch(buf, all, Location::Vram).map(drop),
         |dev| dev.cpu_read(buf, all, &mut scratch),
     )?;
-    let peak = ctx.profile.limits.link_peak_gbps;
-    let link = format!("the peak of {}", ctx.profile.limits.link);
-    ctx.metric(
-        Metric::bandwidth("cpu_fault_migrate_gbps", size, &samples).with_ceiling(peak, link),
-    )?;
+    ctx.migration_metric("cpu_fault_cold_migrate_gbps", size, faults, &cold)?;
+    ctx.migration_metric("cpu_fault_migrate_gbps", size, faults, &samples)?;
     ctx.cpu_verify(buf, all, 1)?;
     ctx.dev.free(buf)?;
     Ok(())

@@ -2,12 +2,22 @@
 //! is formed and migrates to VRAM, unless the preferred location is system memory or the
 //! mapping cannot migrate (shared, file), in which case it is mapped in place.
 
-use crate::case::{CaseResult, Ctx, Stop};
+use crate::case::{migrations_at_most, CaseResult, Ctx, Lands, Stop};
 use crate::device::{Advice, Location};
-use crate::model::timing::Metric;
+use crate::suites::Param;
 
 bodies! {
-    gpu_touch: [Xnack],
+    gpu_touch: [Xnack] with [
+        Param::one_of(
+            "preferred",
+            &["unset", "vram", "system"],
+            "the preferred location advised before the touch, default unset"
+        ),
+        Param::flag(
+            "cpu_written",
+            "whether the CPU writes the data before the GPU touches it, default false"
+        ),
+    ],
 }
 
 /// Parameters (`with:`): `preferred`: unset | vram | system; `cpu_written`: whether the CPU
@@ -72,39 +82,61 @@ fn gpu_touch(ctx: &mut Ctx) -> CaseResult {
 
     // The operation under test: the GPU's first access to every page. Over CPU-written memory
     // it is a read, so a migration that copied nothing cannot hide behind a later write.
-    let before = ctx.observe();
-    if cpu_written {
+    // Where it migrates, that first access is also the cold migration, timed on its own.
+    let lands = Lands {
+        buf,
+        span: all,
+        to: want,
+    };
+    // The GPU's write of a generation over the whole allocation, as a launch a timed step runs.
+    let seed = ctx.seed_of(buf);
+    let fill = |generation| crate::device::kernels::Launch::Fill {
+        buf,
+        span: all,
+        seed,
+        generation,
+    };
+    let cold = if cpu_written {
+        let before = ctx.observe();
         ctx.gpu_verify(buf, all, 1)?;
         ctx.expect_location(buf, all, want, &why, &before)?;
         ctx.gpu_fill(buf, all, 2)?;
+        None
+    } else if migrates {
+        let fill = fill(2);
+        Some(
+            ctx.time_one_migration(&format!("{why}, the first (cold)"), lands, |dev| {
+                dev.launch(&fill).map(|run| run.elapsed)
+            })?,
+        )
     } else {
+        let before = ctx.observe();
         ctx.gpu_fill(buf, all, 2)?;
         ctx.expect_location(buf, all, want, &why, &before)?;
-    }
+        None
+    };
     ctx.gpu_verify(buf, all, 2)?;
 
     if migrates {
-        // Time the fault-driven migration: each repetition starts from system memory again.
+        // Time the fault-driven migration alone: each repetition starts from system memory
+        // again, and each must end with every page in VRAM.
         let size = ctx.size;
-        let seed = ctx.seed;
-        let samples = ctx.timed(
-            |dev| dev.prefetch(buf, all, Location::System).map(drop),
-            |dev| {
-                let fill = crate::device::kernels::Launch::Fill {
-                    buf,
-                    span: all,
-                    seed,
-                    generation: 3,
-                };
-                dev.launch(&fill).map(|run| run.elapsed)
+        let fill = fill(3);
+        let faults = migrations_at_most(&ctx.profile.policy.chunk_sizes, size);
+        let samples = ctx.timed_migration(
+            "GPU faults migrate to VRAM",
+            Lands {
+                buf,
+                span: all,
+                to: Location::Vram,
             },
+            |dev| dev.prefetch(buf, all, Location::System).map(drop),
+            |dev| dev.launch(&fill).map(|run| run.elapsed),
         )?;
-        let peak = ctx.profile.limits.link_peak_gbps;
-        let link = ctx.profile.limits.link.clone();
-        ctx.metric(
-            Metric::bandwidth("first_touch_migrate_gbps", size, &samples)
-                .with_ceiling(peak, format!("the peak of {link}")),
-        )?;
+        if let Some(cold) = cold {
+            ctx.migration_metric("first_touch_cold_migrate_gbps", size, faults, &cold)?;
+        }
+        ctx.migration_metric("first_touch_migrate_gbps", size, faults, &samples)?;
         ctx.gpu_verify(buf, all, 3)?;
     }
 

@@ -9,11 +9,18 @@ use std::time::Duration;
 
 use crate::case::{CaseResult, Ctx, Stop};
 use crate::check;
-use crate::device::kernels::Launch;
 use crate::device::{AllocKind, Destructive, Location, ProcessExit};
+use crate::suites::Param;
 
 bodies! {
-    holder_ends: [Destructive, Reset, Processes, Xnack, GpuFaultMigration],
+    holder_ends: [Destructive, Reset, Processes, Xnack, GpuFaultMigration] with [
+        Param::whole(
+            "exit_limit_ms",
+            1,
+            3_600_000,
+            "how long the holder may take to end after the reset, default 10000"
+        ),
+    ],
     data_kept: [Destructive, Reset, Xnack],
 }
 
@@ -85,44 +92,26 @@ fn data_kept(ctx: &mut Ctx) -> CaseResult {
 fn holder_ends(ctx: &mut Ctx) -> CaseResult {
     let limit = Duration::from_millis(ctx.param("exit_limit_ms", 10_000)?);
     let permit = permit(ctx)?;
-    let (size, seed) = (ctx.size, ctx.seed);
+    let size = ctx.size;
 
     // The bystander: system memory only, no kernel, no prefetch. A reset is the GPU's business.
     let mut bystander = ctx.dev.spawn_process()?;
-    let bystanders = bystander.alloc(AllocKind::Malloc, size)?;
-    let mut quiet = Ctx::new(
-        &mut *bystander,
-        ctx.profile,
-        seed,
-        size,
-        AllocKind::Malloc,
-        ctx.params,
-        ctx.repeat,
-        None,
-    );
+    let mut quiet = ctx.in_process(&mut *bystander);
+    let bystanders = quiet.alloc(AllocKind::Malloc, size)?;
     quiet.cpu_fill(bystanders, bystanders.all(), 3)?;
 
-    let mut holder = ctx.dev.spawn_process()?;
+    let mut holder_process = ctx.dev.spawn_process()?;
+    let mut holder = ctx.in_process(&mut *holder_process);
     let in_vram = holder.alloc(AllocKind::Managed, size)?;
-    holder.launch(&Launch::Fill {
-        buf: in_vram,
-        span: in_vram.all(),
-        seed,
-        generation: 1,
-    })?;
+    holder.gpu_fill(in_vram, in_vram.all(), 1)?;
     let in_system = holder.alloc(AllocKind::Malloc, size)?;
-    holder.advise(
+    holder.dev.advise(
         in_system,
         in_system.all(),
         crate::device::Advice::PreferredLocation(Location::System),
     )?;
-    holder.launch(&Launch::Fill {
-        buf: in_system,
-        span: in_system.all(),
-        seed,
-        generation: 1,
-    })?;
-    if let Some(r) = holder.residency(in_vram, in_vram.all()) {
+    holder.gpu_fill(in_system, in_system.all(), 1)?;
+    if let Some(r) = holder.dev.residency(in_vram, in_vram.all()) {
         check!(
             r?.iter().all(|l| *l == Location::Vram),
             "the holder's data is in VRAM before the reset"
@@ -132,7 +121,7 @@ fn holder_ends(ctx: &mut Ctx) -> CaseResult {
     // The operation under test.
     ctx.dev.gpu_reset(permit)?;
 
-    match holder.wait_exit(limit)? {
+    match holder.dev.wait_exit(limit)? {
         ProcessExit::StillRunning => {
             return Err(Stop::fail(format!(
                 "the process holding VRAM was still running {limit:?} after the GPU reset: KFD \
@@ -169,17 +158,8 @@ fn holder_ends(ctx: &mut Ctx) -> CaseResult {
 
     // A process started after the reset migrates and computes as before.
     let mut fresh = ctx.dev.spawn_process()?;
-    let buf = fresh.alloc(AllocKind::Managed, size)?;
-    let mut after = Ctx::new(
-        &mut *fresh,
-        ctx.profile,
-        seed,
-        size,
-        AllocKind::Managed,
-        ctx.params,
-        ctx.repeat,
-        None,
-    );
+    let mut after = ctx.in_process(&mut *fresh);
+    let buf = after.alloc(AllocKind::Managed, size)?;
     let before = after.observe();
     after.gpu_fill(buf, buf.all(), 2)?;
     after.expect_location(

@@ -6,17 +6,25 @@
 //! parameters each runs with.
 
 /// Registers the bodies of one suite file as its `BODIES`: each a function of the file, with
-/// the [`Need`]s it has of every device, named `<file>::<function>`.
+/// the [`Need`]s it has of every device, named `<file>::<function>`; then, optionally, the
+/// parameters it reads from `with:` (`with [Param, ...]`) and a check of them together
+/// (`fit FUNCTION`), both applied to every case that runs it when the plan is made.
 macro_rules! bodies {
-    ($($run:ident: [$($need:ident),* $(,)?]),* $(,)?) => {
+    ($($run:ident: [$($need:ident),* $(,)?]
+        $(with [$($param:expr),* $(,)?])?
+        $(fit $fit:ident)?),* $(,)?) => {
         pub const BODIES: &[$crate::suites::Body] = &[$(
             $crate::suites::Body {
                 name: $crate::suites::name_of(concat!(module_path!(), "::", stringify!($run))),
                 run: $run,
                 needs: &[$($crate::model::capability::Need::$need),*],
+                params: &[$($($param),*)?],
+                fit: bodies!(@fit $($fit)?),
             }
         ),*];
     };
+    (@fit) => { None };
+    (@fit $fit:ident) => { Some($fit) };
 }
 
 pub mod cpu_fault;
@@ -32,6 +40,7 @@ pub mod vma;
 use crate::case::CaseResult;
 use crate::case::Ctx;
 
+pub use crate::fixtures::params::Param;
 pub use crate::model::capability::Need;
 
 /// A registered case body.
@@ -41,6 +50,22 @@ pub struct Body {
     pub name: &'static str,
     pub run: fn(&mut Ctx) -> CaseResult,
     pub needs: &'static [Need],
+    /// What it reads from `with:`.
+    pub params: &'static [Param],
+    /// A check of its parameters together, for an instance's shape: the key at fault and
+    /// what is wrong.
+    pub fit: Option<Fit>,
+}
+
+/// A check of a body's parameters together ([`Body::fit`]).
+pub type Fit = fn(&crate::util::yaml::Value, Shape) -> Result<(), (String, String)>;
+
+/// What a body's parameters are judged against: the instance's allocation size and the
+/// profile's VRAM.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub bytes: u64,
+    pub vram_bytes: u64,
 }
 
 /// The last two segments of a path: `prefetch::round_trip` of

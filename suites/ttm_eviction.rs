@@ -7,17 +7,32 @@
 //! that would need more system memory than the profile allows (`limits.system_memory_bytes`)
 //! or than the machine has available skips instead of pushing the host into the OOM killer.
 
-use std::time::Instant;
-
-use crate::case::{CaseResult, Ctx, Stop};
+use crate::case::{CaseResult, Ctx, EvidenceSource, Lands, Sample, Stop};
 use crate::check;
-use crate::device::{AllocKind, Buf, Location, PAGE_SIZE};
+use crate::device::{AllocKind, Buf, DeviceError, Location, PAGE_SIZE};
 use crate::model::profile::EvictionOrder;
 use crate::model::timing::{Metric, Unit};
+use crate::suites::{Param, Shape};
+use crate::util::yaml::Value;
 
 bodies! {
-    device_buffers: [Xnack, DeviceBuffers],
-    oversubscribe: [Xnack, GpuFaultMigration],
+    device_buffers: [Xnack, DeviceBuffers] with [
+        Param::real(
+            "evict_fraction",
+            0.0,
+            1.0,
+            "how much of the SVM data the buffer must evict, default 0.5"
+        ),
+    ],
+    oversubscribe: [Xnack, GpuFaultMigration] with [
+        Param::real("fraction", 0.0, 64.0, "SVM data as a fraction of VRAM, default 1.125"),
+        Param::whole(
+            "margin_bytes",
+            0,
+            1 << 50,
+            "bytes of SVM data beyond the fraction, default 0"
+        ),
+    ] fit oversubscribes,
     lru_order: [Xnack, DeviceBuffers, Residency],
     evict_all: [Xnack],
 }
@@ -62,6 +77,26 @@ fn evict_all(ctx: &mut Ctx) -> CaseResult {
             "round {round}: every page evicted in {took:?}, data intact"
         ));
     }
+    // Timed: each run evicts the allocation, back in VRAM, whole.
+    let samples = ctx.timed_checked(
+        "eviction of everything",
+        |dev| dev.prefetch(buf, all, Location::Vram).map(drop),
+        |dev| match dev.evict_all() {
+            Some(took) => took,
+            None => Err(DeviceError::NotSupported("evict_all")),
+        },
+        |dev, vram| {
+            let lands = Lands {
+                buf,
+                span: all,
+                to: Location::System,
+            };
+            crate::case::landed(dev, lands, vram).map(|l| l.source)
+        },
+        Sample::MigrationOrStep,
+    )?;
+    ctx.migration_metric("evict_all_gbps", all.len, 0, &samples)?;
+    ctx.cpu_verify(buf, all, 2)?;
     ctx.dev.free(buf)?;
     Ok(())
 }
@@ -92,14 +127,12 @@ fn device_buffers(ctx: &mut Ctx) -> CaseResult {
     // The operation under test: a VRAM buffer object that does not fit beside the SVM data.
     let bo_bytes = free_vram(ctx, ctx.size) + evicted;
     let before = ctx.observe();
-    let wall = Instant::now();
     let bo = ctx.alloc(AllocKind::DeviceBuffer, bo_bytes)?;
-    let took = wall.elapsed();
     ctx.note(format!(
         "{bo_bytes} bytes of VRAM buffers beside {} bytes of SVM data in {vram} bytes of VRAM",
         ctx.size
     ));
-    eviction_metrics(ctx, &transient_before, took.as_secs_f64())?;
+    eviction_metrics(ctx, &transient_before)?;
     let after = ctx.dev.eviction_transient();
     if let Some(t) = after {
         check!(
@@ -127,9 +160,114 @@ fn device_buffers(ctx: &mut Ctx) -> CaseResult {
         "evicted data migrates again on the next GPU touch",
         &before,
     )?;
+    timed_evictions(ctx, buf, bo_bytes, evicted)?;
     ctx.cpu_verify(buf, all, 1)?;
     ctx.dev.free(buf)?;
     Ok(())
+}
+
+/// The eviction a VRAM buffer of `bo_bytes` forces, timed with the case's repetitions: each
+/// run starts with the SVM data back in VRAM and must evict at least `evicted` bytes of it.
+/// Each sample is the eviction's migrations on the device's migration clock, else the
+/// allocation's own time.
+fn timed_evictions(ctx: &mut Ctx, buf: Buf, bo_bytes: u64, evicted: u64) -> CaseResult {
+    let all = buf.all();
+    let held = std::cell::Cell::new(None::<Buf>);
+    let moved = std::cell::RefCell::new(Vec::new());
+    let samples = ctx
+        .timed_checked(
+            "a VRAM buffer evicts SVM data",
+            |dev| {
+                if let Some(bo) = held.take() {
+                    dev.free(bo)?;
+                }
+                dev.prefetch(buf, all, Location::Vram).map(drop)
+            },
+            |dev| {
+                let before = dev.eviction_transient();
+                let clock = std::time::Instant::now();
+                let bo = dev.alloc(AllocKind::DeviceBuffer, bo_bytes)?;
+                let took = clock.elapsed();
+                held.set(Some(bo));
+                let bytes = match (before, dev.eviction_transient()) {
+                    (Some(b), Some(a)) => a.bytes_evicted - b.bytes_evicted,
+                    _ => evicted,
+                };
+                moved.borrow_mut().push(bytes);
+                Ok(took)
+            },
+            |dev, _| {
+                let bytes = moved.borrow().last().copied().unwrap_or(0);
+                if let Some(res) = dev.residency(buf, all) {
+                    let res = res.map_err(|e| format!("reading residency: {e}"))?;
+                    let out = res.iter().filter(|l| **l == Location::System).count() as u64;
+                    if out * PAGE_SIZE < evicted {
+                        return Err(format!(
+                        "{out} pages of the SVM data are in system memory, {} were to be evicted \
+                         (residency)",
+                        evicted / PAGE_SIZE
+                    ));
+                    }
+                    return Ok(EvidenceSource::Residency);
+                }
+                if bytes < evicted {
+                    return Err(format!(
+                    "{bytes} bytes evicted, at least {evicted} were to be (eviction accounting)"
+                ));
+                }
+                Ok(EvidenceSource::DataOnly)
+            },
+            Sample::MigrationOrStep,
+        )?
+        // Never unresolved: an eviction is timed by the device's clock or by itself.
+        .samples;
+    if let Some(bo) = held.take() {
+        ctx.dev.free(bo)?;
+    }
+    // Every run from the start, warm-ups too, pushed its bytes: the samples are the last ones.
+    let moved = moved.into_inner();
+    let bytes = &moved[moved.len() - samples.len()..];
+    let gbps: Vec<f64> = samples
+        .iter()
+        .zip(bytes)
+        .map(|(d, b)| crate::model::timing::gbps(*b, *d))
+        .collect();
+    let limits = &ctx.profile.limits;
+    let mut metric = Metric::new("eviction_gbps", Unit::GBps, gbps).with_ceiling(
+        limits.link_peak_gbps,
+        format!("the peak of {}", limits.link),
+    );
+    if let Some((longest_s, what)) = ctx.slowest_s(evicted, 0) {
+        metric = metric.with_floor(evicted as f64 / longest_s / 1e9, what);
+    }
+    ctx.metric(metric)
+}
+
+/// `fraction` and `margin_bytes` of `oversubscribe` together: more SVM data than VRAM.
+fn oversubscribes(with: &Value, shape: Shape) -> Result<(), (String, String)> {
+    let (fraction, margin) = (
+        with.get("fraction")
+            .and_then(Value::as_f64)
+            .unwrap_or(1.125),
+        with.get("margin_bytes")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    );
+    if oversubscribed(shape.vram_bytes, fraction, margin) <= shape.vram_bytes {
+        return Err((
+            "fraction".to_string(),
+            format!(
+                "{fraction} of {} bytes of VRAM and {margin} bytes more do not oversubscribe it",
+                shape.vram_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The bytes of SVM data `oversubscribe` allocates.
+fn oversubscribed(vram: u64, fraction: f64, margin: u64) -> u64 {
+    ((vram as f64 * fraction) as u64).saturating_add(margin)
 }
 
 /// More SVM data than VRAM, in allocations of the case's size, every one written by the GPU:
@@ -140,7 +278,7 @@ fn oversubscribe(ctx: &mut Ctx) -> CaseResult {
     let fraction: f64 = ctx.param("fraction", 1.125)?;
     let margin: u64 = ctx.param("margin_bytes", 0)?;
     let vram = ctx.dev.info().vram_bytes;
-    let total = (vram as f64 * fraction) as u64 + margin;
+    let total = oversubscribed(vram, fraction, margin);
     check!(
         total > vram,
         "fixtures: {total} bytes do not oversubscribe {vram} bytes of VRAM"
@@ -151,21 +289,19 @@ fn oversubscribe(ctx: &mut Ctx) -> CaseResult {
     within_system_memory(ctx, (count + 1) * ctx.size)?;
     let transient_before = ctx.dev.eviction_transient().unwrap_or_default();
 
-    let wall = Instant::now();
     let mut bufs: Vec<Buf> = Vec::with_capacity(count as usize);
     for i in 0..count {
         let buf = ctx.alloc(ctx.kind, ctx.size)?;
         ctx.gpu_fill(buf, buf.all(), generation(i))?;
         bufs.push(buf);
     }
-    let took = wall.elapsed();
     ctx.note(format!(
         "{count} allocations of {} bytes = {} bytes, {:.1}% of {vram} bytes of VRAM",
         ctx.size,
         count * ctx.size,
         100.0 * (count * ctx.size) as f64 / vram as f64
     ));
-    eviction_metrics(ctx, &transient_before, took.as_secs_f64())?;
+    eviction_metrics(ctx, &transient_before)?;
     if let Some(t) = ctx.dev.eviction_transient() {
         check!(
             t.evictions > transient_before.evictions,
@@ -227,12 +363,7 @@ fn generation(i: u64) -> u32 {
 }
 
 /// Records evictions since `before` with the transient system memory they took.
-fn eviction_metrics(
-    ctx: &mut Ctx,
-    before: &crate::device::EvictionTransient,
-    seconds: f64,
-) -> CaseResult {
-    ctx.metric(Metric::exact("eviction_wall_s", Unit::Seconds, seconds))?;
+fn eviction_metrics(ctx: &mut Ctx, before: &crate::device::EvictionTransient) -> CaseResult {
     let Some(now) = ctx.dev.eviction_transient() else {
         ctx.note("the transient system memory of eviction is not observable here");
         return Ok(());

@@ -79,17 +79,7 @@ fn fork_cow(ctx: &mut Ctx) -> CaseResult {
     let all = buf.all();
     ctx.gpu_fill_into_vram(buf, all, 1)?;
     let mut child = ctx.dev.fork()?;
-    let (seed, profile, params, repeat) = (ctx.seed, ctx.profile, ctx.params, ctx.repeat);
-    let mut child_ctx = Ctx::new(
-        &mut *child,
-        profile,
-        seed,
-        ctx.size,
-        ctx.kind,
-        params,
-        repeat,
-        None,
-    );
+    let mut child_ctx = ctx.forked(&mut *child);
 
     child_ctx.cpu_verify(buf, all, 1).map_err(in_child)?;
     ctx.gpu_fill(buf, all, 2)?; // the parent writes after the fork
@@ -120,7 +110,7 @@ fn readonly_gpu_write(ctx: &mut Ctx) -> CaseResult {
     match ctx.dev.launch(&Launch::Fill {
         buf,
         span: all,
-        seed: ctx.seed,
+        seed: ctx.seed_of(buf),
         generation: 2,
     }) {
         Err(DeviceError::GpuMemoryFault {

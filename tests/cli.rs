@@ -64,10 +64,19 @@ fn a_whole_run_leaves_a_complete_results_folder_and_junit_that_agrees_with_the_j
             "{name}: skipped element vs journal"
         );
         if let Some(s) = skipped {
+            // The reason is the element's text, what GitLab and Jenkins show, with the repro.
+            let shown = s.text().unwrap_or_default();
             assert_eq!(
-                s.attribute("message"),
+                shown.lines().next(),
                 r["reason"].as_str(),
                 "{name}: skip reason"
+            );
+            assert!(
+                shown.contains(&format!(
+                    "repeat with: {}",
+                    r["repro"].as_str().unwrap_or("?")
+                )),
+                "{name}: {shown}"
             );
         }
         assert!(
@@ -232,6 +241,10 @@ fn exact_repeats_a_case_with_the_same_verdict(#[case] name: &str, #[case] extra:
 #[case::missing_value(&["--seed"], "--seed: expected a value")]
 #[case::unknown_flag(&["--bogus"], "unexpected argument '--bogus' found")]
 #[case::two_filters(&["prefetch", "cpu_fault"], "unexpected argument 'cpu_fault' found")]
+#[case::missing_fixtures(
+    &["--fixtures", "/nonexistent/fixtures"],
+    "error: --fixtures /nonexistent/fixtures: no such folder"
+)]
 fn bad_input_is_named_and_leaves_nothing(#[case] args: &[&str], #[case] message: &str) {
     let results = tempfile::tempdir().expect("a temporary folder");
     let folder = results.path().join("results");
@@ -245,6 +258,25 @@ fn bad_input_is_named_and_leaves_nothing(#[case] args: &[&str], #[case] message:
         text(&out)
     );
     assert!(!folder.exists(), "nothing is created on bad input");
+}
+
+/// `--sim-break help`, which `--help` points to, lists every break with what it does.
+#[test]
+fn sim_break_help_lists_the_breaks() {
+    for args in [&["--sim-break", "help"][..], &["--sim-break=help"]] {
+        let out = svmconf(args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let said = String::from_utf8_lossy(&out.stdout);
+        for name in ["corrupt-migrate-to-ram", "storm-hang", "silent-events"] {
+            assert!(
+                said.lines()
+                    .any(|l| l.trim_start().starts_with(name) && l.len() > name.len() + 10),
+                "{name} with its description in: {said}"
+            );
+        }
+    }
+    let help = text(&svmconf(&["--help"]));
+    assert!(help.contains("(see --sim-break help)"), "{help}");
 }
 
 /// `--help` is clap's: svmconf's options (each in the README's tables), libtest's, the
@@ -382,6 +414,80 @@ fn an_argument_that_is_not_utf8_is_named_not_a_panic() {
     );
 }
 
+/// `svmconf --list | head`: the reader stops reading, and the listing ends there, exit 0, with no
+/// panic on standard error.
+#[test]
+fn a_listing_whose_reader_goes_away_ends_quietly() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_svmconf"))
+        .arg("--list")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("svmconf starts");
+    // Closed before svmconf has loaded its fixtures: its first line meets a closed pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("svmconf ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+/// A developer repeating a passing case sees what it checked: its evidence and metrics, on
+/// standard output, when the run is that one case or with --nocapture; a run of many cases
+/// without --nocapture keeps to libtest's lines.
+#[rstest]
+#[case::one_case(&["prefetch::round_trip::managed::2MiB", "--exact"], true)]
+#[case::nocapture(&["prefetch::round_trip::managed", "--nocapture"], true)]
+#[case::many_cases(&["prefetch::round_trip::managed"], false)]
+fn a_passing_case_shows_its_evidence_to_a_developer(#[case] args: &[&str], #[case] shown: bool) {
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let mut all = vec!["--results", tmp.path().to_str().unwrap_or_default()];
+    all.extend_from_slice(args);
+    let out = svmconf(&all);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let block = stdout.contains("---- prefetch::round_trip::managed::2MiB ----\npass\n")
+        && stdout.contains("  evidence: prefetch to system: all 512 pages in system")
+        && stdout.contains("  metric: prefetch_to_vram_gbps = ")
+        && stdout.contains("  repeat with: ");
+    assert_eq!(block, shown, "{stdout}");
+}
+
+/// `--format json` is a stream a machine reads on standard output: every line of it is one JSON
+/// event, svmconf's own lines (the banner, the repro commands, the results folder) go to
+/// standard error, failures included.
+#[test]
+fn format_json_leaves_standard_output_to_json_alone() {
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let out = svmconf(&[
+        "--results",
+        tmp.path().to_str().unwrap_or_default(),
+        "--format",
+        "json",
+        "--sim-break",
+        "corrupt-migrate-to-ram",
+        "cpu_fault::read::managed",
+    ]);
+    assert_eq!(out.status.code(), Some(101), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut events = 0;
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}\nin:\n{stdout}"));
+        assert!(event.get("type").is_some(), "{line}");
+        events += 1;
+    }
+    assert!(events >= 4, "a suite and its tests: {stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for own in [
+        "svmconf: running",
+        "each repeats with:",
+        "svmconf: results in",
+    ] {
+        assert!(stderr.contains(own), "`{own}` on standard error: {stderr}");
+    }
+}
+
 #[test]
 fn an_unwritable_results_folder_is_named_and_leaves_nothing() {
     let tmp = tempfile::tempdir().expect("a temporary folder");
@@ -410,6 +516,46 @@ fn an_unwritable_results_folder_is_named_and_leaves_nothing() {
         1,
         "nothing else was created"
     );
+}
+
+/// A --junit or --ktap copy that cannot be written is refused before the run: no run folder
+/// left without its summary and KTAP, no verdict hidden behind a late error.
+#[rstest]
+#[case::junit_under_a_file("--junit", "a-file/junit.xml", "not a directory")]
+#[case::junit_in_a_missing_folder("--junit", "missing/junit.xml", "no such file or directory")]
+#[case::ktap_onto_a_folder("--ktap", "a-folder", "a folder is there, a file is to be written")]
+fn an_unwritable_report_copy_is_refused_before_the_run(
+    #[case] flag: &str,
+    #[case] target: &str,
+    #[case] why: &str,
+) {
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    std::fs::write(tmp.path().join("a-file"), "not a folder").expect("write a file");
+    std::fs::create_dir(tmp.path().join("a-folder")).expect("make a folder");
+    let results = tmp.path().join("results");
+    let target = tmp.path().join(target);
+    let out = svmconf(&[
+        "--results",
+        results.to_str().unwrap_or_default(),
+        flag,
+        target.to_str().unwrap_or_default(),
+        "prefetch::partial",
+    ]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "{flag}: cannot write `{}`: {why}",
+            target.display()
+        )),
+        "{msg}"
+    );
+    assert!(!results.exists(), "no run folder: {msg}");
+    let mut left: Vec<_> = std::fs::read_dir(tmp.path())
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    left.sort();
+    assert_eq!(left, ["a-file", "a-folder"], "nothing else was created");
 }
 
 /// Malformed or unknown YAML in the fixtures: the message names file, line, column and field.
@@ -449,6 +595,55 @@ fn an_unwritable_results_folder_is_named_and_leaves_nothing() {
     "  - name: prefetch::partial\n    body: prefetch::partal\n",
     "cases.yaml:",
     "case `prefetch::partial` names body `prefetch::partal`, which no suite registers"
+)]
+#[case::parameter_a_word(
+    "cases.yaml",
+    "with: {rounds: 8}",
+    "with: {rounds: eight}",
+    "cases.yaml:",
+    "`rounds` is a whole number from 1 to 10000, not `eight`; in case `prefetch::rounds`"
+)]
+#[case::parameter_unknown(
+    "cases.yaml",
+    "with: {rounds: 8}",
+    "with: {rounds: 8, round: 8}",
+    "cases.yaml:",
+    "unknown parameter `round`; the body takes `rounds`"
+)]
+#[case::parameter_to_a_body_without_any(
+    "cases.yaml",
+    "  - name: prefetch::racing_kernel\n",
+    "  - name: prefetch::racing_kernel\n    with: {threads: 2}\n",
+    "cases.yaml:",
+    "unknown parameter `threads`: this case's body takes no parameters"
+)]
+#[case::no_threads(
+    "cases.yaml",
+    "with: {threads: 4}",
+    "with: {threads: 0}",
+    "cases.yaml:",
+    "`threads` is a whole number from 1 to 1024, not `0`"
+)]
+#[case::negative_fraction(
+    "cases.yaml",
+    "with: {evict_fraction: 0.5}",
+    "with: {evict_fraction: -1.0}",
+    "cases.yaml:",
+    "`evict_fraction` is a number above 0 and at most 1, not `-1.0`"
+)]
+#[case::page_past_the_allocation(
+    "cases.yaml",
+    "with: {first_page: 1, pages: 510}",
+    "with: {first_page: 1, pages: 513}",
+    "cases.yaml:",
+    "a span of 513 pages from page 1 ends past the allocation's 513 pages"
+)]
+#[case::no_oversubscription(
+    "cases.yaml",
+    "with: {fraction: 1.125}",
+    "with: {fraction: 0.5}",
+    "cases.yaml:",
+    "do not oversubscribe it"
 )]
 #[case::profile_typo(
     "profiles/sim.yaml",
@@ -834,7 +1029,7 @@ fn a_kernel_driver_backend_without_its_driver_skips_every_case_saying_which_is_m
     );
     assert!(said.contains("every case is skipped"), "{said}");
     assert!(
-        said.contains("isolation process, 1 at a time)"),
+        said.contains("isolation process, 1 at a time;"),
         "a device every case shares runs one case at a time: {said}"
     );
     let records = journal(&run_dir(&results.path().join("results")));

@@ -440,97 +440,23 @@ fn a_changed_reference_is_named_with_its_diff() {
 
 // --- the JUnit schemas -------------------------------------------------------------------------
 
-/// xmllint: `SVMCONF_XMLLINT`, else `xmllint`, where it runs.
-fn xmllint() -> Option<String> {
-    let name = std::env::var("SVMCONF_XMLLINT").unwrap_or_else(|_| "xmllint".to_string());
-    Command::new(&name)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-        .then_some(name)
-}
-
-/// The `tests/` folder of the junit-report crate this build uses, in Cargo's registry: the
-/// version from Cargo.lock, the registry under `$CARGO_HOME`, else `~/.cargo`.
-fn junit_report_tests() -> Option<PathBuf> {
-    let lock =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock")).ok()?;
-    let version = lock
-        .split("[[package]]")
-        .find(|p| p.contains("name = \"junit-report\""))?
-        .lines()
-        .find_map(|l| l.strip_prefix("version = \""))?
-        .trim_end_matches('"')
-        .to_string();
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))?;
-    std::fs::read_dir(home.join("registry/src"))
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join(format!("junit-report-{version}/tests")))
-        .find(|t| t.join("JUnit.xsd").is_file())
-}
-
-/// `xml` with the attributes of every `<skipped>` element taken off, and how many had some.
-///
-/// junit-report's `JUnit.xsd` (Jenkins' junit-4.xsd) allows no attribute on `<skipped>`, and
-/// svmconf writes the reason of a skip there (`<skipped type="skip" message="REASON"/>`, as
-/// junit-report's `TestCase::skipped_with_cause` does and as Surefire's schema and the CI
-/// systems that read JUnit accept). That is the one departure from the schema the golden files
-/// may have; everything else must validate. The writer escapes `>` in attribute values, so the
-/// first `>` after `<skipped` ends the tag.
-fn without_skip_attributes(xml: &str) -> (String, usize) {
-    let mut out = String::with_capacity(xml.len());
-    let mut rest = xml;
-    let mut stripped = 0;
-    while let Some(at) = rest.find("<skipped ") {
-        out.push_str(&rest[..at]);
-        let tag = &rest[at..];
-        let end = tag.find('>').expect("a <skipped> tag ends");
-        out.push_str(if tag[..end].ends_with('/') {
-            "<skipped/>"
-        } else {
-            "<skipped>"
-        });
-        stripped += 1;
-        rest = &tag[end + 1..];
-    }
-    out.push_str(rest);
-    (out, stripped)
-}
-
-#[test]
-fn skip_attributes_come_off_and_nothing_else() {
-    let xml = r#"<testcase name="a"><skipped type="skip" message="needs 2 GPUs &gt; 1"/></testcase><testcase name="b"><skipped type="notrun" message="x">why</skipped></testcase><testcase name="c"/>"#;
-    assert_eq!(
-        without_skip_attributes(xml),
-        (
-            r#"<testcase name="a"><skipped/></testcase><testcase name="b"><skipped>why</skipped></testcase><testcase name="c"/>"#
-                .to_string(),
-            2
-        )
-    );
-}
-
 /// Every golden junit.xml is valid by the JUnit schema junit-report validates its own output
-/// against (`tests/JUnit.xsd`, Jenkins' junit-4.xsd), but for the reason of a skip (see
-/// [`without_skip_attributes`]). The crate's other schema, `JUnit-alternative.xsd`, is not
-/// used: it requires `<properties>` in every testsuite and a timestamp without a time zone,
-/// which junit-report cannot write, and its own `tests/reference.xml` fails it.
+/// against (`tests/JUnit.xsd`, Jenkins' junit-4.xsd), as written, skips included. The crate's
+/// other schema, `JUnit-alternative.xsd`, is not used: it requires `<properties>` in every
+/// testsuite and a timestamp without a time zone, and its own `tests/reference.xml` fails it.
 #[test]
 fn golden_junit_is_valid_by_the_junit_schema() {
     if bless() {
         return; // the references are being written; validate them on the next run
     }
-    let Some(xmllint) = xmllint() else {
+    let Some(xmllint) = common::tools::xmllint() else {
         common::needs::missing(
             "xmllint (SVMCONF_XMLLINT, else xmllint)",
             "Debian package libxml2-utils",
         );
         return;
     };
-    let Some(schemas) = junit_report_tests() else {
+    let Some(schemas) = common::tools::junit_report_tests() else {
         common::needs::missing(
             "the JUnit schema of the junit-report crate (its tests/JUnit.xsd)",
             "cargo fetch puts the crate's sources under $CARGO_HOME/registry/src",
@@ -542,7 +468,6 @@ fn golden_junit_is_valid_by_the_junit_schema() {
     for scenario in SCENARIOS {
         let golden = golden_root().join(scenario).join(results::JUNIT_FILE);
         let text = std::fs::read_to_string(&golden).expect("a golden junit.xml");
-        let (text, _) = without_skip_attributes(&text);
         let file = dir.path().join(format!("{scenario}.xml"));
         std::fs::write(&file, text).expect("a copy to validate");
         let out = Command::new(&xmllint)

@@ -149,3 +149,98 @@ fn a_download_that_fails_ends_the_lab_with_status_4() {
          http://127.0.0.1:9/debian trixie-backports main"
     );
 }
+
+/// `lab/vm/report.sh`'s `NAME ARGS...` in bash, with `stdin` as the file it reads where it
+/// takes one: its standard output.
+fn report(function: &str, args: &[&str]) -> Output {
+    Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -euo pipefail; source '{}'; {function} \"$@\"",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("lab/vm/report.sh")
+                .display()
+        ))
+        .arg("report")
+        .args(args)
+        .output()
+        .expect("bash runs")
+}
+
+/// hmm-tests failing at length (8 failures in a TAP of about 20,000 lines, each failure's text
+/// far past mawk's 8 KiB sprintf buffer): every verdict reaches hmm-tests.junit.xml, each
+/// failure with the whole of what its test printed.
+#[test]
+fn long_hmm_test_failures_keep_every_verdict_and_all_their_text() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let tap = dir.path().join("hmm-tests.tap");
+    let mut text = String::from("TAP version 13\n1..40\n");
+    let mut lines_per_failure = Vec::new();
+    for i in 1..=40 {
+        text += &format!("#  RUN           hmm.hmm_device_private.test_{i} ...\n");
+        if i % 5 == 0 {
+            let n = 2400;
+            for k in 0..n {
+                text += &format!(
+                    "# hmm-tests.c:{k}:test_{i}:Expected buffer->ptr[{k}] (1) == i (0) <&>\n"
+                );
+            }
+            lines_per_failure.push(n);
+            text += &format!("not ok {i} hmm.hmm_device_private.test_{i}\n");
+        } else if i % 7 == 0 {
+            text += &format!("ok {i} hmm.hmm_device_private.test_{i} # SKIP no device\n");
+        } else {
+            text += &format!("ok {i} hmm.hmm_device_private.test_{i}\n");
+        }
+    }
+    assert!(text.lines().count() > 19_000, "a TAP as long as the lab's");
+    std::fs::write(&tap, &text).expect("write the TAP");
+    let out = report("tap_junit", &[tap.to_str().unwrap_or_default()]);
+    assert!(out.status.success(), "{}", said(&out));
+    let xml = String::from_utf8(out.stdout).expect("UTF-8");
+    let doc = roxmltree::Document::parse(&xml).expect("hmm-tests.junit.xml is XML");
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .expect("a testsuite");
+    assert_eq!(suite.attribute("tests"), Some("40"));
+    assert_eq!(suite.attribute("failures"), Some("8"));
+    assert_eq!(suite.attribute("skipped"), Some("4"));
+    let failures: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("failure"))
+        .collect();
+    assert_eq!(failures.len(), 8);
+    for (f, n) in failures.iter().zip(&lines_per_failure) {
+        let body = f.text().unwrap_or_default();
+        assert_eq!(
+            body.lines().count(),
+            *n,
+            "the whole of what the test printed"
+        );
+        assert!(
+            body.contains("Expected buffer->ptr[2399] (1) == i (0) <&>"),
+            "escaped and whole"
+        );
+        assert!(f
+            .attribute("message")
+            .is_some_and(|m| m.starts_with("hmm-tests.c:0:")));
+    }
+}
+
+/// A reason in verdicts.md: its first line whole (no cut at 200 characters), JSON escapes undone
+/// (no literal `\n`), pipes escaped for the table.
+#[test]
+fn a_reason_cell_is_the_whole_first_line_without_escapes() {
+    let long = "x".repeat(300);
+    let line = format!(
+        r#"{{"event":"end","case":"a::b","status":"fail","reason":"CPU verify of \"[0x0, 0x1000)\" | {long}\n  page 0: corrupt\n  more","seed":1}}"#
+    );
+    let out = report("reason_cell", &[&line]);
+    assert!(out.status.success(), "{}", said(&out));
+    let cell = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        cell.trim_end(),
+        format!(r#"CPU verify of "[0x0, 0x1000)" \| {long}"#)
+    );
+}

@@ -30,6 +30,31 @@ fn scratch() -> (tempfile::TempDir, PathBuf) {
     (root, env)
 }
 
+/// The self-test's `tick` cases, each repeated `repeat` times, one at a time in processes of
+/// their own, into `results`; or, once the run has a folder `dir`, `--resume` of it.
+fn ticks_or_resume(results: &Path, env: &Path, dir: Option<&Path>, repeat: usize) -> Command {
+    match dir {
+        None => selftest(
+            results,
+            env,
+            &[
+                "--isolate",
+                "process",
+                "--repeat",
+                &repeat.to_string(),
+                "--test-threads",
+                "1",
+                "tick",
+            ],
+        ),
+        Some(d) => {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_svmconf"));
+            c.arg("--resume").arg(d).env("SVMCONF_SELFTEST_DIR", env);
+            c
+        }
+    }
+}
+
 /// A small deterministic generator for the kill moments, so a failure repeats.
 struct Lcg(u64);
 
@@ -58,26 +83,7 @@ fn a_runner_killed_at_random_moments_resumes_and_loses_nothing() {
         let mut dir: Option<PathBuf> = None;
         let mut kills_this_run = 0;
         loop {
-            let mut cmd = match &dir {
-                None => selftest(
-                    &results,
-                    &env,
-                    &[
-                        "--isolate",
-                        "process",
-                        "--repeat",
-                        &REPEAT.to_string(),
-                        "--test-threads",
-                        "1",
-                        "tick",
-                    ],
-                ),
-                Some(d) => {
-                    let mut c = Command::new(env!("CARGO_BIN_EXE_svmconf"));
-                    c.arg("--resume").arg(d).env("SVMCONF_SELFTEST_DIR", &env);
-                    c
-                }
-            };
+            let mut cmd = ticks_or_resume(&results, &env, dir.as_deref(), REPEAT);
             let mut child = cmd
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -150,10 +156,15 @@ fn a_runner_killed_at_random_moments_resumes_and_loses_nothing() {
             .all(|r| r["status"] == "pass" || r["status"] == "incomplete"));
         // Each incomplete case had started and never ended before a resume.
         for r in records.iter().filter(|r| r["status"] == "incomplete") {
-            assert!(r["reason"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("the run ended while attempt 1 of this case was running"));
+            let reason = r["reason"].as_str().unwrap_or_default();
+            assert!(
+                reason.contains(
+                    "the run ended while attempt 1 of this case was running (the \
+                                 runner was killed, or the machine crashed or rebooted)"
+                ),
+                "{reason}"
+            );
+            assert!(!reason.contains("  "), "no run of spaces in {reason:?}");
         }
         let junit = std::fs::read_to_string(d.join("junit.xml")).expect("junit.xml");
         let doc = roxmltree::Document::parse(&junit).expect("junit.xml is XML");
@@ -171,6 +182,90 @@ fn a_runner_killed_at_random_moments_resumes_and_loses_nothing() {
     assert!(kills >= KILLS);
     assert!(total_incomplete > 0, "no kill landed during a case");
     eprintln!("{kills} kills over {runs} runs; {total_incomplete} cases were in flight");
+}
+
+/// Ctrl-C (SIGINT) at random moments: each interrupt ends the run with 130 and the command
+/// that goes on, and the resumed runs run again what was running, so that no case is ever
+/// recorded incomplete; libtest's closing line at the end counts the whole run.
+#[test]
+fn an_interrupted_run_says_how_to_go_on_and_runs_again_what_was_running() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    const REPEAT: usize = 2;
+    let (root, env) = scratch();
+    let results = root.path().join("results");
+    let mut rng = Lcg(0xc0de);
+    let mut dir: Option<PathBuf> = None;
+    let mut interrupts = 0;
+    let last = loop {
+        let mut cmd = ticks_or_resume(&results, &env, dir.as_deref(), REPEAT);
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("svmconf starts");
+        let pid = Pid::from_raw(child.id() as i32);
+        let interrupt = interrupts < 6;
+        if interrupt {
+            std::thread::sleep(Duration::from_millis(150 + rng.below(250)));
+            let _ = kill(pid, Signal::SIGINT);
+        }
+        let out = child.wait_with_output().expect("svmconf ends");
+        if dir.is_none() {
+            dir = std::fs::read_dir(&results)
+                .ok()
+                .and_then(|mut d| d.next())
+                .map(|e| e.expect("an entry").path());
+        }
+        let said = text(&out);
+        if interrupt && out.status.code() == Some(130) {
+            interrupts += 1;
+            let d = dir
+                .as_ref()
+                .expect("a run folder before the interrupt was handled");
+            assert!(
+                said.contains("svmconf: interrupted by SIGINT")
+                    && said.contains(&format!(
+                        "go on with: {} --resume {}",
+                        // The binary as the shell finds it from the repository, where the
+                        // test runs it: its path there, whichever profile built it.
+                        Path::new(env!("CARGO_BIN_EXE_svmconf"))
+                            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                            .unwrap_or(Path::new(env!("CARGO_BIN_EXE_svmconf")))
+                            .display(),
+                        d.display()
+                    )),
+                "{said}"
+            );
+            continue;
+        }
+        if interrupt && out.status.code().is_none() {
+            continue; // before the handler was installed: no case had started
+        }
+        break out;
+    };
+    let d = dir.expect("a run folder");
+    assert!(
+        interrupts >= 3,
+        "only {interrupts} interrupts landed during the run"
+    );
+    assert_eq!(last.status.code(), Some(0), "{}", text(&last));
+    let records = journal(&d);
+    assert_eq!(records.len(), 24 * REPEAT, "every repetition recorded once");
+    assert!(
+        records.iter().all(|r| r["status"] == "pass"),
+        "an interrupted case runs again, never incomplete"
+    );
+    let interrupted = entries(&d)
+        .iter()
+        .filter(|e| e["event"] == "interrupted")
+        .count();
+    assert_eq!(interrupted, interrupts, "each interrupt is in the journal");
+    let stdout = String::from_utf8_lossy(&last.stdout);
+    assert!(
+        stdout.contains("test result: ok. 24 passed; 0 failed"),
+        "libtest counts the whole run: {stdout}"
+    );
 }
 
 #[test]
@@ -549,4 +644,77 @@ fn three_shards_merged_are_the_whole_run() {
     assert!(!refused.exists(), "a refused merge leaves nothing");
     // And the shards it read are as they were.
     assert_eq!(journal(&shard_dirs[0]).len(), sizes[0]);
+}
+
+/// The sim's eviction WARNINGs with cases side by side in one process: each line is charged to
+/// the one case that logged it (the run watches one case at a time, and says so), the same
+/// cases as with one thread.
+#[test]
+fn a_kernel_warning_is_charged_only_to_the_case_that_logged_it_with_four_threads() {
+    let run = |threads: &str| {
+        let (root, env) = scratch();
+        let (kmsg, _) = fake_kernel(&env);
+        let results = root.path().join("results");
+        let out = Command::new(env!("CARGO_BIN_EXE_svmconf"))
+            .args(["--backend", "sim", "--results"])
+            .arg(&results)
+            .args([
+                "--sim-faults",
+                "fixtures/faults/warning-on-eviction.yaml",
+                "--kmsg",
+                &kmsg,
+                "--test-threads",
+                threads,
+                // One timed repetition, and not the case that evicts most (64 MiB in 4 KiB
+                // ranges): no case logs more lines than a record keeps.
+                "--reps",
+                "1",
+                "--skip",
+                "evict_all::malloc::64MiB",
+                "ttm_eviction::",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("svmconf runs");
+        let logged = std::fs::read_to_string(&kmsg)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(";WARNING:"))
+            .count();
+        let dir = run_dir(&results);
+        let records = journal(&dir);
+        let charged: usize = records
+            .iter()
+            .map(|r| {
+                r["kernel_log"].as_array().map_or(0, |lines| {
+                    lines.iter().filter(|l| l["flag"].is_string()).count()
+                })
+            })
+            .sum();
+        let mut warned: Vec<String> = records
+            .iter()
+            .filter(|r| r["status"].as_str().unwrap_or("").starts_with("dmesg"))
+            .map(|r| r["case"].as_str().unwrap().to_string())
+            .collect();
+        warned.sort();
+        let info = std::fs::read_to_string(dir.join("run.json")).unwrap();
+        (out, logged, charged, warned, info, root)
+    };
+    let (out, logged, charged, warned, info, _root) = run("4");
+    assert!(logged > 0, "the plan logged: {}", text(&out));
+    assert_eq!(
+        charged,
+        logged,
+        "each line charged once: {warned:?}\n{}",
+        text(&out)
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(said.matches("cases run one at a time").count(), 1, "{said}");
+    assert!(info.contains("cases run one at a time"), "{info}");
+    let (_, _, _, alone, info1, _root1) = run("1");
+    assert_eq!(warned, alone, "the same cases warned as with one thread");
+    assert!(
+        !info1.contains("cases run one at a time"),
+        "one thread needs no lock"
+    );
 }

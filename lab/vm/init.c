@@ -214,6 +214,15 @@ int main(void)
 	setenv("PATH", "/bin", 1);
 	setenv("HOME", "/tmp", 1);
 	setenv("TERM", "dumb", 1);
+	/* lab/vm/run's command on the host, which svmconf puts before its repro lines. */
+	FILE *prefix = fopen("/etc/vm-repro-prefix", "r");
+	if (prefix) {
+		static char text[4096];
+		size_t n = fread(text, 1, sizeof(text) - 1, prefix);
+		text[n] = 0;
+		fclose(prefix);
+		setenv("SVMCONF_REPRO_PREFIX", text, 1);
+	}
 	chdir("/");
 
 	say("booted in %.2f s (kernel uptime at /init)", uptime());

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Device;
+use super::{AllocKind, Device};
 use crate::fixtures::{self, FixtureError, Loaded};
 use crate::model::capability::{Capabilities, DeviceInfo, Need};
 use crate::model::profile::Profile;
@@ -32,6 +32,8 @@ pub struct Settings {
     pub amdgpu_trace: bool,
     /// `--kmsg FILE`: where the kernel log is read (and where the sim's fault plans log).
     pub kmsg: Option<PathBuf>,
+    /// `--place-at ADDR`: where each case's first host allocation goes, the rest after it.
+    pub place_at: Option<u64>,
 }
 
 /// What opening a backend for a run can refuse: bad input, all reported before anything runs.
@@ -92,6 +94,12 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// Whether `--place-at` places allocations of `kind` on this backend: what decides whether
+    /// a repro line carries the address one got.
+    fn places(&self, _kind: AllocKind) -> bool {
+        false
+    }
+
     /// A fresh device for one case with the case's seed.
     fn open(&self, seed: u64) -> Result<Box<dyn Device>, OpenError>;
 
@@ -125,6 +133,10 @@ pub struct Hardware<T> {
     pub profile: Loaded<Profile>,
     pub info: DeviceInfo,
     pub target: Result<T, String>,
+    /// `--place-at`: each device opened places its host allocations from there.
+    pub place_at: Option<u64>,
+    /// The allocation kinds its devices place: those made of host memory this process maps.
+    pub placed_kinds: &'static [AllocKind],
 }
 
 impl<T: Target> Backend for Hardware<T> {
@@ -152,11 +164,20 @@ impl<T: Target> Backend for Hardware<T> {
         self.target.as_ref().err().map(String::as_str)
     }
 
+    fn places(&self, kind: AllocKind) -> bool {
+        self.placed_kinds.contains(&kind)
+    }
+
     fn open(&self, _seed: u64) -> Result<Box<dyn Device>, OpenError> {
+        let failed = |e| OpenError::Failed(format!("cannot open {}: {e}", self.info.name));
         match &self.target {
-            Ok(target) => target
-                .open()
-                .map_err(|e| OpenError::Failed(format!("cannot open {}: {e}", self.info.name))),
+            Ok(target) => {
+                let mut dev = target.open().map_err(failed)?;
+                if let Some(at) = self.place_at {
+                    dev.place_at(at).map_err(failed)?;
+                }
+                Ok(dev)
+            }
             Err(why) => Err(OpenError::Unavailable(why.clone())),
         }
     }
@@ -443,6 +464,8 @@ mod tests {
             profile: sim.profile().clone(),
             info,
             target,
+            place_at: None,
+            placed_kinds: &[],
         }
     }
 

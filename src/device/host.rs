@@ -11,8 +11,9 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::time::Duration;
 
-use crate::device::memory::{Guards, Memory, Refused};
-use crate::device::{AllocKind, Buf, CpuOp, CpuThreads, DeviceError, Result, Span};
+use crate::device::memory::{Guards, Memory, Placer, Refused};
+use crate::device::{AllocKind, Buf, CpuOp, CpuThreads, DeviceError, Location, Result, Span};
+use crate::observe::pagemap::{Pagemap, Residence};
 
 /// An allocation as a backend keeps it, by id: [`checked`] measures spans against it.
 pub trait Allocation {
@@ -32,6 +33,58 @@ pub struct Alloc {
 impl Allocation for Alloc {
     fn buf(&self) -> Buf {
         self.buf
+    }
+}
+
+/// A backend's own residency of the pages of `span` of `buf`, mapped at `addr` in this
+/// process, compared page by page with the CPU's page tables (`pagemap`); `by` names the
+/// backend's source (`HMM_DMIRROR_SNAPSHOT`). A page they disagree on is the backend's error:
+/// one of the two is wrong, and the case fails saying both.
+pub fn cross_check(
+    pagemap: &mut Pagemap,
+    buf: Buf,
+    span: Span,
+    addr: u64,
+    own: &[Location],
+    by: &str,
+) -> Result<()> {
+    let own: Vec<Residence> = own.iter().map(|l| residence(*l)).collect();
+    pagemap
+        .cross_check(addr, &own, by)
+        .map_err(|e| DeviceError::Backend(format!("allocation {}, {span}: {e}", buf.id)))
+}
+
+/// The pages of `span` of `buf`, mapped at `addr`, by the page tables alone; `None` where they
+/// cannot tell or cannot be read now (said once in the case's evidence), so that the case
+/// falls back to the evidence it has.
+pub fn pagemap_residency(
+    pagemap: &mut Pagemap,
+    buf: Buf,
+    span: Span,
+    addr: u64,
+) -> Option<Result<Vec<Location>>> {
+    let pages = span.page_range();
+    match pagemap.residency(addr, pages.end - pages.start) {
+        Ok(Some(r)) => Some(Ok(r.into_iter().map(location).collect())),
+        Ok(None) => None,
+        Err(e) => Some(Err(DeviceError::Backend(format!(
+            "allocation {}, {span}: {e}",
+            buf.id
+        )))),
+    }
+}
+
+fn residence(l: Location) -> Residence {
+    match l {
+        Location::System => Residence::System,
+        Location::Vram => Residence::Device,
+    }
+}
+
+fn location(r: Residence) -> Location {
+    match r {
+        Residence::System => Location::System,
+        Residence::Device => Location::Vram,
     }
 }
 
@@ -102,6 +155,16 @@ pub fn cpu_words(span: Span, n: usize) -> Result<()> {
 /// What a CPU access is called where one is refused, by the backends that name no operation.
 pub const CPU_ACCESS: &str = "a CPU access";
 
+/// Every allocation kind this process maps itself, managed memory included: what a backend
+/// whose device works on host mappings (dmirror, vsvm) places (`--place-at`).
+pub const HOST_MAPPED_KINDS: &[AllocKind] = &[
+    AllocKind::Managed,
+    AllocKind::Mmap,
+    AllocKind::Malloc,
+    AllocKind::Shared,
+    AllocKind::File,
+];
+
 /// What a refused CPU access `op` of `span` in `buf` is, in the trait's terms; `skew` is the
 /// allocation's offset in its memory, which the memory's offsets include.
 pub fn refused(buf: Buf, span: Span, op: &'static str, skew: u64, r: Refused) -> DeviceError {
@@ -147,8 +210,14 @@ pub fn cpu_threads(
 
 /// A shared mapping of `len` bytes of a fresh file in the temporary folder, named `prefix`
 /// and then this process and allocation `id`, and unlinked at once so that nothing is left
-/// behind whatever happens to the process.
-pub fn file_mapping(prefix: &str, id: u32, len: u64, guards: Guards) -> Result<(File, Memory)> {
+/// behind whatever happens to the process. Mapped where `placer` puts it.
+pub fn file_mapping(
+    prefix: &str,
+    id: u32,
+    len: u64,
+    guards: Guards,
+    placer: &mut Placer,
+) -> Result<(File, Memory)> {
     // Devices of one process number their allocations from 1 each; the counter keeps two of
     // them from picking the same name.
     static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -165,7 +234,9 @@ pub fn file_mapping(prefix: &str, id: u32, len: u64, guards: Guards) -> Result<(
     let _ = std::fs::remove_file(&path);
     file.set_len(len)
         .map_err(|e| os(format!("growing {shown} to {len} bytes"), e))?;
-    let mem = Memory::file(&file, len, guards).map_err(|e| os(format!("mmap of {shown}"), e))?;
+    let mem = placer
+        .file(&file, len, guards)
+        .map_err(|e| os(format!("mmap of {shown}"), e))?;
     Ok((file, mem))
 }
 

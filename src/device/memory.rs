@@ -97,6 +97,10 @@ pub enum Refused {
 enum Backing {
     /// posix_memalign from the C heap.
     Heap,
+    /// Heap memory placed at a chosen address (`--place-at`): an anonymous private mapping,
+    /// since malloc takes no address, that refuses what a heap block refuses (unmap, move,
+    /// protect) so a case does the same to it as to malloc's memory.
+    PlacedHeap,
     /// mmap: anonymous private or shared, or a shared file mapping.
     Mapping,
     /// Another allocator's (the HIP runtime's): see [`Memory::foreign`].
@@ -161,12 +165,18 @@ impl Memory {
             } else {
                 libc::MAP_PRIVATE
             };
-        Memory::map(page_round(len), flags, -1, guards)
+        Memory::map(page_round(len), flags, -1, guards, None)
     }
 
     /// mmap(MAP_SHARED) of `file`, which must be at least `len` bytes long.
     pub fn file(file: &File, len: u64, guards: Guards) -> std::io::Result<Memory> {
-        Memory::map(page_round(len), libc::MAP_SHARED, file.as_raw_fd(), guards)
+        Memory::map(
+            page_round(len),
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            guards,
+            None,
+        )
     }
 
     /// Memory another allocator made (the HIP runtime): `len` bytes at `base`, freed by
@@ -198,9 +208,26 @@ impl Memory {
     /// The mapping, with its guards: without, one mmap where the kernel chooses; with, a
     /// reservation of all three, inaccessible, then the mapping put over all of it but the
     /// guards.
-    fn map(len: usize, flags: c_int, fd: c_int, guards: Guards) -> std::io::Result<Memory> {
+    ///
+    /// With `at`, the block (guards included) starts exactly there, or the mapping fails
+    /// without replacing anything: MAP_FIXED_NOREPLACE.
+    fn map(
+        len: usize,
+        flags: c_int,
+        fd: c_int,
+        guards: Guards,
+        at: Option<u64>,
+    ) -> std::io::Result<Memory> {
         let prot = libc::PROT_READ | libc::PROT_WRITE;
         let guard = guards.bytes();
+        if let Some(at) = at {
+            let p = map_at(at, guard + len + guard, prot, flags, fd)?;
+            let m = Memory::wrap(p, len, guard, Backing::Mapping)?;
+            if guard > 0 {
+                m.protect_guards(libc::PROT_NONE)?;
+            }
+            return Ok(m);
+        }
         if guard == 0 {
             // SAFETY: a new mapping at an address the kernel chooses; nothing of ours is replaced.
             let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0) };
@@ -222,8 +249,8 @@ impl Memory {
         Memory::wrap(p, len, guard, Backing::Mapping)
     }
 
-    /// Sets the protection of both guards of heap memory (mappings have theirs from
-    /// `reserve`).
+    /// Sets the protection of both guards of heap memory and of placed mappings (other
+    /// mappings have theirs from `reserve`).
     fn protect_guards(&self, prot: c_int) -> std::io::Result<()> {
         for guard in [
             self.base.as_ptr().wrapping_sub(self.guard),
@@ -434,7 +461,7 @@ impl Memory {
     pub fn protect(&mut self, read_only: bool) -> std::io::Result<()> {
         if matches!(
             self.backing,
-            Backing::Heap | Backing::Foreign { host: false, .. }
+            Backing::Heap | Backing::PlacedHeap | Backing::Foreign { host: false, .. }
         ) {
             return Err(std::io::Error::other(
                 "only memory mapped for the CPU by itself can be protected",
@@ -476,6 +503,142 @@ fn reserve(len: usize, call: &str) -> std::io::Result<*mut c_void> {
     Ok(p)
 }
 
+/// Where a device puts its host allocations: where the kernel chooses (the default), or from a
+/// recorded address on (`--place-at`), so that a failure that depends on where an allocation
+/// lands (its virtual page numbers, its 2 MiB alignment) repeats.
+///
+/// Placed, the first allocation starts at the address given, and each later one after the
+/// previous one's last page, its guards and a gap of one page: [`PLACEMENT_GAP`]. A range that
+/// is already taken is an error naming it, never a mapping moved elsewhere or one replaced.
+#[derive(Clone, Debug, Default)]
+pub struct Placer {
+    /// Where the next allocation's first page goes; `None`: where the kernel chooses.
+    next: Option<u64>,
+}
+
+/// Bytes left unmapped between two placed allocations (past their guards): the kernel never
+/// merges their mappings, as it does not merge two of its own choosing.
+pub const PLACEMENT_GAP: u64 = PAGE as u64;
+
+/// The lowest and highest address a placement may ask for: above the kernel's default
+/// `mmap_min_addr` (64 KiB) and below the top of a 47-bit user address space (x86-64 with
+/// 4-level page tables; the lowest of the architectures the lab runs).
+pub const PLACEABLE: std::ops::Range<u64> = 0x1_0000..0x7fff_ffff_f000;
+
+impl Placer {
+    /// Allocations from `first` on; `None`: where the kernel chooses.
+    pub fn new(first: Option<u64>) -> Placer {
+        Placer { next: first }
+    }
+
+    /// Whether allocations are placed.
+    pub fn placing(&self) -> bool {
+        self.next.is_some()
+    }
+
+    /// Anonymous memory as [`Memory::anonymous`], at the next address when placing.
+    pub fn anonymous(&mut self, len: u64, shared: bool, guards: Guards) -> std::io::Result<Memory> {
+        let Some(at) = self.next else {
+            return Memory::anonymous(len, shared, guards);
+        };
+        let flags = libc::MAP_ANONYMOUS
+            | if shared {
+                libc::MAP_SHARED
+            } else {
+                libc::MAP_PRIVATE
+            };
+        let m = Memory::map(
+            page_round(len),
+            flags,
+            -1,
+            guards,
+            Some(at - guards.bytes() as u64),
+        )?;
+        self.after(&m);
+        Ok(m)
+    }
+
+    /// Heap memory as [`Memory::heap`]; when placing, an anonymous private mapping at the next
+    /// address that refuses what a heap block refuses (malloc takes no address).
+    pub fn heap(&mut self, len: u64, guards: Guards) -> std::io::Result<Memory> {
+        if !self.placing() {
+            return Memory::heap(len, guards);
+        }
+        let mut m = self.anonymous(len, false, guards)?;
+        m.backing = Backing::PlacedHeap;
+        Ok(m)
+    }
+
+    /// A shared mapping of `file` as [`Memory::file`], at the next address when placing.
+    pub fn file(&mut self, file: &File, len: u64, guards: Guards) -> std::io::Result<Memory> {
+        let Some(at) = self.next else {
+            return Memory::file(file, len, guards);
+        };
+        let at = Some(at - guards.bytes() as u64);
+        let m = Memory::map(
+            page_round(len),
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            guards,
+            at,
+        )?;
+        self.after(&m);
+        Ok(m)
+    }
+
+    /// The next allocation goes after `m`, its guard, the gap and a guard of its own as large
+    /// as `m`'s (a device gives all its allocations the same guards).
+    fn after(&mut self, m: &Memory) {
+        self.next = Some(m.addr() + (m.len + m.guard) as u64 + PLACEMENT_GAP + m.guard as u64);
+    }
+}
+
+/// mmap of `len` bytes exactly at `at` with MAP_FIXED_NOREPLACE: an error that names the range
+/// when any of it is mapped already (EEXIST), or when the kernel put it elsewhere (kernels
+/// before 4.17 take the flag for a plain hint).
+fn map_at(
+    at: u64,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+) -> std::io::Result<*mut c_void> {
+    let end = at + len as u64;
+    // SAFETY: a new mapping at `at` that replaces nothing (MAP_FIXED_NOREPLACE fails instead).
+    let p = unsafe {
+        libc::mmap(
+            at as *mut c_void,
+            len,
+            prot,
+            flags | libc::MAP_FIXED_NOREPLACE,
+            fd,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        let e = std::io::Error::last_os_error();
+        let why = if e.raw_os_error() == Some(libc::EEXIST) {
+            "something of this process is mapped there already".to_string()
+        } else {
+            e.to_string()
+        };
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!("cannot place {len} bytes at {at:#x}..{end:#x} (--place-at): {why}"),
+        ));
+    }
+    if p as u64 != at {
+        // SAFETY: the mapping just made, elsewhere, which nothing uses.
+        unsafe { libc::munmap(p, len) };
+        return Err(std::io::Error::other(format!(
+            "cannot place {len} bytes at {at:#x}..{end:#x} (--place-at): the kernel mapped them \
+             at {:#x} instead (MAP_FIXED_NOREPLACE needs Linux 4.17)",
+            p as u64
+        )));
+    }
+    Ok(p)
+}
+
 impl Drop for Memory {
     /// Each backing is released by its own allocator, exactly once. Errors cannot be reported
     /// from drop; a leak is the worst outcome.
@@ -494,7 +657,7 @@ impl Drop for Memory {
                     unsafe { libc::free(start) };
                 }
             }
-            Backing::Mapping => {
+            Backing::Mapping | Backing::PlacedHeap => {
                 // SAFETY: our own mapping and guards, unmapped once; no access follows (drop).
                 unsafe { libc::munmap(start, self.guard + self.len + self.guard) };
             }
@@ -736,6 +899,72 @@ mod tests {
         let mut heap = Memory::heap(2 * P, Guards::None).unwrap();
         assert!(heap.unmap_pages(0, 1).is_err());
         heap.write(0, &[1], false).unwrap();
+    }
+
+    /// A free stretch of address space to place into: reserved, then given back.
+    fn free_range(len: u64) -> u64 {
+        let p = reserve(len as usize, "mmap (test range)").unwrap();
+        // SAFETY: the reservation just made, which nothing uses.
+        unsafe { libc::munmap(p, len as usize) };
+        p as u64
+    }
+
+    #[test]
+    fn placed_allocations_start_at_the_address_and_follow_each_other() {
+        let at = free_range(64 * P) + 8 * P;
+        let mut placer = Placer::new(Some(at));
+        let mut a = placer.anonymous(3 * P, false, Guards::Pages).unwrap();
+        assert_eq!(a.addr(), at);
+        assert_eq!(guards(a.addr(), 3 * P), none());
+        let b = placer.heap(P, Guards::Pages).unwrap();
+        assert_eq!(
+            b.addr(),
+            at + 3 * P + P + PLACEMENT_GAP + P,
+            "after a's guard and the gap"
+        );
+        assert_eq!(perms_at(at + 3 * P + P), None, "the gap is left unmapped");
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(P).unwrap();
+        let c = placer.file(&f, P, Guards::Pages).unwrap();
+        assert_eq!(c.addr(), b.addr() + P + P + PLACEMENT_GAP + P);
+        assert_eq!(perms_at(c.addr()).as_deref(), Some("rw-s"));
+        a.write(0, &[1, 2], false).unwrap();
+        assert_eq!(a.read_word(4), Ok(2));
+        let mut b = b;
+        assert!(
+            b.unmap_pages(0, 1).is_err(),
+            "placed heap memory is refused as malloc's is"
+        );
+        assert!(b.protect(true).is_err());
+        assert!(b.remap().is_err());
+        drop((a, b, c));
+        assert_eq!(perms_at(at), None, "dropping unmaps them");
+        let mut unplaced = Placer::new(None);
+        assert!(!unplaced.placing());
+        let m = unplaced.heap(P, Guards::None).unwrap();
+        assert!(matches!(m.backing, Backing::Heap));
+    }
+
+    #[test]
+    fn a_placement_over_a_mapping_fails_naming_the_address_and_replaces_nothing() {
+        let mut taken = Memory::anonymous(4 * P, false, Guards::None).unwrap();
+        taken.write(P, &[42], false).unwrap();
+        let at = taken.addr() + P;
+        let e = Placer::new(Some(at))
+            .anonymous(P, false, Guards::None)
+            .err()
+            .expect("the range is taken");
+        let text = e.to_string();
+        assert!(text.contains(&format!("{at:#x}")), "{text}");
+        assert!(text.contains("--place-at"), "{text}");
+        assert!(text.contains("mapped there already"), "{text}");
+        assert_eq!(taken.read_word(P), Ok(42), "the mapping there is untouched");
+        // With guards, the lower guard is what meets the mapping: placed just past `taken`'s
+        // 4 pages, the guard below the allocation falls on its last page.
+        let e = Placer::new(Some(taken.addr() + 4 * P))
+            .anonymous(P, false, Guards::Pages)
+            .err();
+        assert!(e.is_some(), "a guard over the last page of another mapping");
     }
 
     static RELEASED: AtomicUsize = AtomicUsize::new(0);

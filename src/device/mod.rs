@@ -198,6 +198,61 @@ pub struct EvictionTransient {
     pub transient_pages: Option<u64>,
 }
 
+/// A level a device keeps ([`Device::levels`]): what it is, its value now, and how far above
+/// its value before a case it may end without being a leak.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Level {
+    pub name: String,
+    pub value: u64,
+    pub slack: u64,
+    /// `bytes`, or what is counted (`allocations`).
+    pub unit: String,
+}
+
+impl Level {
+    /// VRAM in use, `bytes` now, allocated in granules of `granularity` bytes.
+    pub fn vram(bytes: u64, granularity: u64) -> Level {
+        Level {
+            name: "VRAM in use".into(),
+            value: bytes,
+            slack: granularity,
+            unit: "bytes".into(),
+        }
+    }
+
+    /// A count that must come back exactly.
+    pub fn count(name: &str, value: u64, unit: &str) -> Level {
+        Level {
+            name: name.into(),
+            value,
+            slack: 0,
+            unit: unit.into(),
+        }
+    }
+}
+
+/// The levels of `after` that grew beyond their slack since `before`, described: a leak.
+pub fn leaks(before: &[Level], after: &[Level]) -> Vec<String> {
+    after
+        .iter()
+        .filter_map(|a| {
+            let b = before.iter().find(|b| b.name == a.name)?;
+            (a.value > b.value + a.slack).then(|| {
+                format!(
+                    "{} is {} {}, {} more than before the case's first allocation ({}; {} \
+                     allowed by the device's granularity)",
+                    a.name,
+                    a.value,
+                    a.unit,
+                    a.value - b.value,
+                    b.value,
+                    a.slack
+                )
+            })
+        })
+        .collect()
+}
+
 /// How a process that held the GPU ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProcessExit {
@@ -337,6 +392,21 @@ pub enum DeviceError {
 
 pub type Result<T, E = DeviceError> = std::result::Result<T, E>;
 
+/// How one rule of a fault plan fared while a case ran (`--sim-faults`; see
+/// `device::sim::faults`): what the journal keeps per case, so that a plan that never fired
+/// is told apart from one the suite missed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Injected {
+    /// The rule's index in the plan's `rules`, from 0.
+    pub rule: usize,
+    /// Its kind, as the plan spells it: `wrong_page`.
+    pub kind: String,
+    /// Occurrences it matched: direction, trigger, pages and helpers fit.
+    pub matched: u64,
+    /// Occurrences it broke: matched, then `nth` and `probability` passed.
+    pub fired: u64,
+}
+
 /// One process's view of one GPU.
 ///
 /// Methods that act take `&mut self`; durations come from the device's own clock (device
@@ -347,6 +417,19 @@ pub trait Device: Send {
     // --- allocations -------------------------------------------------------------------------
     fn alloc(&mut self, kind: AllocKind, len: u64) -> Result<Buf>;
     fn free(&mut self, buf: Buf) -> Result<()>;
+    /// The CPU virtual address of the allocation's first byte now, where the device knows one:
+    /// what a failure names bad pages by beside their index, and what the kernel log names.
+    fn address(&self, _buf: Buf) -> Option<u64> {
+        None
+    }
+    /// Places this device's later host allocations from `first` on (`--place-at`): the first
+    /// starts there, each later one after the one before (see [`memory::Placer`]). Refused where
+    /// the device does not choose where its memory goes.
+    fn place_at(&mut self, _first: u64) -> Result<()> {
+        Err(DeviceError::NotSupported(
+            "placing allocations at an address (--place-at)",
+        ))
+    }
     /// munmap part of an allocation; later accesses to that part are errors.
     fn unmap(&mut self, buf: Buf, span: Span) -> Result<()>;
     /// mremap the allocation to a new address, same length; contents follow.
@@ -390,6 +473,24 @@ pub trait Device: Send {
     fn vram_free(&mut self) -> Option<u64>;
     /// Transient system memory of TTM evictions since the device was opened.
     fn eviction_transient(&mut self) -> Option<EvictionTransient>;
+    /// The levels this device keeps that must come back to where they were once a case has
+    /// freed everything it allocated (VRAM in use, live device allocations, transient system
+    /// memory), each with the slack its granularity allows. The runner compares them before a
+    /// case's first allocation and after its last free; growth beyond the slack is a leak.
+    fn levels(&mut self) -> Vec<Level> {
+        self.vram_used()
+            .map(|bytes| Level::vram(bytes, PAGE_SIZE))
+            .into_iter()
+            .collect()
+    }
+    /// The migration clock: device time spent copying pages between system memory and VRAM
+    /// since the device was opened, every process's, fault handling and kernel work excluded.
+    /// Its difference across an operation is what the operation's migrations took. `None`
+    /// where the device cannot separate migrations from the rest of an operation; a case then
+    /// times the operation less the same operation on resident data ([`crate::case::Ctx::timed_migration`]).
+    fn migration_time(&mut self) -> Option<Duration> {
+        None
+    }
     /// Evicts every SVM page in VRAM to system memory now, every process's, as TTM does when
     /// it empties VRAM (before a reset, on suspend); returns how long it took. `None` where
     /// the device cannot be asked to (a GPU evicts under pressure only).
@@ -409,6 +510,25 @@ pub trait Device: Send {
     fn wait_exit(&mut self, limit: Duration) -> Result<ProcessExit>;
     /// Full GPU reset. VRAM contents are lost and processes holding the GPU are ended.
     fn gpu_reset(&mut self, permit: &Destructive) -> Result<()>;
+
+    // --- fault injection (the reference device) --------------------------------------------
+    /// Says that allocation `buf` is the suite's own machinery (a GPU verify's result buffer),
+    /// not data under test: a fault plan's rules leave its migrations, faults and free alone
+    /// unless they ask for helpers, so that `nth` counts the case's own traffic only. Nothing
+    /// on a device without fault injection.
+    fn mark_helper(&mut self, _buf: Buf) {}
+    /// How each rule of the fault plan in force has fared on this device so far, in plan
+    /// order; empty where no plan is in force or the device injects no faults.
+    fn injected(&mut self) -> Vec<Injected> {
+        Vec::new()
+    }
+
+    // --- evidence ------------------------------------------------------------------------------
+    /// Lines for the case's evidence from the device's own observers since the last call:
+    /// what the page tables could not tell (said once), how many pages they cross-checked.
+    fn take_notes(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

@@ -28,8 +28,8 @@ use serde_json::Value;
 
 use super::{
     Advice, AllocKind, Buf, CpuThreads, Destructive, Device, DeviceError, DeviceInfo,
-    EvictionTransient, KernelRun, Location, MigrationEvent, Need, Pending, ProcessExit, Protection,
-    Result, Span,
+    EvictionTransient, Injected, KernelRun, Level, Location, MigrationEvent, Need, Pending,
+    ProcessExit, Protection, Result, Span,
 };
 use crate::device::kernels::Launch;
 
@@ -104,6 +104,12 @@ enum Request {
     VramUsed,
     VramFree,
     EvictionTransient,
+    MigrationTime,
+    Levels,
+    MarkHelper {
+        buf: Buf,
+    },
+    Injected,
 }
 
 /// What `cpu_read` answers: its time and the words.
@@ -176,6 +182,13 @@ fn answer(dev: &mut dyn Device, request: Request) -> Reply {
         Request::VramUsed => json(dev.vram_used()),
         Request::VramFree => json(dev.vram_free()),
         Request::EvictionTransient => json(dev.eviction_transient()),
+        Request::MigrationTime => json(dev.migration_time()),
+        Request::Levels => json(dev.levels()),
+        Request::MarkHelper { buf } => {
+            dev.mark_helper(buf);
+            json(())
+        }
+        Request::Injected => json(dev.injected()),
     }
 }
 
@@ -419,6 +432,10 @@ fn op_name(request: &Request) -> &'static str {
         Request::VramUsed => "vram_used",
         Request::VramFree => "vram_free",
         Request::EvictionTransient => "eviction_transient",
+        Request::MigrationTime => "migration_time",
+        Request::Levels => "levels",
+        Request::MarkHelper { .. } => "mark_helper",
+        Request::Injected => "injected",
     }
 }
 
@@ -515,6 +532,23 @@ impl Device for RemoteDevice {
 
     fn eviction_transient(&mut self) -> Option<EvictionTransient> {
         self.call(&Request::EvictionTransient).ok().flatten()
+    }
+
+    fn migration_time(&mut self) -> Option<Duration> {
+        self.call(&Request::MigrationTime).ok().flatten()
+    }
+
+    fn levels(&mut self) -> Vec<Level> {
+        self.call(&Request::Levels).unwrap_or_default()
+    }
+
+    // A server that is gone has no helper to leave alone and nothing injected to report.
+    fn mark_helper(&mut self, buf: Buf) {
+        let _: Result<()> = self.call(&Request::MarkHelper { buf });
+    }
+
+    fn injected(&mut self) -> Vec<Injected> {
+        self.call(&Request::Injected).unwrap_or_default()
     }
 
     fn spawn_process(&mut self) -> Result<Box<dyn Device>> {
@@ -662,6 +696,28 @@ mod tests {
         // The CPU read migrated it back, in the server.
         let pages = remote.residency(buf, buf.all()).unwrap().unwrap();
         assert!(pages.iter().all(|l| *l == Location::System), "{pages:?}");
+    }
+
+    #[test]
+    fn helpers_and_fault_counts_pass_through_the_proxy() {
+        let text =
+            "description: t\ncatches: [x]\nrules:\n  - kind: corrupt\n    trigger: prefetch\n";
+        let plan =
+            crate::device::sim::faults::Plan::parse(text, std::path::Path::new("t.yaml")).unwrap();
+        let mut dev = testutil::device();
+        dev.set_faults(plan, SEED, None);
+        let (mut remote, _server) = served(dev);
+        let helper = remote.alloc(AllocKind::Managed, 16).unwrap();
+        remote.mark_helper(helper);
+        remote
+            .prefetch(helper, helper.all(), Location::Vram)
+            .unwrap();
+        let buf = remote.alloc(AllocKind::Managed, 2 * MIB).unwrap();
+        remote.prefetch(buf, buf.all(), Location::Vram).unwrap();
+        let injected = remote.injected();
+        assert_eq!(injected.len(), 1);
+        assert_eq!((injected[0].matched, injected[0].fired), (1, 1));
+        assert_eq!(injected[0].kind, "corrupt");
     }
 
     #[test]

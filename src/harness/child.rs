@@ -94,8 +94,16 @@ impl End {
     }
 }
 
-/// Runs the child to its end; the output files are left in place.
+/// Runs the child to its end; the output files are left in place (the tests' way: the runner
+/// uses [`run_reporting`]).
+#[cfg(test)]
 pub fn run(spawn: &Spawn) -> (End, CaseOutput) {
+    run_reporting(spawn, &|_| {})
+}
+
+/// [`run`], telling `started` the child's pid as soon as it runs: what the kernel log names
+/// the case by.
+pub fn run_reporting(spawn: &Spawn, started: &dyn Fn(u32)) -> (End, CaseOutput) {
     let out_dir = spawn.run_dir.join(OUTPUT_DIR);
     let stdout_rel = format!("{OUTPUT_DIR}/{}.stdout", spawn.stem);
     let stderr_rel = format!("{OUTPUT_DIR}/{}.stderr", spawn.stem);
@@ -105,7 +113,7 @@ pub fn run(spawn: &Spawn) -> (End, CaseOutput) {
         stderr_file: stderr_rel.clone(),
         ..CaseOutput::default()
     };
-    let end = match start_and_wait(spawn, &out_dir, &stdout_rel, &stderr_rel, &verdict) {
+    let end = match start_and_wait(spawn, &out_dir, &stdout_rel, &stderr_rel, &verdict, started) {
         Ok(end) => end,
         Err(e) => End::SpawnFailed(e),
     };
@@ -139,6 +147,7 @@ fn start_and_wait(
     stdout_rel: &str,
     stderr_rel: &str,
     verdict: &Path,
+    started: &dyn Fn(u32),
 ) -> Result<End, String> {
     std::fs::create_dir_all(out_dir)
         .map_err(|e| format!("cannot create `{}`: {e}", out_dir.display()))?;
@@ -159,6 +168,16 @@ fn start_and_wait(
         .spawn()
         .map_err(|e| format!("`{}`: {e}", spawn.exe.display()))?;
     let pgid = Pid::from_raw(child.id() as i32);
+    super::interrupt::running(pgid.as_raw());
+    // Whatever way this ends, an interrupt no longer needs to end this group.
+    struct Ended(i32);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            super::interrupt::ended(self.0);
+        }
+    }
+    let _ended = Ended(pgid.as_raw());
+    started(child.id());
     let started = Instant::now();
 
     // The wait happens on a thread so that this one can keep time without polling.

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, FromArgMatches};
 
-use crate::device::registry;
+use crate::device::memory::PLACEABLE;
+use crate::device::{registry, PAGE_SIZE};
 
 /// Where a case runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +79,9 @@ pub struct Options {
     /// The kernel log to read: a file of kmsg records (tests, replays); `None`: /dev/kmsg on
     /// GPUs, nothing on sim, whose migrations do not happen in the kernel.
     pub kmsg: Option<PathBuf>,
+    /// `--place-at ADDR`: where each case's first host allocation goes, the rest after it, so
+    /// that a failure that depends on where memory lands repeats.
+    pub place_at: Option<u64>,
     /// Where the kernel's taint is read (tests); `None`: /proc/sys/kernel/tainted on GPUs,
     /// nothing on sim.
     pub tainted: Option<PathBuf>,
@@ -200,6 +204,26 @@ struct Cli {
         long_help = "seed of every data pattern and of the sim, decimal or 0x hex (default 1)"
     )]
     seed: Option<u64>,
+    #[arg(
+        long,
+        value_name = "ADDR",
+        value_parser = parse_place_at,
+        allow_hyphen_values = true,
+        overrides_with = "place_at",
+        help_heading = SVMCONF,
+        help = "map each case's host allocations from this address (repro lines carry it)",
+        long_help = "map each case's host allocations from this address, 0x hex, page aligned, \
+                     in user space:\nthe first allocation starts there, each later one after \
+                     the one before (its guard\npages and a page of gap), mapped with \
+                     MAP_FIXED_NOREPLACE; a case whose range is taken fails\nnaming it. \
+                     Repro lines carry the address a case's first allocation got, so a\nfailure \
+                     that depends on where memory lands repeats. For --backend hip (system\n\
+                     allocations: malloc, mmap, shared, file; managed memory and VRAM are the \
+                     HIP runtime's\nto place), dmirror and vsvm (every host allocation). The \
+                     reference device refuses it:\nits simulated addresses are the same in every \
+                     run for a seed."
+    )]
+    place_at: Option<u64>,
     #[arg(
         long,
         value_name = "DIR",
@@ -523,6 +547,13 @@ pub enum UsageError {
     DeviceOnSim(String),
     #[error("--seed: expected a non-negative integer, got `{0}`")]
     Seed(String),
+    #[error(
+        "--place-at: expected a page-aligned user-space address in 0x hex (from {lo:#x} to \
+         {hi:#x}), got `{0}`{1}",
+        lo = PLACEABLE.start,
+        hi = PLACEABLE.end
+    )]
+    PlaceAt(String, &'static str),
     #[error("--isolate: unknown isolation `{0}` (known: {names})", names = Isolation::NAMES)]
     Isolate(String),
     #[error("{flag}: expected a positive number of seconds, got `{value}`")]
@@ -619,6 +650,13 @@ impl Options {
             .try_get_matches_from_mut(args)
             .map_err(|e| usage_error(e, &cmd))?;
         let cli = Cli::from_arg_matches(&matches).map_err(|e| usage_error(e, &cmd))?;
+        // libtest-mimic takes 0 threads and then never starts a case: refused here instead.
+        if cli.libtest.test_threads == Some(0) {
+            return Err(UsageError::Count {
+                flag: "--test-threads",
+                value: "0".into(),
+            });
+        }
         Ok(cli.into())
     }
 }
@@ -642,6 +680,7 @@ impl From<Cli> for Options {
             device: c.device,
             profile: c.profile,
             seed: c.seed.unwrap_or(DEFAULT_SEED),
+            place_at: c.place_at,
             host: c.host,
             results_given: c.results.is_some(),
             sysrq: true,
@@ -762,6 +801,9 @@ impl Options {
         if let Some(d) = &self.device {
             s += &format!(" --device {}", shell_word(d));
         }
+        if let Some(at) = self.place_at {
+            s += &format!(" --place-at {at:#x}");
+        }
         if let Some(b) = &self.sim_break {
             s += &format!(" --sim-break {b}");
         }
@@ -824,6 +866,9 @@ impl Options {
         if let Some(d) = &self.device {
             a.extend(["--device".into(), d.clone()]);
         }
+        if let Some(at) = self.place_at {
+            a.extend(["--place-at".into(), format!("{at:#x}")]);
+        }
         if let Some(b) = &self.sim_break {
             a.extend(["--sim-break".into(), b.clone()]);
         }
@@ -854,6 +899,67 @@ impl Options {
             "1".into(),
         ]);
         a
+    }
+}
+
+/// The environment variable that says what runs svmconf where its repro lines are used: in
+/// the VM lab, `lab/vm/run [its options] --`, so that a repro line printed in the guest is a
+/// command for the host (lab/vm/README.md).
+pub const REPRO_PREFIX_ENV: &str = "SVMCONF_REPRO_PREFIX";
+
+/// How a command line printed for the user names this program: `svmconf` where that is what
+/// PATH finds (an installed binary, the VM lab's guest), else the program's own path, relative
+/// to the current folder where it lies under it (`target/release/svmconf` after the README's
+/// `cargo run --release`), so that the line runs as printed from where the run was started.
+pub fn program() -> &'static str {
+    static PROGRAM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PROGRAM.get_or_init(|| {
+        let Ok(exe) = std::env::current_exe().and_then(|e| e.canonicalize()) else {
+            return "svmconf".to_string();
+        };
+        program_word(&exe, std::env::var_os("PATH"), std::env::current_dir().ok())
+    })
+}
+
+/// [`program`] for the program at `exe` (canonical), with `path` as PATH and `cwd` as the
+/// current folder.
+fn program_word(
+    exe: &std::path::Path,
+    path: Option<std::ffi::OsString>,
+    cwd: Option<std::path::PathBuf>,
+) -> String {
+    let on_path = path.iter().flat_map(std::env::split_paths).any(|dir| {
+        dir.join("svmconf")
+            .canonicalize()
+            .is_ok_and(|found| found == exe)
+    });
+    if on_path {
+        return "svmconf".to_string();
+    }
+    let relative = cwd
+        .and_then(|d| d.canonicalize().ok())
+        .and_then(|d| exe.strip_prefix(d).ok().map(std::path::Path::to_path_buf))
+        .filter(|r| !r.as_os_str().is_empty());
+    shell_word(&relative.as_deref().unwrap_or(exe).to_string_lossy())
+}
+
+/// A repro line: this program ([`program`]) and `words`; or `svmconf` and `words` behind
+/// `prefix` (the command that runs svmconf elsewhere, where `svmconf` is on PATH), then keeping
+/// the results folder where it was given so that the results come back where the first run's
+/// did.
+pub fn repro_line(prefix: Option<&str>, words: &str, results: Option<&std::path::Path>) -> String {
+    match prefix.map(str::trim).filter(|p| !p.is_empty()) {
+        None => format!("{} {words}", program()),
+        Some(prefix) => {
+            let line = format!("svmconf {words}");
+            match results {
+                Some(r) => format!(
+                    "{prefix} {line} --results {}",
+                    shell_word(&r.to_string_lossy())
+                ),
+                None => format!("{prefix} {line}"),
+            }
+        }
     }
 }
 
@@ -918,6 +1024,22 @@ fn fraction(flag: &'static str, value: &str) -> Result<f64, UsageError> {
     }
 }
 
+/// An address for `--place-at`: `0x` hex, page aligned, in [`PLACEABLE`].
+fn parse_place_at(s: &str) -> Result<u64, UsageError> {
+    let bad = |why| UsageError::PlaceAt(s.into(), why);
+    let hex = s
+        .strip_prefix("0x")
+        .ok_or_else(|| bad(" (write it as 0x...)"))?;
+    let at = u64::from_str_radix(&hex.replace('_', ""), 16).map_err(|_| bad(""))?;
+    if at % PAGE_SIZE != 0 {
+        return Err(bad(" (not a multiple of 4096)"));
+    }
+    if !PLACEABLE.contains(&at) {
+        return Err(bad(" (outside user space)"));
+    }
+    Ok(at)
+}
+
 /// A seed, decimal or `0x` hex.
 fn parse_seed(s: &str) -> Result<u64, UsageError> {
     match s.strip_prefix("0x") {
@@ -931,6 +1053,7 @@ fn parse_seed(s: &str) -> Result<u64, UsageError> {
 mod tests {
     use super::*;
     use rstest::rstest;
+    use std::path::Path;
 
     fn parse(args: &[&str]) -> Result<Options, UsageError> {
         Options::parse(
@@ -966,6 +1089,7 @@ mod tests {
     #[case(&["--resume"], UsageError::Missing { flag: "--resume".into() })]
     #[case(&["--device"], UsageError::Missing { flag: "--device".into() })]
     #[case(&["--reps", "0"], UsageError::Count { flag: "--reps", value: "0".into() })]
+    #[case(&["--test-threads", "0"], UsageError::Count { flag: "--test-threads", value: "0".into() })]
     #[case(&["--tolerance", "150%"], UsageError::Fraction { flag: "--tolerance", value: "150%".into() })]
     #[case(&["--alpha", "0"], UsageError::Fraction { flag: "--alpha", value: "0".into() })]
     #[case(&["--baseline"], UsageError::Missing { flag: "--baseline".into() })]
@@ -1120,6 +1244,102 @@ mod tests {
             .contains("--device 0000:c1:00.0"));
     }
 
+    #[rstest]
+    #[case::not_hex("4096", "(write it as 0x...)")]
+    #[case::garbage("0xzz", "got `0xzz`")]
+    #[case::unaligned("0x7f0000000010", "(not a multiple of 4096)")]
+    #[case::null_page("0x0", "(outside user space)")]
+    #[case::kernel_space("0xffff888000000000", "(outside user space)")]
+    fn a_bad_place_at_is_refused_naming_the_flag(#[case] value: &str, #[case] why: &str) {
+        let e = parse(&["--place-at", value]).expect_err("refused");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("--place-at: expected a page-aligned"),
+            "{text}"
+        );
+        assert!(text.contains(why), "{text}");
+    }
+
+    #[test]
+    fn place_at_reaches_children_and_repro_lines() {
+        let o = parse(&["--place-at", "0x7f12_3456_7000"]).unwrap();
+        assert_eq!(o.place_at, Some(0x7f12_3456_7000));
+        assert!(o
+            .repro_flags("hip", "mi300x")
+            .contains(" --place-at 0x7f1234567000"));
+        let child = o.child_args("hip", "mi300x", Path::new("f"), "c", Path::new("v"));
+        let at = child
+            .iter()
+            .position(|w| w == "--place-at")
+            .expect("passed on");
+        assert_eq!(child[at + 1], "0x7f1234567000");
+        // The child's own parser reads it back.
+        let mut again = vec!["svmconf".to_string()];
+        again.extend(child);
+        assert_eq!(Options::parse(again).unwrap().place_at, o.place_at);
+    }
+
+    /// A repro line runs as printed: `svmconf` only where PATH finds this program by that
+    /// name, else the program's path, relative where it lies under the current folder.
+    #[test]
+    fn a_repro_line_names_the_program_as_the_shell_will_find_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let release = root.join("repo/target/release");
+        std::fs::create_dir_all(&release).unwrap();
+        let exe = release.join("svmconf");
+        std::fs::write(&exe, "").unwrap();
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let other = bin.join("svmconf");
+        std::fs::write(&other, "").unwrap();
+        let path = |dirs: &[&Path]| Some(std::env::join_paths(dirs).unwrap());
+        // After `cargo run --release` in the repository: the path from there.
+        assert_eq!(
+            program_word(&exe, path(&[&bin]), Some(root.join("repo"))),
+            "target/release/svmconf"
+        );
+        // Another svmconf on PATH is not this one; from elsewhere, the whole path.
+        assert_eq!(
+            program_word(&exe, path(&[&bin]), Some(bin.clone())),
+            exe.to_string_lossy()
+        );
+        // Installed where PATH finds it.
+        assert_eq!(
+            program_word(&exe, path(&[&bin, &release]), Some(bin.clone())),
+            "svmconf"
+        );
+    }
+
+    #[test]
+    fn a_repro_line_behind_a_prefix_is_a_host_command_keeping_the_results_folder() {
+        let words = "x::y --exact --backend dmirror --seed 1";
+        let me = program();
+        assert_eq!(repro_line(None, words, None), format!("{me} {words}"));
+        assert_eq!(
+            repro_line(None, words, Some(Path::new("/out/results"))),
+            format!("{me} {words}"),
+            "without a prefix the results folder is the run's own choice"
+        );
+        assert_eq!(
+            repro_line(
+                Some("lab/vm/run --kernel 7.3 --vsvm --"),
+                words,
+                Some(Path::new("/out/results"))
+            ),
+            format!("lab/vm/run --kernel 7.3 --vsvm -- svmconf {words} --results /out/results")
+        );
+        assert_eq!(
+            repro_line(
+                Some("lab/vm/run --"),
+                words,
+                Some(Path::new("/out/my results"))
+            ),
+            format!("lab/vm/run -- svmconf {words} --results '/out/my results'")
+        );
+        assert_eq!(repro_line(Some("  "), words, None), format!("{me} {words}"));
+    }
+
     /// What every option was before the command line moved to clap, written out: an empty
     /// command line must still mean exactly this.
     #[test]
@@ -1129,6 +1349,7 @@ mod tests {
             device: None,
             profile: None,
             seed: 1,
+            place_at: None,
             results: PathBuf::from("results"),
             host: None,
             results_given: false,

@@ -40,12 +40,23 @@ pub struct Runner {
     pub observers: Observers,
     /// `(case, repetition)` already finished in the journal (a resumed run).
     pub finished: HashSet<(String, u32)>,
+    /// A resumed run's records of the cases it does not run again, by `(case, repetition)`:
+    /// what libtest is told of them, so that its closing line counts the whole run.
+    pub previous: std::collections::HashMap<(String, u32), CaseRecord>,
+    /// Print a case's evidence and metrics when it passes too: with `--nocapture`, or when
+    /// the run is one case (a developer repeating it). A failure prints them always.
+    pub show_evidence: bool,
     /// Set when a case tainted the kernel: the rest are not run.
     pub stop: Mutex<Option<String>>,
     pub stopped: AtomicBool,
     pub progress: Option<Progress>,
     /// `--baseline`: the run each case's timings are compared with, in the runner only.
     pub baseline: Option<crate::results::baseline::Baseline>,
+    /// Held from a case's kernel log window's start to its end where cases in this process
+    /// run side by side: a line in the window is then the case's alone ([`super::watch::ONE_AT_A_TIME`]).
+    pub one_at_a_time: Option<Mutex<()>>,
+    /// What runs svmconf where the repro lines are used ([`super::cli::REPRO_PREFIX_ENV`]).
+    pub repro_prefix: Option<String>,
 }
 
 impl Runner {
@@ -86,9 +97,21 @@ impl Runner {
         if let Some(e) = failure {
             return Err(Failed::from(e));
         }
+        let shown = shown.or_else(|| {
+            // Resumed: the worst of what the journal already holds for this case.
+            self.previous
+                .iter()
+                .filter(|((case, _), _)| *case == instance.name)
+                .map(|(_, r)| r)
+                .max_by_key(|r| rank(r.status))
+                .cloned()
+        });
         let Some(record) = shown else {
             return Ok(Completion::ignored_with("already recorded (resumed run)"));
         };
+        if self.show_evidence && !record.status.is_failure() {
+            say!("{}", evidence_text(&record));
+        }
         match record.status {
             Status::Skip | Status::Notrun => Ok(Completion::ignored_with(
                 record.reason.unwrap_or_else(|| record.status.to_string()),
@@ -221,14 +244,25 @@ impl Runner {
                 };
             }
         }
+        // A poisoned lock only says another case panicked; the window is still ours alone.
+        let _alone = self
+            .one_at_a_time
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         let watch = self.observers.begin(&instance.name);
         let clock = Instant::now();
         let mut record = match (self.isolation, &self.dir) {
-            (Isolation::Process, Some(dir)) => self.attempt_in_child(instance, base, attempt, dir),
+            (Isolation::Process, Some(dir)) => {
+                let started = |pid| self.observers.claim(&watch, pid);
+                self.attempt_in_child(instance, base, attempt, dir, &started)
+            }
             _ => self.attempt_here(instance, body, base),
         };
         record.started = started;
         record.duration_s = clock.elapsed().as_secs_f64();
+        if let Some(repro) = self.placed_repro(&record) {
+            record.repro = repro;
+        }
         if let Some(stop) = self.observers.end(watch, &mut record) {
             if !self.options.continue_on_taint {
                 self.stop_run(format!(
@@ -260,17 +294,48 @@ impl Runner {
                     &instance.params,
                     instance.repeat,
                     self.destructive.as_ref(),
-                );
-                let result = catch_unwind(AssertUnwindSafe(|| (body.run)(&mut ctx)))
+                )
+                .declaring(body.params);
+                let watched = self.levels_are_the_cases();
+                let levels = if watched {
+                    ctx.dev.levels()
+                } else {
+                    Vec::new()
+                };
+                let mut result = catch_unwind(AssertUnwindSafe(|| (body.run)(&mut ctx)))
                     .unwrap_or_else(|panic| {
                         Err(Stop::Fail(format!(
                             "the case panicked: {}",
                             panic_text(&panic)
                         )))
                     });
+                if result.is_ok() && !levels.is_empty() {
+                    let leaks = crate::device::leaks(&levels, &ctx.dev.levels());
+                    if !leaks.is_empty() {
+                        result = Err(Stop::Fail(format!(
+                            "leak: after the case freed everything it allocated, {}",
+                            leaks.join("; ")
+                        )));
+                    } else {
+                        ctx.note(format!(
+                            "no leak: {} back within their granularity after the last free",
+                            levels
+                                .iter()
+                                .map(|l| l.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                }
+                for line in ctx.dev.take_notes() {
+                    ctx.note(line);
+                }
                 let (metrics, evidence) = ctx.take_record();
                 record.metrics = metrics;
                 record.evidence = evidence;
+                record.allocations = ctx.take_placed();
+                drop(ctx);
+                record.injected = dev.injected();
                 result
             }
         };
@@ -294,6 +359,7 @@ impl Runner {
         base: &CaseRecord,
         attempt: u32,
         dir: &std::path::Path,
+        started: &dyn Fn(u32),
     ) -> CaseRecord {
         let mut stem = child::file_stem(&instance.name);
         if base.repetition > 0 {
@@ -321,13 +387,15 @@ impl Runner {
             grace: Duration::from_secs_f64(self.options.kill_grace_s),
             sysrq: self.backend.hardware() && self.options.sysrq,
         };
-        let (end, output) = child::run(&spawn);
+        let (end, output) = child::run_reporting(&spawn, started);
         let mut record = match end {
             End::Verdict(r) => CaseRecord {
                 status: r.status,
                 reason: r.reason,
                 metrics: r.metrics,
                 evidence: r.evidence,
+                injected: r.injected,
+                allocations: r.allocations,
                 ..base.clone()
             },
             other => {
@@ -351,6 +419,13 @@ impl Runner {
         record
     }
 
+    /// Whether the device's levels (VRAM in use and the like) move only with this case: a
+    /// fresh simulated GPU per case, or a real one that runs one case at a time. Where cases
+    /// share a GPU at once, one case's allocations would read as another's leak.
+    fn levels_are_the_cases(&self) -> bool {
+        !self.backend.hardware() || self.options.libtest.test_threads == Some(1)
+    }
+
     fn open_device(&self, seed: u64) -> Result<Box<dyn Device>, Stop> {
         self.backend.open(seed).map_err(|e| match e {
             OpenError::Unavailable(why) => Stop::Skip(why),
@@ -372,12 +447,39 @@ impl Runner {
     }
 
     pub fn repro(&self, case: &str) -> String {
-        format!(
-            "svmconf {} --exact {}",
+        self.repro_placed(case, None)
+    }
+
+    /// The repro line of `case`, placing its allocations from `first` (`--place-at`).
+    fn repro_placed(&self, case: &str, first: Option<u64>) -> String {
+        let mut words = format!(
+            "{} --exact {}",
             super::cli::shell_word(case),
             self.options
                 .repro_flags(self.backend.name(), &self.profile_arg)
-        )
+        );
+        if let Some(at) = first {
+            words += &format!(" --place-at {at:#x}");
+        }
+        let results = self
+            .options
+            .results_given
+            .then_some(self.options.results.as_path());
+        super::cli::repro_line(self.repro_prefix.as_deref(), &words, results)
+    }
+
+    /// The repro line for what the attempt did: where the backend places allocations and the
+    /// run did not already, it carries the address the case's first placed allocation got, so
+    /// a failure that depends on where memory landed repeats.
+    fn placed_repro(&self, record: &CaseRecord) -> Option<String> {
+        if self.options.place_at.is_some() {
+            return None;
+        }
+        let first = record
+            .allocations
+            .iter()
+            .find(|a| self.backend.places(a.kind))?;
+        Some(self.repro_placed(&record.case, Some(first.address)))
     }
 
     /// Records the attempts a dead runner left running as incomplete: whatever ended the run
@@ -386,7 +488,8 @@ impl Runner {
         &self,
         in_flight: &[Start],
         instances: &[CaseInstance],
-    ) -> Result<(), results::ResultsError> {
+    ) -> Result<Vec<CaseRecord>, results::ResultsError> {
+        let mut recorded = Vec::new();
         for s in in_flight {
             let mut record = match instances.iter().find(|i| i.name == s.case) {
                 Some(i) => self.blank_record(i, s.repetition),
@@ -400,7 +503,8 @@ impl Runner {
             record.status = Status::Incomplete;
             record.started = s.started.clone();
             record.reason = Some(format!(
-                "the run ended while attempt {} of this case was running (the runner was killed,                  or the machine crashed or rebooted); resumed at {}",
+                "the run ended while attempt {} of this case was running (the runner was \
+                 killed, or the machine crashed or rebooted); resumed at {}",
                 s.attempt,
                 results::now_rfc3339()
             ));
@@ -409,8 +513,9 @@ impl Runner {
                     j.append(&record)?;
                 }
             }
+            recorded.push(record);
         }
-        Ok(())
+        Ok(recorded)
     }
 
     fn record_end(&self, record: &CaseRecord) -> Result<(), String> {
@@ -482,6 +587,23 @@ fn last_lines(stdout: &str, stderr: &str, n: usize) -> String {
 }
 
 /// What libtest prints for a failed case: the message with its evidence, then the repro line.
+/// What a case that did not fail showed: its status, evidence and metrics, the command that
+/// repeats it.
+pub fn evidence_text(r: &CaseRecord) -> String {
+    let mut s = format!("---- {} ----\n{}", r.case, r.status);
+    if let Some(why) = r.reason.as_deref().filter(|w| !w.is_empty()) {
+        s += &format!(": {why}");
+    }
+    for e in &r.evidence {
+        s += &format!("\n  evidence: {e}");
+    }
+    for m in &r.metrics {
+        s += &format!("\n  metric: {m}");
+    }
+    s += &format!("\n  repeat with: {}", r.repro);
+    s
+}
+
 pub fn failure_text(r: &CaseRecord) -> String {
     let mut s = format!("{}: {}", r.status, r.reason.clone().unwrap_or_default());
     for e in &r.evidence {
@@ -501,7 +623,7 @@ pub fn failure_text(r: &CaseRecord) -> String {
     s
 }
 
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -87,13 +87,7 @@ pub struct KernelNeeds {
 impl Host {
     /// Reads and checks a host file.
     pub fn load(path: &Path) -> Result<Host, YamlError> {
-        let text = std::fs::read_to_string(path).map_err(|e| YamlError {
-            file: path.to_path_buf(),
-            line: None,
-            column: None,
-            field: None,
-            message: format!("cannot read: {}", crate::util::text::io_reason(&e)),
-        })?;
+        let text = yaml::read_text(path, path)?;
         Host::parse(&text, path)
     }
 

@@ -1,10 +1,33 @@
 //! Running the suite: plan the cases from the fixtures, run each on a fresh device, record it in
 //! the journal as it finishes, and derive every report from the journal at the end.
 
+/// Where svmconf's own lines go: standard output beside libtest's, except where libtest writes
+/// a machine-read stream there (`--format json`), which must hold nothing else: then standard
+/// error.
+static OWN_LINES_TO_STDERR: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// A line of svmconf's own ([`OWN_LINES_TO_STDERR`]), as `println!` writes one.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if $crate::harness::own_lines_to_stderr() {
+            eprintln!($($arg)*)
+        } else {
+            println!($($arg)*)
+        }
+    };
+}
+
+/// Whether svmconf's own lines go to standard error ([`OWN_LINES_TO_STDERR`]).
+pub(crate) fn own_lines_to_stderr() -> bool {
+    OWN_LINES_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 mod child;
 pub mod cli;
 mod executor;
 pub mod expectations;
+mod interrupt;
 pub mod lab;
 mod merge;
 mod plan;
@@ -67,6 +90,10 @@ pub fn run(args: Vec<String>) -> Result<ExitCode, SetupError> {
         print!("{}", cli::help(args.iter().skip(1).any(|a| a == "--help")));
         return Ok(ExitCode::SUCCESS);
     }
+    if asks_for_break_help(&args) {
+        print!("{}", break_help());
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.get(1).map(String::as_str) == Some("merge") {
         return merge::run(&args[2..]);
     }
@@ -74,12 +101,22 @@ pub fn run(args: Vec<String>) -> Result<ExitCode, SetupError> {
         return server::serve(&Options::parse(args)?);
     }
     let mut invocation = parse(args)?;
+    OWN_LINES_TO_STDERR.store(
+        invocation.libtest.format == Some(libtest_mimic::FormatSetting::Json),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let opened = open(&mut invocation)?;
     let cases = if invocation.options.runner_selftest {
         Plan::selftest()
     } else {
         Plan::new(&invocation.options, opened.profile())?
     };
+    // Every case of the plan is a candidate owner of a foreign page; a case's child process
+    // plans the same cases, and so traces a page as the runner would.
+    crate::model::owners::set_run_cases(cases.instances.iter().map(|i| {
+        let seed = case_seed(invocation.options.seed, &i.name);
+        (i.name.clone(), seed)
+    }));
     if let Some(verdict) = &invocation.options.child_verdict {
         return verdict::run_case(&invocation, &opened, cases, verdict);
     }
@@ -91,6 +128,29 @@ pub fn run(args: Vec<String>) -> Result<ExitCode, SetupError> {
     let begun = begin(&invocation, &opened, planned)?;
     let begun = execute(&invocation.libtest, begun);
     report(&invocation.options, begun)
+}
+
+/// Whether the command line is asking what `--sim-break` takes (`--sim-break help`).
+fn asks_for_break_help(args: &[String]) -> bool {
+    args.iter().skip(1).enumerate().any(|(i, a)| {
+        a == "--sim-break=help"
+            || (a == "--sim-break" && args.get(i + 2).is_some_and(|v| v == "help"))
+    })
+}
+
+/// The sim's breaks, one per line with what each does: `--sim-break help`.
+fn break_help() -> String {
+    let names = crate::device::sim::Breaks::NAMES;
+    let width = names.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let mut s = String::from(
+        "The sim's breaks: --sim-break A,B turns them on, each breaking one path of the reference\n\
+         device on purpose so that the suite can be seen to catch it (fault plans, --sim-faults,\n\
+         break paths more finely).\n\n",
+    );
+    for (name, what) in names {
+        s += &format!("  {name:width$}  {what}\n");
+    }
+    s
 }
 
 /// What the command line asked for, once read.
@@ -108,6 +168,20 @@ struct Invocation {
 fn parse(args: Vec<String>) -> Result<Invocation, SetupError> {
     let (options, args, resumed) = resume::options(args)?;
     let (options, host) = lab::with_host(options)?;
+    // Said of the flag that names it, before the profile or the cases are looked for in it.
+    if let Some(dir) = &options.fixtures {
+        if !dir.is_dir() {
+            return Err(SetupError::Plan(format!(
+                "--fixtures {}: {}",
+                dir.display(),
+                if dir.exists() {
+                    "a file, not a folder; give the folder that holds cases.yaml and profiles/"
+                } else {
+                    "no such folder"
+                }
+            )));
+        }
+    }
     Ok(Invocation {
         libtest: options.libtest.clone(),
         options,
@@ -121,7 +195,7 @@ fn parse(args: Vec<String>) -> Result<Invocation, SetupError> {
 fn open(invocation: &mut Invocation) -> Result<Arc<dyn Backend>, SetupError> {
     let opened = open_backend(&invocation.options)?;
     if let Some(line) = opened.describe() {
-        println!("svmconf: {line}");
+        say!("svmconf: {line}");
     }
     // Hardware is one device that every case shares: a case beside another would see its VRAM
     // in use, its evictions and its migrations; the backend says how many at a time.
@@ -134,6 +208,8 @@ fn open(invocation: &mut Invocation) -> Result<Arc<dyn Backend>, SetupError> {
 /// The cases of this run and everything they are judged with, read before anything is written.
 struct Planned {
     plan: Plan,
+    /// Every case of the plan, in order, before `--shard` ([`results::RunInfo::plan`]).
+    order: Vec<String>,
     shard: Option<ShardSpec>,
     expectations: Option<Expectations>,
     baseline: Option<crate::results::baseline::Baseline>,
@@ -156,6 +232,8 @@ fn plan(
         .map(ShardSpec::parse)
         .transpose()
         .map_err(|e| SetupError::Plan(e.to_string()))?;
+    // The whole plan's order, before the shard keeps its part: the order of every report.
+    let order: Vec<String> = plan.instances.iter().map(|i| i.name.clone()).collect();
     if let Some(shard) = shard {
         plan.keep(|i| shard.holds(&i.name));
     }
@@ -185,6 +263,16 @@ fn plan(
             plan.instances.len()
         )));
     }
+    // The copies of the reports asked for go where they can be written, or nothing starts: a
+    // path found unwritable after the run would leave its reports half made.
+    if !libtest.list {
+        for (flag, path) in [("--junit", &options.junit), ("--ktap", &options.ktap)] {
+            if let Some(path) = path {
+                results::check_writable(path)
+                    .map_err(|e| SetupError::Plan(format!("{flag}: {e}")))?;
+            }
+        }
+    }
     // Read before the run folder is made: a baseline that cannot be used leaves nothing behind.
     let baseline = match (&options.baseline, libtest.list) {
         (Some(dir), false) => Some(crate::results::baseline::Baseline::load(
@@ -197,6 +285,7 @@ fn plan(
     };
     Ok(Planned {
         plan,
+        order,
         shard,
         expectations,
         baseline,
@@ -204,15 +293,35 @@ fn plan(
     })
 }
 
-/// `--list`: every planned case, one per line, as libtest lists.
+/// `--list`: every planned case, one per line, as libtest lists. A reader that stops reading
+/// (`svmconf --list | head`) has what it wanted: libtest's printer panics on the closed pipe,
+/// and that one panic is taken as the end of the listing, not as a crash.
 fn list(libtest: &Arguments, plan: &Plan) -> ExitCode {
     let trials = plan
         .instances
         .iter()
         .map(|i| Trial::test(i.name.clone(), || Ok(())))
         .collect();
-    let _listed = libtest_mimic::run(libtest, trials);
-    ExitCode::SUCCESS
+    fn broken_pipe(text: &str) -> bool {
+        text.contains("BrokenPipe")
+    }
+    let hook = std::sync::Arc::new(std::panic::take_hook());
+    let default = std::sync::Arc::clone(&hook);
+    std::panic::set_hook(Box::new(move |info| {
+        if !broken_pipe(&info.to_string()) {
+            default(info)
+        }
+    }));
+    let listed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        libtest_mimic::run(libtest, trials)
+    }));
+    drop(std::panic::take_hook());
+    std::panic::set_hook(Box::new(move |info| hook(info)));
+    match listed {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(panic) if broken_pipe(&executor::panic_text(&panic)) => ExitCode::SUCCESS,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }
 
 /// A run under way: its folder, its description and the runner that records into it.
@@ -239,6 +348,7 @@ fn begin(
     } = invocation;
     let Planned {
         mut plan,
+        order,
         shard,
         expectations,
         baseline,
@@ -268,6 +378,7 @@ fn begin(
             );
             info.shard = shard;
             info.baseline = baseline.as_ref().map(|b| b.reference());
+            info.plan = order;
             let journal =
                 match results::Journal::create(&dir).and_then(|j| info.write(&dir).map(|_| j)) {
                     Ok(j) => j,
@@ -284,17 +395,23 @@ fn begin(
     } else {
         cli::Isolation::None
     });
-    println!(
-        "svmconf: {} {selected} of {} cases on {} (profile {}, seed {}, isolation {}, {} at a \
-         time); results in {}",
+    // The sim's device name already says its profile.
+    let device = &opened.info().name;
+    let profile = &opened.profile().value.name;
+    let device = if device.contains(&format!("(profile {profile})")) {
+        device.clone()
+    } else {
+        format!("{device} (profile {profile})")
+    };
+    say!(
+        "svmconf: {} {selected} of {} cases on {device}: seed {}, isolation {}, {} at a time; \
+         results in {}",
         if resumed.is_some() {
             "resuming"
         } else {
             "running"
         },
         plan.instances.len(),
-        opened.info().name,
-        opened.profile().value.name,
         options.seed,
         isolation.name(),
         libtest.test_threads.map_or_else(
@@ -304,13 +421,25 @@ fn begin(
         dir.display()
     );
     if let Some(why) = opened.unavailable() {
-        println!(
+        say!(
             "svmconf: --backend {}: {why}; every case is skipped",
             opened.name()
         );
     }
     let hardware = opened.hardware() && opened.unavailable().is_none();
     let (watched, mut notes) = watch::open(options, hardware, &mut plan)?;
+    let one_at_a_time = watched.kernel_log.is_some()
+        && isolation == cli::Isolation::None
+        && libtest.test_threads != Some(1);
+    if one_at_a_time {
+        let detail = watch::ONE_AT_A_TIME.to_string();
+        eprintln!("svmconf: kernel log: {detail}");
+        notes.push(results::Observer {
+            name: "kernel_log".into(),
+            available: true,
+            detail,
+        });
+    }
     notes.extend(opened.notes().into_iter().map(|n| results::Observer {
         name: n.name,
         available: n.available,
@@ -322,7 +451,7 @@ fn begin(
         }
     }
     info.write(&dir)?;
-    let runner = Arc::new(Runner {
+    let mut runner = Runner {
         dir: Some(dir.clone()),
         journal: Some(Mutex::new(journal)),
         observers: watch::Observers {
@@ -335,11 +464,26 @@ fn begin(
             libtest.format.is_none() && !libtest.quiet,
         )),
         baseline,
+        one_at_a_time: one_at_a_time.then(|| Mutex::new(())),
+        show_evidence: libtest.nocapture || selected == 1,
         ..Runner::new(options, Arc::clone(opened), isolation)
-    });
+    };
     if let Some(r) = resumed {
-        runner.record_incomplete(&r.in_flight, &plan.instances)?;
+        let incomplete = runner.record_incomplete(&r.in_flight, &plan.instances)?;
+        runner.previous = r.previous.clone();
+        runner.previous.extend(
+            incomplete
+                .into_iter()
+                .map(|i| ((i.case.clone(), i.repetition), i)),
+        );
+        if !r.interrupted.is_empty() {
+            say!(
+                "svmconf: {} cases were running when the run was interrupted; they run again",
+                r.interrupted.len()
+            );
+        }
     }
+    let runner = Arc::new(runner);
     Ok(Begun {
         dir,
         info,
@@ -351,6 +495,11 @@ fn begin(
 /// Stage execute: every case through the runner, as libtest trials; each is in the journal
 /// once it ends.
 fn execute(libtest: &Arguments, mut begun: Begun) -> Begun {
+    let runner = Arc::clone(&begun.runner);
+    let dir = begun.dir.clone();
+    if let Err(e) = interrupt::on_interrupt(move |signal| interrupted(&runner, &dir, signal)) {
+        say!("svmconf: note: {e}; an interrupt ends the run without a word in the journal");
+    }
     let trials = begun
         .plan
         .instances
@@ -375,6 +524,68 @@ fn execute(libtest: &Arguments, mut begun: Begun) -> Begun {
     begun
 }
 
+/// What an interrupt leaves: an `interrupted` line in the journal after the starts of the
+/// cases that were running (a resumed run runs them again), and the command that goes on.
+fn interrupted(runner: &Runner, dir: &Path, signal: nix::sys::signal::Signal) {
+    if let Some(p) = &runner.progress {
+        p.finish();
+    }
+    let mark = results::journal::Interrupted {
+        at: results::now_rfc3339(),
+        signal: signal.as_str().to_string(),
+    };
+    // The journal stays locked until the process exits: a case ended by the interrupt is not
+    // recorded as a crash after the mark.
+    let written = runner.journal.as_ref().map(|j| match j.lock() {
+        Ok(mut j) => {
+            let done = j.append_interrupted(&mark).map_err(|e| e.to_string());
+            std::mem::forget(j);
+            done
+        }
+        Err(_) => Err("the journal lock is poisoned".to_string()),
+    });
+    let entries =
+        results::journal::read_entries(&dir.join(results::JOURNAL_FILE)).unwrap_or_default();
+    let ended: std::collections::HashSet<(String, u32)> = entries
+        .iter()
+        .filter_map(|e| match e {
+            results::journal::Entry::End(r) => Some((r.case.clone(), r.repetition)),
+            _ => None,
+        })
+        .collect();
+    let running = entries
+        .iter()
+        .filter_map(|e| match e {
+            results::journal::Entry::Start(s)
+                if !ended.contains(&(s.case.clone(), s.repetition)) =>
+            {
+                Some(s.case.as_str())
+            }
+            _ => None,
+        })
+        .collect::<std::collections::BTreeSet<_>>();
+    let resume = cli::repro_line(
+        runner.repro_prefix.as_deref(),
+        &format!("--resume {}", cli::shell_word(&dir.to_string_lossy())),
+        None,
+    );
+    eprintln!(
+        "\nsvmconf: interrupted by {}; {} finished, {} running ({}) will run again, the rest have \
+         not started; the run folder is {}.\nsvmconf: go on with: {resume}",
+        signal.as_str(),
+        ended.len(),
+        running.len(),
+        running.iter().copied().collect::<Vec<_>>().join(", "),
+        dir.display()
+    );
+    if let Some(Err(e)) = written {
+        eprintln!(
+            "svmconf: error: the journal could not record the interrupt ({e}): a resumed run \
+             will record the cases that were running as incomplete"
+        );
+    }
+}
+
 /// Stage report: run.json finished, and every report generated from the journal.
 fn report(options: &Options, begun: Begun) -> Result<ExitCode, SetupError> {
     let Begun { dir, mut info, .. } = begun;
@@ -382,17 +593,32 @@ fn report(options: &Options, begun: Begun) -> Result<ExitCode, SetupError> {
     info.finish();
     info.write(&dir)?;
     results::write_junit(&records, &info, &dir.join(results::JUNIT_FILE))?;
-    if let Some(extra) = &options.junit {
-        results::write_junit(&records, &info, extra)?;
-    }
     results::write_summary(&records, &info, &dir.join(results::SUMMARY_FILE))?;
     results::write_ktap(&records, &info, &dir.join(results::KTAP_FILE))?;
+    // The run folder is whole before the copies asked for: a copy that cannot be written now
+    // (the disk filled during the run) is said, and the run's own verdict is not lost to it.
+    let mut copies = Vec::new();
+    if let Some(extra) = &options.junit {
+        copies.push(("--junit", results::write_junit(&records, &info, extra)));
+    }
     if let Some(extra) = &options.ktap {
-        results::write_ktap(&records, &info, extra)?;
+        copies.push(("--ktap", results::write_ktap(&records, &info, extra)));
     }
     print_failures(&records);
-    println!("svmconf: results in {}", dir.display());
-    Ok(exit_code(&records))
+    say!("svmconf: results in {}", dir.display());
+    let mut code = exit_code(&records);
+    for (flag, written) in copies {
+        if let Err(e) = written {
+            eprintln!(
+                "svmconf: error: {flag}: {e}; the reports are whole in {}",
+                dir.display()
+            );
+            if code == ExitCode::SUCCESS {
+                code = ExitCode::from(2);
+            }
+        }
+    }
+    Ok(code)
 }
 
 /// 101 when any case's result was not foreseen (libtest's code for a failed test), else 0.
@@ -422,10 +648,16 @@ impl Runner {
             destructive: options.allow_destructive.then_some(Destructive(())),
             observers: watch::Observers::default(),
             finished: Default::default(),
+            previous: Default::default(),
+            show_evidence: false,
             stop: Mutex::new(None),
             stopped: Default::default(),
             progress: None,
             baseline: None,
+            one_at_a_time: None,
+            repro_prefix: std::env::var(cli::REPRO_PREFIX_ENV)
+                .ok()
+                .filter(|p| !p.trim().is_empty()),
         }
     }
 }
@@ -446,9 +678,9 @@ fn print_failures(records: &[CaseRecord]) {
     if failed.is_empty() {
         return;
     }
-    println!("\nsvmconf: {} failed; each repeats with:", failed.len());
+    say!("\nsvmconf: {} failed; each repeats with:", failed.len());
     for r in failed {
-        println!("  {}", r.repro);
+        say!("  {}", r.repro);
     }
 }
 
@@ -477,6 +709,7 @@ fn open_backend(options: &Options) -> Result<Arc<dyn Backend>, SetupError> {
         sim_faults: options.sim_faults.clone(),
         amdgpu_trace: options.amdgpu_trace,
         kmsg: options.kmsg.clone(),
+        place_at: options.place_at,
     };
     Ok(Arc::from(registry::open(&settings)?))
 }

@@ -47,6 +47,7 @@ impl Plan {
                     known.join(", ")
                 ))
             })?;
+            check_params(&root, &cases.value, i, body, profile.value.vram_bytes)?;
             bodies.push(*body);
         }
         let unused: Vec<&str> = registry
@@ -67,6 +68,36 @@ impl Plan {
             fixtures: vec![profile.digest(), cases.digest()],
         })
     }
+}
+
+/// `instance`'s `with:` against what `body` declares, for its size and the profile's VRAM:
+/// refused at its place in the matrix before anything runs.
+fn check_params(
+    root: &std::path::Path,
+    matrix: &fixtures::CaseMatrix,
+    instance: &fixtures::CaseInstance,
+    body: &Body,
+    vram_bytes: u64,
+) -> Result<(), SetupError> {
+    let shape = suites::Shape {
+        bytes: instance.size,
+        vram_bytes,
+    };
+    crate::fixtures::params::check_all(body.params, &instance.params, instance.size)
+        .and_then(|()| body.fit.map_or(Ok(()), |fit| fit(&instance.params, shape)))
+        .map_err(|(key, message)| {
+            fixtures::param_error(
+                root,
+                matrix,
+                &instance.case,
+                &key,
+                format!(
+                    "{message}; in case `{}` (instance `{}`, body `{}`)",
+                    instance.case, instance.name, body.name
+                ),
+            )
+            .into()
+        })
 }
 
 impl Plan {

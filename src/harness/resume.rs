@@ -1,7 +1,8 @@
 //! `--resume DIR`: continue a run that was cut short, with the settings it was started with.
 //!
 //! The journal says what finished (an end line) and what was running (a start line without its
-//! end): the cases running when the runner died are recorded as incomplete, the finished ones
+//! end): the cases running when the runner died are recorded as incomplete, those running when
+//! it was interrupted (an `interrupted` line after their start) run again, the finished ones
 //! are not run again, and the rest run as the first run would have run them.
 
 use std::collections::HashSet;
@@ -20,6 +21,11 @@ pub struct Resumed {
     pub finished: HashSet<(String, u32)>,
     /// Attempts that started and never ended: the runner died during them.
     pub in_flight: Vec<Start>,
+    /// Attempts that were running when the run was interrupted: they run again.
+    pub interrupted: Vec<Start>,
+    /// The records already in the journal, by `(case, repetition)`: what libtest is told of
+    /// the cases not run again, so that its closing line counts the whole run.
+    pub previous: std::collections::HashMap<(String, u32), results::CaseRecord>,
 }
 
 /// The options of this run: from the command line, or for `--resume DIR` from the run's own
@@ -70,7 +76,13 @@ impl Resumed {
     /// Reads a run folder without changing it.
     pub fn read(dir: &Path) -> Result<Resumed, SetupError> {
         if !dir.is_dir() {
-            return Err(not_a_run(dir, "no such folder"));
+            let why = match std::fs::metadata(dir) {
+                Ok(_) => "it is a file; give the run folder that holds run.json and journal.jsonl"
+                    .to_string(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such folder".to_string(),
+                Err(e) => crate::util::text::io_reason(&e),
+            };
+            return Err(not_a_run(dir, &why));
         }
         let info =
             RunInfo::read(&dir.join(RUN_INFO_FILE)).map_err(|e| not_a_run(dir, &e.to_string()))?;
@@ -83,14 +95,31 @@ impl Resumed {
             }
         }
         let mut in_flight: Vec<Start> = Vec::new();
-        for e in entries {
-            if let Entry::Start(s) = e {
-                if !finished.contains(&(s.case.clone(), s.repetition)) {
+        let mut interrupted: Vec<Start> = Vec::new();
+        for e in &entries {
+            match e {
+                Entry::Start(s) if !finished.contains(&(s.case.clone(), s.repetition)) => {
                     in_flight.retain(|o| (&o.case, o.repetition) != (&s.case, s.repetition));
-                    in_flight.push(s);
+                    in_flight.push(s.clone());
                 }
+                // What was running when the run was interrupted runs again: an interrupt is
+                // not a crash.
+                Entry::Interrupted(_) => interrupted.append(&mut in_flight),
+                _ => {}
             }
         }
+        interrupted.retain(|s| {
+            !in_flight
+                .iter()
+                .any(|o| (&o.case, o.repetition) == (&s.case, s.repetition))
+        });
+        let previous = entries
+            .into_iter()
+            .filter_map(|e| match e {
+                Entry::End(r) => Some(((r.case.clone(), r.repetition), *r)),
+                _ => None,
+            })
+            .collect();
         for s in &in_flight {
             finished.insert((s.case.clone(), s.repetition));
         }
@@ -99,6 +128,8 @@ impl Resumed {
             info,
             finished,
             in_flight,
+            interrupted,
+            previous,
         })
     }
 
@@ -154,6 +185,36 @@ mod tests {
         assert!(r.finished.contains(&("b::x::4KiB".into(), 0)));
     }
 
+    /// What was running at an interrupt runs again; what was running at a crash after it is
+    /// incomplete; an interrupt does not reach back past what had ended.
+    #[test]
+    fn an_interrupt_is_not_a_crash() {
+        let mark = crate::results::journal::Interrupted {
+            at: "2025-01-31T02:15:00.000Z".into(),
+            signal: "SIGINT".into(),
+        };
+        let dir = run_dir(|j| {
+            j.append_start(&start("a::x::4KiB", 1)).unwrap();
+            j.append(&end("a::x::4KiB")).unwrap();
+            j.append_start(&start("b::x::4KiB", 1)).unwrap();
+            j.append_interrupted(&mark).unwrap();
+            j.append_start(&start("c::x::4KiB", 1)).unwrap();
+        });
+        let r = Resumed::read(dir.path()).unwrap();
+        assert_eq!(r.interrupted, vec![start("b::x::4KiB", 1)]);
+        assert_eq!(r.in_flight, vec![start("c::x::4KiB", 1)]);
+        assert!(
+            !r.finished.contains(&("b::x::4KiB".into(), 0)),
+            "b runs again"
+        );
+        assert!(
+            r.finished.contains(&("c::x::4KiB".into(), 0)),
+            "c is recorded"
+        );
+        assert_eq!(r.previous.len(), 1);
+        assert!(r.previous.contains_key(&("a::x::4KiB".into(), 0)));
+    }
+
     #[test]
     fn the_settings_come_from_run_json() {
         let dir = run_dir(|_| {});
@@ -197,5 +258,13 @@ mod tests {
         assert!(e.ends_with("no such folder"), "{e}");
         // Nothing was created by looking.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // A file is named as one, not as missing.
+        let file = dir.path().join("journal.jsonl");
+        std::fs::write(&file, "").unwrap();
+        let e = Resumed::read(&file).err().unwrap().to_string();
+        assert!(
+            e.ends_with("it is a file; give the run folder that holds run.json and journal.jsonl"),
+            "{e}"
+        );
     }
 }

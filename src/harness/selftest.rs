@@ -141,6 +141,8 @@ const fn body(name: &'static str, run: fn(&mut Ctx) -> CaseResult) -> Body {
         name,
         run,
         needs: &[],
+        params: &[],
+        fit: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! kernel's taint, and the expectations file's word on the case.
 
 use crate::harness::expectations::{Expectations, Expected, ExpectedKind};
+use crate::observe::kmsg::attribute::Charge;
 use crate::observe::kmsg::{self, AllowList, KernelLog, Span};
 use crate::observe::taint::{self, Taint, TaintSource};
 use crate::results::{CaseRecord, Observer, Status};
@@ -10,6 +11,13 @@ use std::path::PathBuf;
 
 use super::cli::{self, Options};
 use super::{Plan, SetupError};
+
+/// What run.json and stderr say when cases that share this process run while the kernel log is
+/// watched: a line could not be told from another case's by the process that logged it, so
+/// each case's attempts run alone.
+pub const ONE_AT_A_TIME: &str = "cases run one at a time while the kernel log is watched: they \
+     share this process (--isolate none), so a kernel log line could not be charged to the case \
+     that caused it by its pid; --isolate process lets them run side by side";
 
 /// The most kernel log lines a record keeps: flagged lines first, then the rest in order.
 pub const KERNEL_LOG_LINES: usize = 200;
@@ -61,20 +69,53 @@ impl Observers {
         }
     }
 
+    /// Says that the case watched by `watch` runs in process `pid`.
+    pub fn claim(&self, watch: &Watch, pid: u32) {
+        if let (Some(log), Some(span)) = (&self.kernel_log, &watch.span) {
+            log.claim(span, pid);
+        }
+    }
+
     /// Adds the kernel's evidence to `record`: its log lines, flagged, and the taint it gained,
     /// either of which turns a pass into dmesg-warn and a failure into dmesg-fail. Returns why
     /// the run must stop, if it must.
     pub fn end(&self, watch: Watch, record: &mut CaseRecord) -> Option<String> {
         if let (Some(log), Some(span)) = (&self.kernel_log, watch.span) {
-            let records = log.end(span);
+            let mut records = Vec::new();
+            let mut shared = Vec::new();
+            for (r, charge) in log.end_attributed(span, record.allocations.clone()) {
+                match charge {
+                    Charge::Mine => records.push(r),
+                    Charge::Theirs(_) => {}
+                    Charge::Unattributed { candidates } => {
+                        shared.push((r.seq, candidates));
+                        records.push(r);
+                    }
+                }
+            }
             let empty = AllowList::empty();
-            let c = kmsg::classify(&records, self.allow.as_ref().unwrap_or(&empty));
+            let mut c = kmsg::classify(&records, self.allow.as_ref().unwrap_or(&empty));
+            for line in &mut c.lines {
+                if let Some((_, candidates)) = shared.iter().find(|(seq, _)| *seq == line.seq) {
+                    line.attribution = Some(unattributed_note(&candidates[1..]));
+                }
+            }
             if c.flagged() {
                 let what = c
                     .named
                     .first()
                     .map(|n| format!("logged a {n}"))
                     .unwrap_or_else(|| "logged a warning".into());
+                let unattributed = c
+                    .lines
+                    .iter()
+                    .filter(|l| l.flag.is_some())
+                    .all(|l| l.attribution.is_some());
+                let what = if unattributed {
+                    format!("{what} that names no case running then (not attributed)")
+                } else {
+                    what
+                };
                 kernel_finding(record, &what);
             }
             let (mut flagged, rest): (Vec<_>, Vec<_>) =
@@ -117,6 +158,16 @@ impl Observers {
             })
             .collect()
     }
+}
+
+/// What a line charged to several cases says of the others: unattributed lines are kept by
+/// every candidate and count against each, so a warning no case can be cleared of is never
+/// lost; the note tells the reader the case may be innocent.
+fn unattributed_note(others: &[String]) -> String {
+    format!(
+        "not attributed: logged while {} ran too, and it names none of them by pid or address",
+        others.join(", ")
+    )
 }
 
 /// The kernel complained while the case ran (`what`: "logged a WARNING", "gained taint W"):
@@ -168,7 +219,7 @@ pub(super) fn open(
             }
             Err(e) => {
                 let detail = format!("{e}; no case has kernel log evidence");
-                println!("svmconf: kernel log: {detail}");
+                say!("svmconf: kernel log: {detail}");
                 notes.push(Observer {
                     name: "kernel_log".into(),
                     available: false,
@@ -199,7 +250,7 @@ pub(super) fn open(
             }
             Err(e) => {
                 let detail = format!("{e}; no case is checked for taint");
-                println!("svmconf: taint: {detail}");
+                say!("svmconf: taint: {detail}");
                 notes.push(Observer {
                     name: "taint".into(),
                     available: false,

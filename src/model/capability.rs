@@ -275,6 +275,7 @@ mod tests {
                 link_peak_gbps: 31.5,
                 memory_peak_gbps: 1024.0,
                 system_memory_bytes: None,
+                slowest: None,
             },
             policy,
             sim: None,

@@ -111,3 +111,41 @@ mod tests {
         );
     }
 }
+
+/// One allocation of a case and the CPU virtual address it got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Allocation {
+    /// The allocation's number on its device, as failure texts name it.
+    pub buf: u32,
+    pub kind: AllocKind,
+    /// Bytes asked for.
+    pub len: u64,
+    /// The address of its first byte, `0x` hex in the journal.
+    #[serde(with = "hex_address")]
+    pub address: u64,
+}
+
+impl Allocation {
+    /// Whether `addr` is one of the allocation's bytes, or of the rest of its last page.
+    pub fn holds(&self, addr: u64) -> bool {
+        let end = self.address + self.len.div_ceil(PAGE_SIZE).max(1) * PAGE_SIZE;
+        (self.address..end).contains(&addr)
+    }
+}
+
+/// An address as `0x` hex text: what a reader greps the kernel log for, and exact in any JSON
+/// reader (a number past 2^53 is not).
+mod hex_address {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addr: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{addr:#x}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = String::deserialize(d)?;
+        text.strip_prefix("0x")
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a 0x hex address")))
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod capability;
 pub mod memory;
+pub mod owners;
 pub mod pattern;
 pub mod profile;
 pub mod regress;

@@ -16,10 +16,22 @@
 //! non-linear step, so no page image of one generation is a page of another, and each candidate
 //! generation costs one inversion with its own key.
 //!
+//! A bad page that is none of these, every word wrong, is traced further when the check is
+//! given candidate owners ([`Pattern::check_among`], [`crate::model::owners`]): the pages of
+//! other allocations (of this case or of another case of the run), each with its own seed. A
+//! page that is wholly one candidate's page of one generation, at the same offsets, is
+//! [`Diagnosis::Foreign`]: another allocation's data, a leak between users of device memory.
+//! The first word picks the candidates (one inversion per candidate key, and the offset must
+//! agree); the rest of the page confirms one. Only such pages pay for it (about a millisecond
+//! each against a run of 200 cases), a page tries the owner found last first, and after
+//! [`FOREIGN_MAX_MISSES`] pages traced in vain the rest try only that one. A traced page that no
+//! candidate wrote stays corrupt, and says that whose data it is cannot be told.
+//!
 //! The formula is implemented twice more, in `kernels/svm_pattern.h` for the GPU and in the
 //! sim's kernel twins (which call this module); a test keeps the three in step.
 
-use crate::model::memory::WORDS_PER_PAGE;
+use crate::model::memory::{PAGE_SIZE, WORDS_PER_PAGE};
+use crate::model::owners::{Owners, FOREIGN_GENERATIONS};
 
 /// Multiplier of the first mixing step, odd so that it is invertible modulo 2^32.
 const M1: u32 = 0x9E37_79B1;
@@ -116,6 +128,19 @@ impl Pattern {
     }
 }
 
+/// `1st`, `2nd`, `3rd`, `4th`, `11th`, `21st`: the order in which a case made an allocation,
+/// never to be read as an allocation id.
+fn nth(n: u64) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
 /// Splits `out` where the high 32 bits of the word index change, so one key serves a chunk.
 fn chunks_by_block(first_word: u64, out: &mut [u32]) -> impl Iterator<Item = &mut [u32]> {
     let mut rest = out;
@@ -149,6 +174,14 @@ pub const GENERATIONS_AHEAD: u32 = 8;
 const TORN_MIN_CORRUPT_WORDS: u64 = 16;
 /// How many runs of a torn or mixed page the report prints.
 const SHOWN_RUNS: usize = 8;
+/// A page is traced to another allocation only on at least this many words: with many
+/// candidates, one word agrees with some candidate by chance (one offset in 1024 per key), two
+/// almost never, four never in practice.
+const FOREIGN_MIN_WORDS: u64 = 4;
+/// After this many pages traced in vain (garbage, not any allocation's data), the rest are
+/// tried only against the last owner found: a buffer of garbage costs at most this many full
+/// searches, about a millisecond each against a run's candidates.
+pub const FOREIGN_MAX_MISSES: u64 = 64;
 
 /// A pattern mismatch over a checked span: how many words and pages are bad, what each bad page
 /// holds (the first [`FIRST_BAD_PAGES`] in detail, all of them counted by diagnosis), and the
@@ -169,6 +202,9 @@ pub struct Mismatch {
     pub pages: Vec<PageReport>,
     /// The first bad words, in word order.
     pub first_bad: Vec<BadWord>,
+    /// The CPU virtual address of the allocation's page 0, where the device knows it: the
+    /// report names each page by its address too ([`Mismatch::at`]).
+    pub base: Option<u64>,
 }
 
 /// One wrong word, located by allocation-relative page and byte offset within the page.
@@ -201,6 +237,17 @@ pub enum Diagnosis {
         right_words: u64,
         wrong: Box<Diagnosis>,
     },
+    /// Every checked word is another allocation's word of one page and one generation, at the
+    /// same offsets: data another user of the memory wrote, a leak between users of device
+    /// memory (a device page reused without the migration copying into it). `case` is `None`
+    /// for another allocation of the case being checked; `allocation` is the ordinal within the
+    /// case, `page` the page of that allocation.
+    Foreign {
+        case: Option<String>,
+        allocation: u32,
+        generation: u32,
+        page: u64,
+    },
     /// None of the above: bit flips or garbage. `xor` is expected ^ actual when exactly one word
     /// of the page is wrong.
     Corrupt { xor: Option<u32> },
@@ -214,16 +261,18 @@ pub enum Kind {
     Misplaced,
     Zero,
     Torn,
+    Foreign,
     Corrupt,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Stale,
         Kind::Newer,
         Kind::Misplaced,
         Kind::Zero,
         Kind::Torn,
+        Kind::Foreign,
         Kind::Corrupt,
     ];
 
@@ -234,6 +283,7 @@ impl Kind {
             Kind::Misplaced => "misplaced",
             Kind::Zero => "zero",
             Kind::Torn => "torn",
+            Kind::Foreign => "foreign",
             Kind::Corrupt => "corrupt",
         }
     }
@@ -247,6 +297,7 @@ impl Diagnosis {
             Diagnosis::Misplaced { .. } => Kind::Misplaced,
             Diagnosis::Zero => Kind::Zero,
             Diagnosis::Torn { .. } => Kind::Torn,
+            Diagnosis::Foreign { .. } => Kind::Foreign,
             Diagnosis::Corrupt { .. } => Kind::Corrupt,
         }
     }
@@ -260,6 +311,7 @@ pub struct Counts {
     pub misplaced: u64,
     pub zero: u64,
     pub torn: u64,
+    pub foreign: u64,
     pub corrupt: u64,
 }
 
@@ -271,6 +323,7 @@ impl Counts {
             Kind::Misplaced => self.misplaced,
             Kind::Zero => self.zero,
             Kind::Torn => self.torn,
+            Kind::Foreign => self.foreign,
             Kind::Corrupt => self.corrupt,
         }
     }
@@ -282,6 +335,7 @@ impl Counts {
             Kind::Misplaced => &mut self.misplaced,
             Kind::Zero => &mut self.zero,
             Kind::Torn => &mut self.torn,
+            Kind::Foreign => &mut self.foreign,
             Kind::Corrupt => &mut self.corrupt,
         };
         *slot += 1;
@@ -299,6 +353,9 @@ pub struct PageReport {
     pub checked_words: u64,
     /// The checked words in page order, as runs holding the same content.
     pub runs: Vec<Run>,
+    /// Whether the page, every word wrong and none of it this allocation's, was looked for
+    /// among every candidate owner and found in none: whose data it is cannot be told.
+    pub unowned: bool,
 }
 
 /// Consecutive words of one page holding the same content.
@@ -327,6 +384,8 @@ pub enum Content {
         generation: u32,
     },
     Zero,
+    /// Another allocation's word; which one is in the page's [`Diagnosis::Foreign`].
+    Foreign,
     Corrupt,
 }
 
@@ -359,6 +418,18 @@ impl Pattern {
     /// classified word by word. The [`Mismatch`] is boxed so that a pass returns one word, not
     /// the whole report: only a failure pays for it.
     pub fn check(&self, first_word: u64, words: &[u32]) -> Result<(), Box<Mismatch>> {
+        self.check_among(first_word, words, &Owners::none())
+    }
+
+    /// [`Pattern::check`], tracing each page that holds none of this allocation's words to the
+    /// candidate `owners` (this pattern's own seed among them is skipped): a page that is wholly
+    /// one candidate's is [`Diagnosis::Foreign`].
+    pub fn check_among(
+        &self,
+        first_word: u64,
+        words: &[u32],
+        owners: &Owners,
+    ) -> Result<(), Box<Mismatch>> {
         let mut diagnoser: Option<Diagnoser> = None;
         let mut index = first_word;
         for page_words in by_page(first_word, words) {
@@ -366,7 +437,7 @@ impl Pattern {
             let key = key(self.seed, self.generation, (index >> 32) as u32);
             if count_bad(key, index as u32, page_words) != 0 {
                 diagnoser
-                    .get_or_insert_with(|| Diagnoser::new(*self))
+                    .get_or_insert_with(|| Diagnoser::new(*self, owners))
                     .add_page(index, page_words);
             }
             index += page_words.len() as u64;
@@ -409,11 +480,14 @@ fn pages_touched(first_word: u64, len: u64) -> u64 {
 }
 
 /// Builds a [`Mismatch`] page by page, holding the keys of the candidate generations.
-struct Diagnoser {
+struct Diagnoser<'o> {
     pattern: Pattern,
     /// The block the keys were made for.
     block: Option<u32>,
     keys: Keys,
+    owners: &'o Owners,
+    /// The candidate owners' keys, made at the first page that needs them.
+    foreign: Option<ForeignKeys>,
     mismatch: Mismatch,
 }
 
@@ -447,16 +521,100 @@ impl Keys {
     }
 }
 
+/// The keys of every candidate owner's generations `0..=FOREIGN_GENERATIONS`, in the first
+/// block, in the owners' order; `of[i]` is (owner index, generation) of `keys[i]`.
+struct ForeignKeys {
+    keys: Vec<u32>,
+    of: Vec<(u32, u32)>,
+    /// The entry that explained the last traced page, tried first: the pages of one leak
+    /// usually come from one allocation.
+    last: Option<usize>,
+    /// Pages traced in vain so far; past [`FOREIGN_MAX_MISSES`] only the last entry found is
+    /// tried.
+    misses: u64,
+}
+
+/// How many keys the first-word filter tests at once, branch-free so that it vectorises.
+const FOREIGN_LANES: usize = 64;
+
+impl ForeignKeys {
+    fn new(owners: &Owners, own_seed: u64) -> ForeignKeys {
+        let (keys, of) = owners
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.seed != own_seed)
+            .flat_map(|(i, o)| {
+                (0..=FOREIGN_GENERATIONS).map(move |g| (key(o.seed, g, 0), (i as u32, g)))
+            })
+            .unzip();
+        ForeignKeys {
+            keys,
+            of,
+            last: None,
+            misses: 0,
+        }
+    }
+
+    /// (owner index, generation, first source word index) of the one entry whose page, from
+    /// in-page word `offset`, `words` are, and whether every entry was tried. The first word
+    /// picks the entries (one inversion, and the offset must agree); every other word confirms.
+    fn find(&mut self, offset: u32, words: &[u32]) -> (Option<(usize, u32, u32)>, bool) {
+        let Some(&first) = words.first() else {
+            return (None, false);
+        };
+        let at_offset = |key: u32| unmix(key, first) % WORDS_PER_PAGE as u32 == offset;
+        let source_of = |key: u32| -> Option<u32> {
+            let source = unmix(key, first);
+            let confirmed = source % WORDS_PER_PAGE as u32 == offset
+                && words
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .all(|(i, &w)| mix(key, source.wrapping_add(i as u32)) == w);
+            confirmed.then_some(source)
+        };
+        let mut found = self
+            .last
+            .and_then(|i| source_of(self.keys[i]).map(|s| (i, s)));
+        let search = found.is_none() && self.misses < FOREIGN_MAX_MISSES;
+        if search {
+            for (c, lanes) in self.keys.chunks(FOREIGN_LANES).enumerate() {
+                let hits: u32 = lanes.iter().map(|&k| at_offset(k) as u32).sum();
+                if hits == 0 {
+                    continue;
+                }
+                let base = c * FOREIGN_LANES;
+                found = lanes
+                    .iter()
+                    .enumerate()
+                    .find_map(|(j, &k)| source_of(k).map(|s| (base + j, s)));
+                if found.is_some() {
+                    break;
+                }
+            }
+        }
+        let Some((i, source)) = found else {
+            self.misses += search as u64;
+            return (None, search);
+        };
+        self.last = Some(i);
+        let (owner, generation) = self.of[i];
+        (Some((owner as usize, generation, source)), true)
+    }
+}
+
 /// What a word holds, with the key of that content's generation (0 where it has none), so that
 /// the next word is tested for the same content with one mix and no look-up.
 type Held = (Content, u32);
 
-impl Diagnoser {
-    fn new(pattern: Pattern) -> Diagnoser {
+impl<'o> Diagnoser<'o> {
+    fn new(pattern: Pattern, owners: &'o Owners) -> Diagnoser<'o> {
         Diagnoser {
             pattern,
             block: None,
             keys: Keys::default(),
+            owners,
+            foreign: None,
             mismatch: Mismatch {
                 generation: pattern.generation,
                 bad_words: 0,
@@ -465,6 +623,7 @@ impl Diagnoser {
                 counts: Counts::default(),
                 pages: Vec::new(),
                 first_bad: Vec::new(),
+                base: None,
             },
         }
     }
@@ -521,7 +680,22 @@ impl Diagnoser {
             .map(|r| r.words.len() as u64)
             .sum::<u64>();
         let single_xor = single_xor.filter(|_| bad_words == 1);
-        let diagnosis = diagnose(&runs, checked_words - bad_words, single_xor);
+        let mut runs = runs;
+        let mut diagnosis = diagnose(&runs, checked_words - bad_words, single_xor);
+        let mut unowned = false;
+        let traceable = bad_words == checked_words && checked_words >= FOREIGN_MIN_WORDS;
+        if diagnosis == (Diagnosis::Corrupt { xor: None }) && traceable && !self.owners.is_empty() {
+            match self.trace(first_index, words) {
+                Ok(foreign) => {
+                    diagnosis = foreign;
+                    runs = vec![Run {
+                        words: first_offset..first_offset + words.len() as u32,
+                        content: Content::Foreign,
+                    }];
+                }
+                Err(searched) => unowned = searched,
+            }
+        }
 
         let m = &mut self.mismatch;
         m.bad_words += bad_words;
@@ -534,8 +708,30 @@ impl Diagnoser {
                 bad_words,
                 checked_words,
                 runs,
+                unowned,
             });
         }
+    }
+
+    /// The candidate owner whose page `words` (from allocation word index `first_index`) is,
+    /// as a [`Diagnosis::Foreign`]; otherwise whether every candidate was tried.
+    fn trace(&mut self, first_index: u64, words: &[u32]) -> Result<Diagnosis, bool> {
+        let (owners, own_seed) = (self.owners, self.pattern.seed);
+        let foreign = self
+            .foreign
+            .get_or_insert_with(|| ForeignKeys::new(owners, own_seed));
+        let (owner, generation, first_source) =
+            match foreign.find((first_index % WORDS_PER_PAGE) as u32, words) {
+                (Some(found), _) => found,
+                (None, searched) => return Err(searched),
+            };
+        let owner = owners.get(owner).ok_or(false)?;
+        Ok(Diagnosis::Foreign {
+            case: owner.case.as_deref().map(str::to_string),
+            allocation: owner.allocation,
+            generation,
+            page: Pattern::page_of(first_source as u64),
+        })
     }
 
     fn finish(mut self, checked_pages: u64) -> Mismatch {
@@ -554,7 +750,7 @@ fn holds((content, key): Held, index: u64, actual: u32) -> bool {
             let source = from_page * WORDS_PER_PAGE + index % WORDS_PER_PAGE;
             mix(key, source as u32) == actual
         }
-        Content::Right | Content::Corrupt => false,
+        Content::Right | Content::Foreign | Content::Corrupt => false,
     }
 }
 
@@ -653,6 +849,8 @@ fn diagnose(runs: &[Run], right_words: u64, single_xor: Option<u32>) -> Diagnosi
             generation,
         },
         (true, Content::Zero) => Diagnosis::Zero,
+        // Only a traced page has this content, and it is diagnosed where it is traced.
+        (true, Content::Foreign) => Diagnosis::Corrupt { xor: None },
         (true, Content::Corrupt) => {
             let one_long_run =
                 wrong_run_count == 1 && first.words.len() as u64 >= TORN_MIN_CORRUPT_WORDS;
@@ -687,13 +885,19 @@ impl std::fmt::Display for Mismatch {
         let counts: Vec<String> = Kind::ALL
             .into_iter()
             .filter(|k| self.counts.get(*k) > 0)
-            .map(|k| format!("{} {}", self.counts.get(k), k.name()))
+            .map(|k| match k {
+                Kind::Foreign => format!(
+                    "{} foreign (another allocation's data: a leak between users of device memory)",
+                    self.counts.get(k)
+                ),
+                _ => format!("{} {}", self.counts.get(k), k.name()),
+            })
             .collect();
         if !counts.is_empty() {
             write!(f, ": {}", counts.join(", "))?;
         }
         for p in &self.pages {
-            write!(f, "\n  page {}: ", p.page)?;
+            write!(f, "\n  page {}: ", self.page_name(p.page))?;
             self.page_line(f, p)?;
         }
         let untold = self.bad_pages - self.pages.len() as u64;
@@ -707,7 +911,10 @@ impl std::fmt::Display for Mismatch {
                 write!(
                     f,
                     "\n    page {} +{:#05x}: expected {:#010x} actual {:#010x}",
-                    b.page, b.offset, b.expected, b.actual
+                    self.page_name(b.page),
+                    b.offset,
+                    b.expected,
+                    b.actual
                 )?;
             }
         }
@@ -716,6 +923,21 @@ impl std::fmt::Display for Mismatch {
 }
 
 impl Mismatch {
+    /// The report with each page named by its address as well, the allocation's page 0 at
+    /// `base` (`None`: by index alone).
+    pub fn at(mut self, base: Option<u64>) -> Mismatch {
+        self.base = base;
+        self
+    }
+
+    /// `3`, or `3 (0x7f1234567000)` where the base address is known.
+    fn page_name(&self, page: u64) -> String {
+        match self.base {
+            Some(base) => format!("{page} ({:#x})", base + page * PAGE_SIZE),
+            None => page.to_string(),
+        }
+    }
+
     fn page_line(&self, f: &mut std::fmt::Formatter<'_>, p: &PageReport) -> std::fmt::Result {
         match &p.diagnosis {
             Diagnosis::Stale { generation } => write!(
@@ -738,17 +960,37 @@ impl Mismatch {
                 self.source(*from_page, *generation)
             ),
             Diagnosis::Zero => write!(f, "zero (never copied)"),
+            Diagnosis::Foreign {
+                case,
+                allocation,
+                generation,
+                page,
+            } => {
+                let whose = match case {
+                    None => "this case".to_string(),
+                    Some(name) => format!("case {name}"),
+                };
+                write!(
+                    f,
+                    "foreign (holds page {page} of the {} allocation of {whose}, \
+                     generation {generation}: another allocation's data, a leak between users \
+                     of device memory)",
+                    nth(*allocation as u64 + 1)
+                )
+            }
             Diagnosis::Corrupt { xor: Some(x) } => write!(
                 f,
                 "corrupt (1 word, expected ^ actual = {x:#010x}, {})",
                 plural(x.count_ones() as u64, "bit", "bits")
             ),
             Diagnosis::Corrupt { xor: None } if p.runs.len() == 1 => {
-                write!(f, "corrupt ({})", plural(p.bad_words, "word", "words"))
+                write!(f, "corrupt ({})", plural(p.bad_words, "word", "words"))?;
+                unowned(f, p)
             }
             Diagnosis::Corrupt { xor: None } => {
                 write!(f, "corrupt: ")?;
-                self.runs(f, &p.runs)
+                self.runs(f, &p.runs)?;
+                unowned(f, p)
             }
             Diagnosis::Torn { .. } => {
                 write!(f, "torn: ")?;
@@ -777,6 +1019,7 @@ impl Mismatch {
                     generation,
                 } => format!("misplaced ({})", self.source(from_page, generation)),
                 Content::Zero => "zero".to_string(),
+                Content::Foreign => "foreign".to_string(),
                 Content::Corrupt => "corrupt".to_string(),
             };
             write!(f, "{sep}{words} {what}")?;
@@ -794,6 +1037,17 @@ impl Mismatch {
             format!("page {page}'s words of generation {generation}")
         }
     }
+}
+
+/// What a corrupt page that was traced in vain adds to its line.
+fn unowned(f: &mut std::fmt::Formatter<'_>, p: &PageReport) -> std::fmt::Result {
+    if p.unowned {
+        write!(
+            f,
+            "; no allocation of this run wrote it: whose data it is cannot be told"
+        )?;
+    }
+    Ok(())
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
@@ -845,6 +1099,31 @@ mod tests {
         },
         Zero,
         Garbage,
+        /// The words of another seed's page (seed, generation, page) at the same offsets.
+        Other(u64, u32, u64),
+    }
+
+    /// The seed of allocation 1 of the case `other::case` in [`other_case_owners`].
+    const OTHER_SEED: u64 = 0x0123_4567_89ab_cdef;
+
+    /// Candidate owners: allocation 0 of this case (the checked one, [`SEED`]), and
+    /// allocations 0 and 1 of the case `other::case`.
+    fn other_case_owners() -> Owners {
+        use crate::model::owners::Owner;
+        let mut owners = Owners::none();
+        let other: Option<std::sync::Arc<str>> = Some("other::case".into());
+        for (case, allocation, seed) in [
+            (None, 0, SEED),
+            (other.clone(), 0, OTHER_SEED ^ 1),
+            (other, 1, OTHER_SEED),
+        ] {
+            owners.push(Owner {
+                case,
+                allocation,
+                seed,
+            });
+        }
+        owners
     }
 
     /// Overwrites words `words` of allocation page `page` in `buf` (which starts at allocation
@@ -858,6 +1137,9 @@ mod tests {
                 Pattern::new(SEED, generation).fill(page * W + words.start, out)
             }
             Put::Zero => out.fill(0),
+            Put::Other(seed, generation, from) => {
+                Pattern::new(seed, generation).fill(from * W + words.start, out)
+            }
             Put::Garbage => {
                 let mut g = Garbage(page ^ 0x9e37_79b9_7f4a_7c15);
                 out.iter_mut().for_each(|w| *w = g.next());
@@ -1279,6 +1561,7 @@ mod tests {
             misplaced: 1,
             zero: 1,
             torn: 1,
+            foreign: 0,
             corrupt: 1,
         };
         assert_eq!(m.counts, want, "{m}");
@@ -1312,8 +1595,10 @@ mod tests {
         put(&mut buf, 0, 5, 0..W, from_13);
         put(&mut buf, 0, 7, 0..W, Put::Zero);
         put(&mut buf, 0, 9, 0..512, Put::Gen(8));
+        put(&mut buf, 0, 10, 0..W, Put::Other(OTHER_SEED, 2, 4));
         put(&mut buf, 0, 11, 0..W, Put::Garbage);
-        let m = p.check(0, &buf).unwrap_err();
+        let owners = other_case_owners();
+        let m = p.check_among(0, &buf, &owners).unwrap_err();
         let kinds: Vec<Kind> = m.diagnoses().map(Diagnosis::kind).collect();
         assert_eq!(kinds, Kind::ALL, "{m}");
         let want = Counts {
@@ -1322,27 +1607,33 @@ mod tests {
             misplaced: 1,
             zero: 1,
             torn: 1,
+            foreign: 1,
             corrupt: 1,
         };
         assert_eq!(m.counts, want, "{m}");
         assert!(Kind::ALL.iter().all(|k| m.counts.get(*k) == 1));
-        assert_eq!((m.bad_pages, m.checked_pages), (6, 16));
-        assert_eq!(m.bad_words, 5 * W + 512);
+        assert_eq!((m.bad_pages, m.checked_pages), (7, 16));
+        assert_eq!(m.bad_words, 6 * W + 512);
         assert_eq!(m.summary_kind(), None);
         let text = m.to_string();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
-            lines[..7],
+            lines[..8],
             [
-                "5632 bad words in 6 of 16 pages: \
-                 1 stale, 1 newer, 1 misplaced, 1 zero, 1 torn, 1 corrupt",
+                "6656 bad words in 7 of 16 pages: \
+                 1 stale, 1 newer, 1 misplaced, 1 zero, 1 torn, \
+                 1 foreign (another allocation's data: a leak between users of device memory), \
+                 1 corrupt",
                 "  page 1: stale (generation 5, expected 6)",
                 "  page 3: newer (generation 7, expected 6): \
                  a later write that should not be visible here",
                 "  page 5: misplaced (holds page 13's words)",
                 "  page 7: zero (never copied)",
                 "  page 9: torn: words 0..511 newer (generation 8), 512..1023 right",
-                "  page 11: corrupt (1024 words)",
+                "  page 10: foreign (holds page 4 of the 2nd allocation of case other::case, \
+                 generation 2: another allocation's data, a leak between users of device memory)",
+                "  page 11: corrupt (1024 words); no allocation of this run wrote it: \
+                 whose data it is cannot be told",
             ],
             "{text}"
         );
@@ -1554,6 +1845,171 @@ mod tests {
         );
     }
 
+    // --- another allocation's data -----------------------------------------------------------
+
+    #[rstest]
+    #[case::first_generation(0, 0)]
+    #[case::same_page_later_generation(3, 5)]
+    #[case::other_page(FOREIGN_GENERATIONS, 200)]
+    fn another_allocations_page_is_named(#[case] generation: u32, #[case] from: u64) {
+        let p = Pattern::new(SEED, 4);
+        let mut buf = correct(p, 0, 8);
+        put(
+            &mut buf,
+            0,
+            5,
+            0..W,
+            Put::Other(OTHER_SEED, generation, from),
+        );
+        let m = p.check_among(0, &buf, &other_case_owners()).unwrap_err();
+        let want = Diagnosis::Foreign {
+            case: Some("other::case".into()),
+            allocation: 1,
+            generation,
+            page: from,
+        };
+        assert_eq!(only_bad_page(&m).diagnosis, want, "{m}");
+        assert_eq!(m.summary_kind(), Some(Kind::Foreign));
+        let line = format!(
+            "page 5: foreign (holds page {from} of the 2nd allocation of case other::case, generation \
+             {generation}"
+        );
+        assert!(m.to_string().contains(&line), "{m}");
+    }
+
+    /// A partial page at the end of the span is traced on the words it has, at their offsets.
+    #[test]
+    fn a_partial_foreign_page_is_named_at_its_offsets() {
+        let p = Pattern::new(SEED, 2);
+        let mut pages = correct(p, 5, 4);
+        put(&mut pages, 5, 5, 100..W, Put::Other(OTHER_SEED, 7, 30));
+        let span = &pages[100..(100 + PARTIAL_LEN) as usize];
+        let m = p
+            .check_among(PARTIAL_FIRST, span, &other_case_owners())
+            .unwrap_err();
+        let want = Diagnosis::Foreign {
+            case: Some("other::case".into()),
+            allocation: 1,
+            generation: 7,
+            page: 30,
+        };
+        assert_eq!(only_bad_page(&m).diagnosis, want, "{m}");
+    }
+
+    /// The same words shifted by one word are no candidate's page at these offsets: corrupt.
+    #[test]
+    fn another_allocations_words_at_the_wrong_offsets_are_not_named() {
+        let p = Pattern::new(SEED, 4);
+        let mut buf = correct(p, 0, 4);
+        let mut other = vec![0u32; W as usize + 1];
+        Pattern::new(OTHER_SEED, 2).fill(3 * W, &mut other);
+        buf[W as usize..2 * W as usize].copy_from_slice(&other[1..]);
+        let m = p.check_among(0, &buf, &other_case_owners()).unwrap_err();
+        let page = only_bad_page(&m);
+        assert_eq!(page.diagnosis, Diagnosis::Corrupt { xor: None }, "{m}");
+        assert!(page.unowned);
+    }
+
+    #[test]
+    fn garbage_is_not_named_and_says_whose_it_cannot_tell() {
+        let p = Pattern::new(SEED, 4);
+        let pages = 64;
+        let mut buf = correct(p, 0, pages);
+        put(&mut buf, 0, 0, 0..pages * W, Put::Garbage);
+        let owners = Owners::for_case(SEED, []);
+        let m = p.check_among(0, &buf, &owners).unwrap_err();
+        assert_eq!((m.counts.corrupt, m.counts.foreign), (pages, 0), "{m}");
+        let line = "page 0: corrupt (1024 words); no allocation of this run wrote it: whose data \
+                    it is cannot be told";
+        assert!(m.to_string().contains(line), "{m}");
+        // Without candidates nothing was looked for, and nothing is said of whose it is.
+        assert!(!p.check(0, &buf).unwrap_err().to_string().contains("whose"));
+    }
+
+    /// A case whose allocations each have their own seed: a page of its allocation 2 in its
+    /// allocation 0 is named as allocation 2 of this case, and the run's other cases are not
+    /// blamed. Allocation 0 itself is not a candidate (its own words are stale or newer).
+    #[test]
+    fn another_allocation_of_the_same_case_is_named_by_ordinal() {
+        use crate::model::owners::allocation_seed;
+        let case_seed = 0xfeed;
+        let p = Pattern::new(allocation_seed(case_seed, 0), 3);
+        let mut buf = vec![0u32; (4 * W) as usize];
+        p.fill(0, &mut buf);
+        Pattern::new(allocation_seed(case_seed, 2), 1).fill(9 * W, &mut buf[..W as usize]);
+        let owners = Owners::for_case(case_seed, [(0, p.seed), (1, allocation_seed(case_seed, 1))]);
+        let m = p.check_among(0, &buf, &owners).unwrap_err();
+        let want = Diagnosis::Foreign {
+            case: None,
+            allocation: 2,
+            generation: 1,
+            page: 9,
+        };
+        assert_eq!(only_bad_page(&m).diagnosis, want, "{m}");
+        let line = "page 0: foreign (holds page 9 of the 3rd allocation of this case, generation 1";
+        assert!(m.to_string().contains(line), "{m}");
+    }
+
+    /// Many foreign pages of one allocation: each named, the last candidate tried first.
+    #[test]
+    fn every_page_of_a_leak_is_counted() {
+        let p = Pattern::new(SEED, 1);
+        let mut buf = correct(p, 0, 64);
+        for page in (0..64).step_by(3) {
+            put(
+                &mut buf,
+                0,
+                page,
+                0..W,
+                Put::Other(OTHER_SEED, 0, page + 100),
+            );
+        }
+        let m = p.check_among(0, &buf, &other_case_owners()).unwrap_err();
+        assert_eq!((m.bad_pages, m.counts.foreign), (22, 22), "{m}");
+        assert_eq!(
+            m.page(3).map(|r| &r.diagnosis),
+            Some(&Diagnosis::Foreign {
+                case: Some("other::case".into()),
+                allocation: 1,
+                generation: 0,
+                page: 103
+            })
+        );
+    }
+
+    /// Garbage costs a full search per page only up to [`FOREIGN_MAX_MISSES`] pages; after
+    /// them the owner found last is still tried, and the rest are left corrupt without a word
+    /// on whose they are.
+    #[test]
+    fn tracing_is_bounded_after_many_garbage_pages() {
+        let p = Pattern::new(SEED, 1);
+        let garbage = FOREIGN_MAX_MISSES;
+        let pages = garbage + 4;
+        let mut buf = correct(p, 0, pages);
+        put(&mut buf, 0, 0, 0..W, Put::Other(OTHER_SEED, 3, 0));
+        put(&mut buf, 0, 1, 0..garbage * W, Put::Garbage);
+        put(&mut buf, 0, garbage + 1, 0..W, Put::Other(OTHER_SEED, 3, 9));
+        put(
+            &mut buf,
+            0,
+            garbage + 2,
+            0..W,
+            Put::Other(OTHER_SEED ^ 1, 3, 9),
+        );
+        put(&mut buf, 0, garbage + 3, 0..W, Put::Garbage);
+        let m = p.check_among(0, &buf, &other_case_owners()).unwrap_err();
+        assert_eq!(
+            (m.counts.foreign, m.counts.corrupt),
+            (2, garbage + 2),
+            "{m}"
+        );
+        // Alone, the page of the other owner is traced; after the garbage it is not.
+        let mut alone = correct(p, 0, 4);
+        put(&mut alone, 0, 2, 0..W, Put::Other(OTHER_SEED ^ 1, 3, 9));
+        let one = p.check_among(0, &alone, &other_case_owners()).unwrap_err();
+        assert_eq!(one.counts.foreign, 1, "{one}");
+    }
+
     // --- speed ----------------------------------------------------------------------------
 
     /// GB/s of checking `buf` against `p`, over `reps` runs.
@@ -1587,5 +2043,90 @@ mod tests {
         );
         put(&mut buf, 0, 0, 0..pages * W, Put::Garbage);
         println!("{}", check_rate("diagnosis of 64 MiB garbage", p, &buf, 3));
+    }
+
+    /// What tracing costs, against a run of 200 cases (6400 candidate owners, 416 000 keys):
+    /// making the keys (once per failed check), a garbage page (every key tried, none found),
+    /// a leak's first page (found at the last owner listed, the worst place), and each page
+    /// after it (the owner found last is tried first). The least of 9 runs of each.
+    #[test]
+    #[ignore = "a measurement: cargo test --release --lib trace_speed -- --ignored --nocapture"]
+    fn trace_speed() {
+        use crate::model::owners::{allocation_seed, Owner, ALLOCATIONS_PER_CASE};
+        let mut owners = Owners::none();
+        for case in 0..200u64 {
+            for allocation in 0..ALLOCATIONS_PER_CASE {
+                owners.push(Owner {
+                    case: Some(format!("case::{case}").into()),
+                    allocation,
+                    seed: allocation_seed(case, allocation),
+                });
+            }
+        }
+        let least = |what: &str, mut f: Box<dyn FnMut() -> bool + '_>| {
+            let best = (0..9)
+                .map(|_| {
+                    let start = std::time::Instant::now();
+                    assert!(f());
+                    start.elapsed()
+                })
+                .min()
+                .unwrap_or_default();
+            println!("{what}: {:.3} ms", best.as_secs_f64() * 1e3);
+        };
+        least(
+            "making 416 000 keys",
+            Box::new(|| ForeignKeys::new(&owners, SEED).keys.len() == 416_000),
+        );
+        let mut keys = ForeignKeys::new(&owners, SEED);
+        let mut page = correct(Pattern::new(SEED, 1), 0, 1);
+        put(&mut page, 0, 0, 0..W, Put::Garbage);
+        least(
+            "a garbage page",
+            Box::new(|| {
+                keys.misses = 0;
+                keys.find(0, &page) == (None, true)
+            }),
+        );
+        let last = allocation_seed(199, ALLOCATIONS_PER_CASE - 1);
+        put(
+            &mut page,
+            0,
+            0,
+            0..W,
+            Put::Other(last, FOREIGN_GENERATIONS, 7),
+        );
+        least(
+            "a leak's first page",
+            Box::new(|| {
+                keys.last = None;
+                keys.find(0, &page).0.is_some()
+            }),
+        );
+        put(
+            &mut page,
+            0,
+            0,
+            0..W,
+            Put::Other(last, FOREIGN_GENERATIONS, 8),
+        );
+        least(
+            "a leak's next page",
+            Box::new(|| keys.find(0, &page).0.is_some()),
+        );
+    }
+
+    #[test]
+    fn bad_pages_are_named_by_address_where_the_base_is_known() {
+        let p = Pattern::new(7, 1);
+        let mut words = vec![0u32; 4 * WORDS_PER_PAGE as usize];
+        p.fill(0, &mut words);
+        words[3 * WORDS_PER_PAGE as usize + 2] ^= 1;
+        let m = p.check(0, &words).expect_err("page 3 is bad");
+        let plain = m.to_string();
+        assert!(plain.contains("\n  page 3: "), "{plain}");
+        let named = m.at(Some(0x7f12_3456_0000)).to_string();
+        assert!(named.contains("\n  page 3 (0x7f1234563000): "), "{named}");
+        assert!(named.contains("page 3 (0x7f1234563000) +0x008"), "{named}");
     }
 }

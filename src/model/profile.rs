@@ -171,6 +171,35 @@ pub struct Limits {
     /// than push the lab machine into the OOM killer. None: no bound but what is available.
     #[serde(default)]
     pub system_memory_bytes: Option<u64>,
+    /// The slowest figures a path may plausibly show; below them a case fails as too slow,
+    /// with or without a baseline. None: no floor (the figures are then judged against a
+    /// baseline only, and each timed case says so).
+    #[serde(default)]
+    pub slowest: Option<Slowest>,
+}
+
+/// The slowest plausible migration on this machine (`limits.slowest`): a time per migration
+/// of one range (the fixed cost of setting up its device allocation and copy), a copy rate as
+/// a fraction of the link's peak, and a time per fault. A figure slower than these bounds is
+/// not a noisy night but a broken path.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Slowest {
+    /// The slowest copy rate, as a fraction of `link_peak_gbps` (0 < x <= 1).
+    pub link_fraction: f64,
+    /// The most one migration (one range) may take besides its copy, in µs.
+    pub migration_us: f64,
+    /// The most servicing one GPU or CPU fault may take besides its migration, in µs.
+    pub fault_us: f64,
+}
+
+impl Slowest {
+    /// The longest `bytes` may plausibly take to migrate in at most `migrations` migrations
+    /// with `faults` faults, over a link of `link_peak_gbps`, in seconds.
+    pub fn longest_s(&self, bytes: u64, migrations: u64, faults: u64, link_peak_gbps: f64) -> f64 {
+        let copy_s = bytes as f64 / (self.link_fraction * link_peak_gbps * 1e9);
+        copy_s + (migrations as f64 * self.migration_us + faults as f64 * self.fault_us) * 1e-6
+    }
 }
 
 /// The reference policy of the series. Defaults are the series as posted (v4, XNACK on).

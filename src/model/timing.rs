@@ -110,6 +110,16 @@ pub enum Unit {
 }
 
 impl Unit {
+    /// Which way is better: `Some(true)` for a throughput, `Some(false)` for a time, `None`
+    /// for what is not a speed (a count, a size).
+    pub fn higher_is_better(self) -> Option<bool> {
+        match self {
+            Unit::GBps => Some(true),
+            Unit::Micros | Unit::Seconds => Some(false),
+            Unit::Bytes | Unit::Count => None,
+        }
+    }
+
     pub fn symbol(self) -> &'static str {
         match self {
             Unit::GBps => "GB/s",
@@ -139,6 +149,10 @@ pub struct Metric {
     pub stats: Option<Stats>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ceiling: Option<Ceiling>,
+    /// The slowest plausible figure (`limits.slowest` of the profile): a median slower than it
+    /// fails the case as too slow, with or without a baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<Ceiling>,
 }
 
 impl Metric {
@@ -150,6 +164,7 @@ impl Metric {
             samples,
             stats,
             ceiling: None,
+            floor: None,
         }
     }
 
@@ -179,6 +194,16 @@ impl Metric {
 
     pub fn with_ceiling(mut self, value: f64, what: impl Into<String>) -> Metric {
         self.ceiling = Some(Ceiling {
+            value,
+            what: what.into(),
+        });
+        self
+    }
+
+    /// Sets the slowest plausible figure: a lower bound for a throughput, an upper bound for a
+    /// time (the unit says which).
+    pub fn with_floor(mut self, value: f64, what: impl Into<String>) -> Metric {
+        self.floor = Some(Ceiling {
             value,
             what: what.into(),
         });
@@ -217,6 +242,25 @@ impl Metric {
                 self.unit.symbol()
             ));
         }
+        if let (Some(f), Some(higher)) = (&self.floor, self.unit.higher_is_better()) {
+            let slower = if higher {
+                stats.median < f.value
+            } else {
+                stats.median > f.value
+            };
+            if slower {
+                return Err(format!(
+                    "too slow: {} = {} {} is {} {}, the slowest plausible figure ({} {})",
+                    self.name,
+                    figure(stats.median),
+                    self.unit.symbol(),
+                    if higher { "below" } else { "above" },
+                    f.what,
+                    figure(f.value),
+                    self.unit.symbol()
+                ));
+            }
+        }
         if let Some(c) = &self.ceiling {
             if stats.median > c.value {
                 return Err(format!(
@@ -251,6 +295,15 @@ impl std::fmt::Display for Metric {
             Some(s) => write!(f, "{} = {} {}", self.name, s.median, self.unit.symbol()),
             None => write!(f, "{} = (no samples)", self.name),
         }
+    }
+}
+
+/// A figure to 4 significant digits, in scientific notation where fixed would hide it.
+fn figure(x: f64) -> String {
+    if x != 0.0 && !(1e-3..1e6).contains(&x.abs()) {
+        format!("{x:.3e}")
+    } else {
+        format!("{x:.4}")
     }
 }
 
@@ -562,5 +615,29 @@ mod tests {
         let good = Metric::new("h2d", Unit::GBps, vec![1.0, 2.0]);
         let json = serde_json::to_string(&good).expect("serialises");
         assert_eq!(serde_json::from_str::<Metric>(&json).ok(), Some(good));
+    }
+
+    #[test]
+    fn a_figure_slower_than_the_floor_fails_as_too_slow_either_way_round() {
+        let bw =
+            Metric::new("h2d", Unit::GBps, vec![0.5, 0.6, 0.4]).with_floor(1.0, "1% of the link");
+        let e = bw.check_limit().unwrap_err();
+        assert!(
+            e.starts_with("too slow: h2d = 0.5000 GB/s is below 1% of the link"),
+            "{e}"
+        );
+        assert!(Metric::new("h2d", Unit::GBps, vec![1.5])
+            .with_floor(1.0, "f")
+            .check_limit()
+            .is_ok());
+        let t = Metric::new("fault", Unit::Micros, vec![3000.0]).with_floor(2000.0, "2 ms");
+        let e = t.check_limit().unwrap_err();
+        assert!(e.contains("3000.0000 µs is above 2 ms"), "{e}");
+        assert!(Metric::new("fault", Unit::Micros, vec![10.0])
+            .with_floor(2000.0, "2 ms")
+            .check_limit()
+            .is_ok());
+        let tiny = Metric::new("h2d", Unit::GBps, vec![1e-300]).with_floor(1e-3, "f");
+        assert!(tiny.check_limit().unwrap_err().contains("1.000e-300"));
     }
 }

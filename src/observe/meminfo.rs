@@ -42,7 +42,11 @@ pub fn parse_field(text: &str, field: &'static str, path: &Path) -> Result<u64, 
         field,
         line: line.escape_debug().to_string(),
     };
-    let rest = line[field.len() + 1..].trim();
+    // The field's name alone, with no colon after it, is a line of the field without a value.
+    let rest = line[field.len()..]
+        .strip_prefix(':')
+        .ok_or_else(malformed)?
+        .trim();
     let number = rest.strip_suffix("kB").ok_or_else(malformed)?.trim();
     let kib: u64 = number.parse().map_err(|_| malformed())?;
     kib.checked_mul(1024).ok_or_else(malformed)
@@ -102,6 +106,9 @@ mod tests {
             "MemAvailable: 12\n",
             "MemAvailable: x kB\n",
             "MemAvailable: 99999999999999999999 kB\n",
+            // The name alone: the fuzzer's first find, once a slice past the line's end.
+            "MemAvailable\n",
+            "MemAvailable",
         ] {
             let e = parse_field(bad, "MemAvailable", p).unwrap_err();
             assert!(matches!(e, MeminfoError::Malformed { .. }), "{bad}: {e}");

@@ -131,11 +131,13 @@ pub struct BaselineRef {
 
 /// Which way is better for a unit, or `None` for figures that are not timings.
 fn better(unit: Unit) -> Option<Better> {
-    match unit {
-        Unit::GBps => Some(Better::Higher),
-        Unit::Micros | Unit::Seconds => Some(Better::Lower),
-        Unit::Bytes | Unit::Count => None,
-    }
+    unit.higher_is_better().map(|higher| {
+        if higher {
+            Better::Higher
+        } else {
+            Better::Lower
+        }
+    })
 }
 
 impl Baseline {

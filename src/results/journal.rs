@@ -4,7 +4,8 @@
 //! [`CaseRecord`] (`{"event": "end", ...}`) when it has finished. Each is written whole and synced
 //! to disk before the runner moves on, so a kernel panic, a power cut or a SIGKILL of the runner
 //! loses no finished case, and a start without an end names the case that was running: a resumed
-//! run records it as incomplete. A crash in the middle of a
+//! run records it as incomplete, unless an `{"event": "interrupted", ...}` line ([`Interrupted`])
+//! follows it, written when the run was interrupted: then it runs again. A crash in the middle of a
 //! write leaves a torn last line; reading tolerates it, and reopening the journal cuts it off so
 //! that the lines after it stay readable. A bad line anywhere else is corruption and is named.
 //!
@@ -32,11 +33,23 @@ pub struct Start {
     pub attempt: u32,
 }
 
+/// The run was interrupted (SIGINT, SIGTERM): the line the runner writes before it exits, so
+/// that a resumed run runs again the cases that were running, where after a crash it records
+/// them as incomplete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interrupted {
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// The signal's name: `SIGINT`.
+    pub signal: String,
+}
+
 /// One line of the journal.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Entry {
     Start(Start),
     End(Box<CaseRecord>),
+    Interrupted(Interrupted),
 }
 
 impl Entry {
@@ -44,6 +57,7 @@ impl Entry {
         let (event, mut value) = match self {
             Entry::Start(s) => ("start", serde_json::to_value(s)?),
             Entry::End(r) => ("end", serde_json::to_value(r)?),
+            Entry::Interrupted(i) => ("interrupted", serde_json::to_value(i)?),
         };
         if let serde_json::Value::Object(map) = &mut value {
             // `event` first, so a person reading the file sees what each line is.
@@ -65,8 +79,9 @@ impl Entry {
         match event.as_deref() {
             Some("start") => Ok(Entry::Start(serde_json::from_value(value)?)),
             None | Some("end") => Ok(Entry::End(Box::new(serde_json::from_value(value)?))),
+            Some("interrupted") => Ok(Entry::Interrupted(serde_json::from_value(value)?)),
             Some(other) => Err(serde::de::Error::custom(format!(
-                "unknown event `{other}`, expected `start` or `end`"
+                "unknown event `{other}`, expected `start`, `end` or `interrupted`"
             ))),
         }
     }
@@ -125,6 +140,11 @@ impl Journal {
         self.write(&Entry::Start(start.clone()))
     }
 
+    /// Appends the line saying the run was interrupted, and syncs it before returning.
+    pub fn append_interrupted(&mut self, interrupted: &Interrupted) -> Result<(), ResultsError> {
+        self.write(&Entry::Interrupted(interrupted.clone()))
+    }
+
     fn write(&mut self, entry: &Entry) -> Result<(), ResultsError> {
         let mut line = entry.encode().map_err(|e| ResultsError::Encode {
             path: self.path.clone(),
@@ -148,7 +168,7 @@ pub fn read(path: &Path) -> Result<Vec<CaseRecord>, ResultsError> {
         .into_iter()
         .filter_map(|e| match e {
             Entry::End(r) => Some(*r),
-            Entry::Start(_) => None,
+            Entry::Start(_) | Entry::Interrupted(_) => None,
         })
         .collect())
 }

@@ -18,10 +18,20 @@
 //! | timeout         | `<error type="timeout">`: the case did not finish                 |
 //! | crash           | `<error type="crash">`                                            |
 //! | incomplete      | `<error type="incomplete">`                                       |
-//! | skip            | `<skipped type="skip">` with the reason                           |
-//! | notrun          | `<skipped type="notrun">`                                         |
+//! | skip            | `<skipped>` with the reason and the repro command as its text     |
+//! | notrun          | `<skipped>` with `not run: REASON` and the repro command          |
 //! | flake           | passed, with `flaky: failed N times before passing: ...`          |
 //! | expected_fail   | passed, with `expected failure: ...`                              |
+//!
+//! The text of every `<failure>`, `<error>` and `<skipped>` is what GitLab shows of a case (it
+//! shows nothing else): the whole reason, `repeat with: COMMAND`, the first evidence lines and
+//! each metric. The file is valid by the Jenkins JUnit schema (junit-4.xsd, which junit-report
+//! ships in its `tests/`), and `tests/consumers.rs` reads it with xmllint and junitparser.
+//!
+//! Written by hand, after junit-report (`complete`), because junit-report 0.9 cannot write it:
+//! the totals on `<testsuites>`, the `skipped` count of each `<testsuite>`, and the reason of a
+//! skip as the text of `<skipped>` (junit-report writes it as attributes, which the schema
+//! forbids and GitLab does not show). The rest is junit-report's.
 //!
 //! What junit-report 0.9 can write, and what it cannot: a testcase has only `name`, `time`,
 //! `classname` and `file` attributes, one result element, `<system-out>` and `<system-err>`;
@@ -48,6 +58,7 @@ const KERNEL_LINES: usize = 40;
 
 /// Writes `path` as JUnit XML for `records` of `run`.
 pub fn write_junit(records: &[CaseRecord], run: &RunInfo, path: &Path) -> Result<(), ResultsError> {
+    let records = &run.in_plan_order(records);
     let mut suites: Vec<(String, Vec<&CaseRecord>)> = Vec::new();
     for r in records {
         match suites.iter_mut().find(|(name, _)| name == r.suite()) {
@@ -57,7 +68,19 @@ pub fn write_junit(records: &[CaseRecord], run: &RunInfo, path: &Path) -> Result
     }
     let header = run_header(run);
     let mut report = ReportBuilder::new();
+    // What junit-report cannot write, added by `complete` after it: per suite, its skipped
+    // count; per skipped case, in order, its reason.
+    let mut skipped_per_suite = Vec::new();
+    let mut skip_reasons = Vec::new();
+    let mut totals = Totals::default();
     for (name, list) in suites {
+        skipped_per_suite.push(list.iter().filter(|r| is_skipped(r.status)).count());
+        for r in &list {
+            totals.add(r);
+            if is_skipped(r.status) {
+                skip_reasons.push(skip_text(r));
+            }
+        }
         let mut suite = TestSuite::new(&xml_text(&name));
         suite.package = "svmconf".to_string();
         suite.hostname = xml_text(&run.host);
@@ -75,8 +98,115 @@ pub fn write_junit(records: &[CaseRecord], run: &RunInfo, path: &Path) -> Result
             what: "the JUnit report",
             message: e.to_string(),
         })?;
-    xml.push(b'\n');
-    write_atomically(path, &xml)
+    let xml = String::from_utf8(xml).map_err(|e| ResultsError::Encode {
+        path: path.to_path_buf(),
+        what: "the JUnit report",
+        message: e.to_string(),
+    })?;
+    let mut xml = complete(&xml, &totals, &skipped_per_suite, &skip_reasons);
+    xml.push('\n');
+    write_atomically(path, xml.as_bytes())
+}
+
+fn is_skipped(s: Status) -> bool {
+    matches!(s, Status::Skip | Status::Notrun)
+}
+
+/// What `<testsuites>` totals: every case, the failures and errors as its suites count them,
+/// the time of them all.
+#[derive(Default)]
+struct Totals {
+    tests: usize,
+    failures: usize,
+    errors: usize,
+    time_s: f64,
+}
+
+impl Totals {
+    fn add(&mut self, r: &CaseRecord) {
+        self.tests += 1;
+        match r.status {
+            Status::Fail | Status::DmesgWarn | Status::DmesgFail | Status::UnexpectedPass => {
+                self.failures += 1
+            }
+            Status::Timeout | Status::Crash | Status::Incomplete => self.errors += 1,
+            _ => {}
+        }
+        if r.duration_s.is_finite() && r.duration_s > 0.0 {
+            self.time_s += r.duration_s;
+        }
+    }
+}
+
+/// A skipped case's text, what GitLab and Jenkins show of it: the reason, and the command that
+/// runs it.
+fn skip_text(r: &CaseRecord) -> String {
+    let why = one_line(r.headline());
+    let why = match (r.status, why.is_empty()) {
+        (Status::Notrun, true) => "not run".to_string(),
+        (Status::Notrun, false) => format!("not run: {why}"),
+        (_, true) => "skipped".to_string(),
+        (_, false) => why,
+    };
+    format!("{why}\nrepeat with: {}", r.repro)
+}
+
+/// The part of the report written by hand, after junit-report 0.9, which cannot write it:
+/// totals on `<testsuites>` (`name`, `tests`, `failures`, `errors`, `time`), the `skipped`
+/// count on each `<testsuite>`, and each `<skipped/>` (junit-report writes the reason as
+/// `type` and `message` attributes, which the Jenkins schema does not allow and GitLab does not
+/// show) as `<skipped>` with the reason and repro command as its text. Markup inside CDATA
+/// sections (a case's own output) is never touched.
+fn complete(
+    xml: &str,
+    totals: &Totals,
+    skipped_per_suite: &[usize],
+    skip_reasons: &[String],
+) -> String {
+    let mut out = String::with_capacity(xml.len() + 64 * skip_reasons.len());
+    let mut suites = skipped_per_suite.iter();
+    let mut reasons = skip_reasons.iter();
+    let mut rest = xml;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("<![CDATA[") {
+            let end = after.find("]]>").map_or(after.len(), |i| i + 3);
+            out.push_str("<![CDATA[");
+            out.push_str(&after[..end]);
+            rest = &after[end..];
+        } else if let Some(after) = rest.strip_prefix("<testsuites>") {
+            let _ = write!(
+                out,
+                "<testsuites name=\"svmconf\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{:.6}\">",
+                totals.tests, totals.failures, totals.errors, totals.time_s
+            );
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("<testsuite ") {
+            let _ = write!(
+                out,
+                "<testsuite skipped=\"{}\" ",
+                suites.next().copied().unwrap_or(0)
+            );
+            rest = after;
+        } else if rest.starts_with("<skipped") {
+            let end = rest.find("/>").map_or(rest.len(), |i| i + 2);
+            let text = reasons.next().map_or(String::new(), |r| xml_escape(r));
+            let _ = write!(out, "<skipped>{text}</skipped>");
+            rest = &rest[end..];
+        } else {
+            let next = rest[1..].find('<').map_or(rest.len(), |i| i + 1);
+            out.push_str(&rest[..next]);
+            rest = &rest[next..];
+        }
+    }
+    out
+}
+
+/// `text` as XML character data.
+fn xml_escape(text: &str) -> String {
+    xml_text(text)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn test_case(r: &CaseRecord, run: &RunInfo) -> TestCase {
@@ -87,7 +217,7 @@ fn test_case(r: &CaseRecord, run: &RunInfo) -> TestCase {
         0.0
     });
     let headline = xml_text(r.headline());
-    let full = cdata(r.reason.as_deref().unwrap_or(""));
+    let full = cdata(&result_text(r));
     let mut tc = match r.status {
         Status::Pass | Status::Flake | Status::ExpectedFail => TestCase::success(&name, time),
         Status::UnexpectedPass => {
@@ -110,15 +240,8 @@ fn test_case(r: &CaseRecord, run: &RunInfo) -> TestCase {
             set_cause(&mut tc, full);
             tc
         }
-        Status::Skip => TestCase::skipped_with_cause(&name, "skip", &headline),
-        Status::Notrun => {
-            let why = if headline.is_empty() {
-                "not run".to_string()
-            } else {
-                format!("not run: {headline}")
-            };
-            TestCase::skipped_with_cause(&name, "notrun", &why)
-        }
+        // The reason goes in as the element's text, after junit-report (`complete`).
+        Status::Skip | Status::Notrun => TestCase::skipped(&name),
     };
     tc.time = time;
     tc.set_classname(&xml_text(r.group()));
@@ -132,6 +255,39 @@ fn test_case(r: &CaseRecord, run: &RunInfo) -> TestCase {
     }
     tc
 }
+
+/// The text of a failure or an error, all that GitLab shows of a case: the whole reason, the
+/// command that repeats it, the first lines of evidence and every metric's median.
+fn result_text(r: &CaseRecord) -> String {
+    let mut out = r.reason.clone().unwrap_or_default();
+    if let (Status::UnexpectedPass, Some(e)) = (r.status, &r.expectation) {
+        out = format!(
+            "unexpected pass: the expectations file lists it as failing ({})",
+            one_line(&e.reason)
+        );
+    }
+    let _ = write!(out, "\n\nrepeat with: {}", r.repro);
+    if !r.evidence.is_empty() {
+        out.push_str("\nevidence:");
+        for e in r.evidence.iter().take(EVIDENCE_LINES) {
+            let _ = write!(out, "\n  {e}");
+        }
+        if r.evidence.len() > EVIDENCE_LINES {
+            let _ = write!(
+                out,
+                "\n  ... {} more in system-out",
+                r.evidence.len() - EVIDENCE_LINES
+            );
+        }
+    }
+    for m in &r.metrics {
+        let _ = write!(out, "\nmetric: {m}");
+    }
+    out
+}
+
+/// Evidence lines in a failure's text; all of them are in system-out.
+const EVIDENCE_LINES: usize = 8;
 
 /// The full failure text goes in the element body; the attribute holds the first line.
 fn set_cause(tc: &mut TestCase, full: String) {
@@ -413,6 +569,7 @@ mod tests {
             ts_us: 5_000_123 + seq,
             text: text.to_string(),
             flag: flag.map(str::to_string),
+            attribution: None,
         }
     }
 
@@ -573,16 +730,42 @@ mod tests {
         let failure = warn.children().find(|c| c.has_tag_name("failure")).unwrap();
         assert_eq!(attr(&failure, "type"), "dmesg_warn");
 
+        // What GitLab shows of a failure: the reason, the repro, the evidence.
+        assert!(
+            body.contains(&format!(
+                "repeat with: svmconf prefetch::to_system::malloc::4KiB {}",
+                "--exact --seed 0x5eed --profile sim"
+            )),
+            "{body}"
+        );
+
         let skip = find("multi_gpu::peer::2MiB");
         let skipped = skip.children().find(|c| c.has_tag_name("skipped")).unwrap();
-        assert_eq!(attr(&skipped, "message"), "needs 2 GPUs; the device has 1");
+        assert_eq!(skipped.attributes().count(), 0, "junit-4.xsd allows none");
+        let text = skipped.text().unwrap_or_default();
+        assert!(
+            text.starts_with("needs 2 GPUs; the device has 1\nrepeat with: "),
+            "{text}"
+        );
 
         let notrun = find("prefetch::partial::2MiB");
         let skipped = notrun
             .children()
             .find(|c| c.has_tag_name("skipped"))
             .unwrap();
-        assert_eq!(attr(&skipped, "message"), "not run");
+        assert!(
+            skipped.text().unwrap_or_default().starts_with("not run\n"),
+            "{skipped:?}"
+        );
+
+        // The totals the root and each suite claim.
+        let root = doc.root_element();
+        assert_eq!(
+            ["tests", "failures", "errors"].map(|a| attr(&root, a)),
+            [recs.len().to_string().as_str(), "2", "1"]
+        );
+        assert_eq!(attr(&suites[1], "skipped"), "1");
+        assert_eq!(attr(&suites[0], "skipped"), "1");
 
         let crash = find("eviction::lru_whole::vram_2x");
         let error = crash.children().find(|c| c.has_tag_name("error")).unwrap();

@@ -79,6 +79,7 @@ pub fn write_ktap(records: &[CaseRecord], run: &RunInfo, path: &Path) -> Result<
 
 /// The run as KTAP version 1 text.
 pub fn render_ktap(records: &[CaseRecord], run: &RunInfo) -> String {
+    let records = &run.in_plan_order(records);
     let suites = by_suite(records);
     let mut s = String::new();
     // `write!` to a String cannot fail; the results are discarded for that reason.
@@ -88,7 +89,11 @@ pub fn render_ktap(records: &[CaseRecord], run: &RunInfo) -> String {
         diagnostic(&mut s, "", &line);
     }
     for (n, (suite, cases)) in suites.iter().enumerate() {
+        let name = ktap_name(suite);
+        // `# Subtest: NAME` after the version line: how kunit.py names a suite (KTAP's test
+        // header), so that its failures read `suite.case`, not the case twice.
         let _ = writeln!(s, "{INDENT}KTAP version 1");
+        let _ = writeln!(s, "{INDENT}# Subtest: {name}");
         let _ = writeln!(s, "{INDENT}1..{}", cases.len());
         for (i, r) in cases.iter().enumerate() {
             for line in case_diagnostics(r) {
@@ -101,7 +106,6 @@ pub fn render_ktap(records: &[CaseRecord], run: &RunInfo) -> String {
         let all_skipped = cases
             .iter()
             .all(|r| matches!(r.status, Status::Skip | Status::Notrun));
-        let name = ktap_name(suite);
         let _ = match (failed, all_skipped) {
             (true, _) => writeln!(s, "not ok {} {name}", n + 1),
             (false, true) => writeln!(s, "ok {} {name} # SKIP every case skipped", n + 1),
@@ -147,7 +151,14 @@ fn run_header(run: &RunInfo) -> Vec<String> {
 
 /// `ok N name # DIRECTIVE data`, per the table in the module documentation.
 fn result_line(n: usize, r: &CaseRecord) -> String {
-    let mut name = ktap_name(&r.case);
+    // Within its suite's block the case is named without the suite, which the block's
+    // `# Subtest:` names: kunit.py joins the two as `suite.case`.
+    let within = r
+        .case
+        .strip_prefix(r.suite())
+        .and_then(|rest| rest.strip_prefix("::"))
+        .unwrap_or(&r.case);
+    let mut name = ktap_name(within);
     if r.repetition > 0 {
         let _ = write!(name, " (repetition {})", r.repetition);
     }
@@ -374,6 +385,7 @@ mod tests {
                 ts_us: 10,
                 text: "amdgpu: informational".into(),
                 flag: None,
+                attribution: None,
             },
             LogLine {
                 level: 4,
@@ -381,6 +393,7 @@ mod tests {
                 ts_us: 11,
                 text: "WARNING: CPU: 3 PID: 77 at drm_pagemap.c:301".into(),
                 flag: Some("WARNING".into()),
+                attribution: None,
             },
         ];
         warn.taint = Some(TaintChange {
@@ -440,51 +453,54 @@ KTAP version 1
 # device: Reference device (profile sim) (sim backend), profile sim, seed 0x5eed
 # host: lab7, kernel 6.14.0-svm-v4
   KTAP version 1
+  # Subtest: prefetch
   1..6
   # metric: prefetch_to_vram = 6.000 GB/s (median of 5, min 5.800, max 6.100, IQR 0.100)
-  ok 1 prefetch::to_vram::2MiB
+  ok 1 to_vram::2MiB
   # fail: CPU verify of [0x0, 0x1000):
   # word 0 of page 0: expected 0x1, got 0x0 (zeros)
   # repro: svmconf prefetch::to_system::malloc::4KiB {REPRO}
-  not ok 2 prefetch::to_system::malloc::4KiB
+  not ok 2 to_system::malloc::4KiB
   # timeout: no result after 60 s
   # repro: svmconf prefetch::slow::2MiB {REPRO}
-  not ok 3 prefetch::slow::2MiB # TIMEOUT no result after 60 s
+  not ok 3 slow::2MiB # TIMEOUT no result after 60 s
   # dmesg_warn: kernel warning during the case
   # kernel [WARNING] WARNING: CPU: 3 PID: 77 at drm_pagemap.c:301
   # taint: 0x0 -> 0x200, gained W (warn)
   # repro: svmconf prefetch::warned::4KiB {REPRO}
-  not ok 4 prefetch::warned::4KiB
+  not ok 4 warned::4KiB
   # dmesg_fail: kernel BUG during the case
   # repro: svmconf prefetch::dmesg::4KiB {REPRO}
-  not ok 5 prefetch::dmesg::4KiB
+  not ok 5 dmesg::4KiB
   # flake: failed 1 time before passing
   # attempt at 2025-01-31T02:14:05.000Z was fail: stale page at page 3
   # repro: svmconf prefetch::flaky::2MiB {REPRO}
-  ok 6 prefetch::flaky::2MiB
+  ok 6 flaky::2MiB
 # prefetch: 1 pass, 1 fail, 1 timeout, 1 dmesg_warn, 1 dmesg_fail, 1 flake
 not ok 1 prefetch
   KTAP version 1
+  # Subtest: multi_gpu
   1..2
-  ok 1 multi_gpu::peer::2MiB # SKIP needs 2 GPUs; the device has 1
-  ok 2 multi_gpu::p2p::2MiB # SKIP not run: the run stopped first
+  ok 1 peer::2MiB # SKIP needs 2 GPUs; the device has 1
+  ok 2 p2p::2MiB # SKIP not run: the run stopped first
 # multi_gpu: 1 skip, 1 notrun
 ok 2 multi_gpu # SKIP every case skipped
   KTAP version 1
+  # Subtest: eviction
   1..4
   # crash: killed by signal 11 (SIGSEGV)
   # repro: svmconf eviction::lru::2MiB {REPRO}
-  not ok 1 eviction::lru::2MiB # ERROR killed by signal 11 (SIGSEGV)
+  not ok 1 lru::2MiB # ERROR killed by signal 11 (SIGSEGV)
   # incomplete
   # repro: svmconf eviction::cut::2MiB {REPRO}
-  not ok 2 eviction::cut::2MiB # ERROR incomplete: the machine or the runner died during the case
+  not ok 2 cut::2MiB # ERROR incomplete: the machine or the runner died during the case
   # expected_fail: lost 1 page
   # expectations: listed as fail (LAB-9); observed fail
   # repro: svmconf eviction::known::2MiB {REPRO}
-  ok 3 eviction::known::2MiB # XFAIL LAB-9
+  ok 3 known::2MiB # XFAIL LAB-9
   # unexpected_pass: the expectations file lists it as failing (LAB-7)
   # repro: svmconf eviction::fixed::2MiB {REPRO}
-  not ok 4 eviction::fixed::2MiB
+  not ok 4 fixed::2MiB
 # eviction: 1 crash, 1 incomplete, 1 expected_fail, 1 unexpected_pass
 not ok 3 eviction
 # totals: 1 pass, 1 fail, 1 skip, 1 timeout, 1 crash, 1 dmesg_warn, 1 dmesg_fail, 1 incomplete, 1 notrun, 1 flake, 1 expected_fail, 1 unexpected_pass
@@ -502,7 +518,8 @@ not ok 3 eviction
     // --- a structural check that knows KTAP, not this renderer --------------------------------
 
     /// Checks what ktap.rst requires of `text`: every list opens with `KTAP version 1` and a
-    /// plan at its indentation, its results are numbered 1..=N at that indentation and there
+    /// plan at its indentation (a `# Subtest: NAME` header between them names it), its results
+    /// are numbered 1..=N at that indentation and there
     /// are N of them, every line is a version, plan, result or diagnostic line, and no
     /// description holds `#`. Returns the names of the innermost results (the cases).
     fn check_ktap(text: &str) -> Result<Vec<String>, String> {
@@ -513,6 +530,7 @@ not ok 3 eviction
         }
         let mut stack: Vec<Level> = Vec::new();
         let mut cases = Vec::new();
+        let mut suite: Option<String> = None;
         let mut lines = text.lines().enumerate().peekable();
         while let Some((i, line)) = lines.next() {
             let at = |m: String| format!("line {}: {m}: {line:?}", i + 1);
@@ -525,9 +543,17 @@ not ok 3 eviction
                 if stack.last().is_some_and(|l| depth <= l.depth) {
                     return Err(at("a nested version line must be indented deeper".into()));
                 }
-                let Some((_, plan)) = lines.next() else {
+                let Some((_, mut plan)) = lines.next() else {
                     return Err(at("no plan after the version line".into()));
                 };
+                // The test header a subtest may have between its version and its plan.
+                if let Some(name) = plan.trim_start_matches(' ').strip_prefix("# Subtest: ") {
+                    suite = Some(name.to_string());
+                    let Some((_, next)) = lines.next() else {
+                        return Err(at("no plan after the test header".into()));
+                    };
+                    plan = next;
+                }
                 let plan_body = plan.trim_start_matches(' ');
                 if plan.len() - plan_body.len() != depth {
                     return Err(at(
@@ -575,7 +601,11 @@ not ok 3 eviction
                 return Err(at("a description with `#`".into()));
             }
             if depth > 0 {
-                cases.push(name.to_string());
+                // Named within its suite, where the block names one.
+                cases.push(match &suite {
+                    Some(suite) => format!("{suite}::{name}"),
+                    None => name.to_string(),
+                });
             }
         }
         while let Some(done) = stack.pop() {
@@ -627,13 +657,13 @@ not ok 3 eviction
     #[case::plan_too_big("1..3\n", "1..4\n", "plan 1..4 but 3 results")]
     #[case::plan_too_small("  1..6\n", "  1..5\n", "plan 1..5 but 6 results")]
     #[case::numbering(
-        "  ok 1 prefetch::to_vram::2MiB\n",
-        "  ok 7 prefetch::to_vram::2MiB\n",
+        "  ok 1 to_vram::2MiB\n",
+        "  ok 7 to_vram::2MiB\n",
         "expected number 1"
     )]
     #[case::hash_in_name(
-        "  ok 1 multi_gpu::peer::2MiB #",
-        "  ok 1 multi_gpu::pe#er::2MiB #",
+        "  ok 1 peer::2MiB #",
+        "  ok 1 pe#er::2MiB #",
         "a description with `#`"
     )]
     #[case::stray_line(

@@ -370,6 +370,8 @@ fn merged_info(shards: &[Shard]) -> (RunInfo, Vec<String>) {
         shard: None,
         observers,
         baseline: first.baseline.clone(),
+        // Shards of one plan hold the same whole plan.
+        plan: first.plan.clone(),
     };
     (info, notes)
 }

@@ -86,7 +86,17 @@ pub struct CaseRecord {
     /// Each timing against the same case of the `--baseline` run, where one was given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub baseline: Vec<crate::results::baseline::MetricComparison>,
+    /// Per rule of the fault plan in force (`--sim-faults`), how often it matched and fired
+    /// while the case ran; empty without a plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub injected: Vec<crate::device::Injected>,
+    /// Where the case's allocations landed, in the order it made them, where the device knows
+    /// addresses: what `--place-at` repeats and what kernel log lines are matched against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allocations: Vec<Allocation>,
 }
+
+pub use crate::model::memory::Allocation;
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
@@ -149,6 +159,8 @@ impl CaseRecord {
             output: None,
             expectation: None,
             baseline: Vec::new(),
+            injected: Vec::new(),
+            allocations: Vec::new(),
         }
     }
 
@@ -246,6 +258,41 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ResultsE
     sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(write_err)
 }
 
+/// Whether the reports' atomic write could write `path`, asked before anything is written: a folder
+/// in its place, a parent that is missing or not a folder, and a parent where no file can be
+/// made are refused, each as the write would have failed. Nothing is left behind.
+pub fn check_writable(path: &Path) -> Result<(), ResultsError> {
+    let refused = |source| ResultsError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.is_dir() {
+        return Err(refused(io::Error::other(
+            "a folder is there, a file is to be written",
+        )));
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    match std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+    {
+        Ok(file) => {
+            drop(file);
+            std::fs::remove_file(&tmp).map_err(refused)
+        }
+        // A temporary file left by a write that crashed: the write replaces it.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => std::fs::File::options()
+            .write(true)
+            .open(&tmp)
+            .map(drop)
+            .map_err(refused),
+        Err(e) => Err(refused(e)),
+    }
+}
+
 /// Makes a new or renamed directory entry durable: syncing a file's data does not sync the
 /// name it is reached by.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -327,6 +374,7 @@ pub(crate) mod test_support {
             shard: None,
             observers: Vec::new(),
             baseline: None,
+            plan: Vec::new(),
         }
     }
 }

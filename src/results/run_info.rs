@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{now_rfc3339, write_atomically, ResultsError};
+use super::{now_rfc3339, write_atomically, CaseRecord, ResultsError};
 use crate::device::DeviceInfo;
 pub use crate::fixtures::FixtureDigest;
 /// Defined beside its parser and the hash that assigns cases to shards.
@@ -44,6 +44,10 @@ pub struct RunInfo {
     /// `--baseline`: the earlier run each case's timings were compared with, and the method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<crate::results::baseline::BaselineRef>,
+    /// Every case of the plan, in plan order, before `--shard` chose its part: the order every
+    /// report lists cases in, whatever order they finished in ([`RunInfo::in_plan_order`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<String>,
 }
 
 /// One source of evidence beside the cases themselves, and whether this run had it.
@@ -84,7 +88,32 @@ impl RunInfo {
             shard: None,
             observers: Vec::new(),
             baseline: None,
+            plan: Vec::new(),
         }
+    }
+
+    /// `records` in the order of the plan ([`RunInfo::plan`]), repetitions in order within a
+    /// case; a record of a case the plan does not hold (or every record, where run.json keeps
+    /// no plan) stays where the journal has it, after the planned ones.
+    pub fn in_plan_order(&self, records: &[CaseRecord]) -> Vec<CaseRecord> {
+        let index: std::collections::HashMap<&str, usize> = self
+            .plan
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i))
+            .collect();
+        let mut ordered = records.to_vec();
+        ordered.sort_by_key(|r| {
+            (
+                index.get(r.case.as_str()).copied().unwrap_or(usize::MAX),
+                if index.contains_key(r.case.as_str()) {
+                    r.repetition
+                } else {
+                    0
+                },
+            )
+        });
+        ordered
     }
 
     /// A run id that sorts by time and says where it ran: `20250131T021400Z-lab7`.
@@ -263,5 +292,49 @@ mod tests {
         std::fs::write(&path, "{}").unwrap();
         let e = RunInfo::read(&path).unwrap_err().to_string();
         assert!(e.contains("run.json`: not a run description"), "{e}");
+    }
+    #[test]
+    fn records_come_in_plan_order_whatever_order_they_finished_in() {
+        use crate::results::test_support::record;
+        use crate::results::Status;
+        let info = crate::device::sim::SimDevice::new(
+            &crate::device::sim::testutil::profile(),
+            1,
+            Default::default(),
+        )
+        .map(|d| crate::device::Device::info(&d).clone())
+        .unwrap();
+        let mut r = RunInfo::start("r1", &info, "sim", 7, vec![], vec![]);
+        r.plan = ["a::x::4KiB", "b::x::4KiB", "c::x::4KiB"]
+            .map(String::from)
+            .to_vec();
+        let rep = |case: &str, n: u32| CaseRecord {
+            repetition: n,
+            ..record(case, Status::Pass, None)
+        };
+        let finished = [
+            rep("c::x::4KiB", 0),
+            rep("z::not::planned", 0),
+            rep("b::x::4KiB", 2),
+            rep("a::x::4KiB", 0),
+            rep("b::x::4KiB", 1),
+        ];
+        let order: Vec<(String, u32)> = r
+            .in_plan_order(&finished)
+            .into_iter()
+            .map(|c| (c.case, c.repetition))
+            .collect();
+        let want = [
+            ("a::x::4KiB", 0),
+            ("b::x::4KiB", 1),
+            ("b::x::4KiB", 2),
+            ("c::x::4KiB", 0),
+            ("z::not::planned", 0),
+        ]
+        .map(|(c, n)| (c.to_string(), n));
+        assert_eq!(order, want);
+        // No plan recorded: the journal's order.
+        r.plan.clear();
+        assert_eq!(r.in_plan_order(&finished)[0].case, "c::x::4KiB");
     }
 }

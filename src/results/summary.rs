@@ -24,6 +24,7 @@ pub fn write_summary(
 
 /// The summary as Markdown.
 pub fn render_summary(records: &[CaseRecord], run: &RunInfo) -> String {
+    let records = &run.in_plan_order(records);
     let mut s = String::new();
     // `write!` to a String cannot fail; the results are discarded for that reason.
     let _ = writeln!(s, "# svmconf run {}\n", run.run_id);
@@ -68,6 +69,7 @@ pub fn render_summary(records: &[CaseRecord], run: &RunInfo) -> String {
     if failures.is_empty() {
         let _ = writeln!(s, "None.");
     } else {
+        defects(&mut s, &failures);
         let _ = writeln!(
             s,
             "| case | status | diagnosis | repro |\n| --- | --- | --- | --- |"
@@ -144,7 +146,140 @@ pub fn render_summary(records: &[CaseRecord], run: &RunInfo) -> String {
     taint(&mut s, records);
     crashes(&mut s, records);
     baseline(&mut s, records, run);
+    fault_plan(&mut s, records);
     s
+}
+
+/// `--sim-faults`: each rule of the plan, in how many cases it fired and how often in all. A
+/// rule that fired nowhere planted nothing: what passed says nothing about it.
+/// One line per distinct defect before the rows: failures grouped by their signature
+/// ([`signature`]), the largest group first, each with how many cases and paths show it and
+/// the first cases. A morning reader sees three defects, not sixty-eight rows.
+fn defects(s: &mut String, failures: &[&CaseRecord]) {
+    let mut groups: Vec<(String, Vec<&CaseRecord>)> = Vec::new();
+    for r in failures {
+        let sig = signature(r);
+        match groups.iter_mut().find(|(g, _)| *g == sig) {
+            Some((_, list)) => list.push(r),
+            None => groups.push((sig, vec![r])),
+        }
+    }
+    // Stable: groups of one size keep the plan order of their first case.
+    groups.sort_by_key(|(_, list)| std::cmp::Reverse(list.len()));
+    let _ = writeln!(
+        s,
+        "{} failures, {} distinct by their signature:\n",
+        failures.len(),
+        groups.len()
+    );
+    for (sig, list) in &groups {
+        let mut paths: Vec<&str> = list.iter().map(|r| r.suite()).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        let shown: Vec<String> = list.iter().take(3).map(|r| code(&r.case)).collect();
+        let _ = writeln!(
+            s,
+            "- **{} case{}, {} path{}** ({}): {}; {}{}",
+            list.len(),
+            if list.len() == 1 { "" } else { "s" },
+            paths.len(),
+            if paths.len() == 1 { "" } else { "s" },
+            paths.join(", "),
+            sig.replace('|', "\\|"),
+            shown.join(", "),
+            if list.len() > 3 { ", ..." } else { "" }
+        );
+    }
+    let _ = writeln!(s);
+}
+
+/// What a failure says of its defect, with what differs between cases that show the same one
+/// taken out: where every bad word the diagnosis traces differs from its expected value by the
+/// same bits (`expected ^ actual`), the status, those bits (the defect's fingerprint, whichever
+/// check found it) and what the bad pages are; else the status and the diagnosis's first line
+/// with spans, addresses and counts made generic.
+pub fn signature(r: &CaseRecord) -> String {
+    let reason = r.reason.as_deref().unwrap_or("");
+    let first = reason.lines().next().unwrap_or("");
+    // Compiled once for the run's failures, not once per failure.
+    static GENERIC: std::sync::OnceLock<Vec<(regex::Regex, &str)>> = std::sync::OnceLock::new();
+    let generic = GENERIC
+        .get_or_init(|| {
+            [
+                (r"\[0x[0-9a-f]+, 0x[0-9a-f]+\)", "[span]"),
+                (r"\(0x[0-9a-f]+\)", ""),
+                (r"0x[0-9a-f]+", "0x…"),
+                (r"\b\d+(\.\d+)?\b", "N"),
+                (
+                    r"\b(word|page|case|run|migration|allocation|fault|byte)s\b",
+                    "$1",
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(pattern, with)| Some((regex::Regex::new(pattern).ok()?, with)))
+            .collect()
+        })
+        .iter()
+        .fold(first.to_string(), |t, (re, with)| {
+            re.replace_all(&t, *with).into_owned()
+        });
+    let xors: std::collections::BTreeSet<&str> = reason
+        .match_indices("expected ^ actual = ")
+        .filter_map(|(i, m)| {
+            let rest = &reason[i + m.len()..];
+            rest.split(|c: char| !c.is_ascii_alphanumeric()).next()
+        })
+        .collect();
+    match (xors.len(), xors.iter().next()) {
+        // One fingerprint: the defect, whichever check found it (CPU or GPU verify, a storm's
+        // counters), named by it and by what the bad pages are (`corrupt`, `zero, stale`).
+        (1, Some(x)) => {
+            let classes = generic.rsplit(": ").next().unwrap_or("").replace("N ", "");
+            format!(
+                "{}: bad pages {classes}, every traced bad word with expected ^ actual = {x}",
+                r.status
+            )
+        }
+        _ if !generic.trim().is_empty() => format!("{}: {}", r.status, generic.trim()),
+        _ if r.status == Status::UnexpectedPass => {
+            "unexpected_pass: the expectations file lists it as failing".to_string()
+        }
+        _ => format!("{}: no diagnosis", r.status),
+    }
+}
+
+fn fault_plan(s: &mut String, records: &[CaseRecord]) {
+    // rule -> (kind, cases it fired in, firings, matches)
+    let mut rules: std::collections::BTreeMap<usize, (&str, usize, u64, u64)> =
+        std::collections::BTreeMap::new();
+    for r in records {
+        for i in &r.injected {
+            let e = rules.entry(i.rule).or_insert((&i.kind, 0, 0, 0));
+            e.1 += usize::from(i.fired > 0);
+            e.2 += i.fired;
+            e.3 += i.matched;
+        }
+    }
+    if rules.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "## Fault plan
+
+| rule | kind | cases it fired in | firings | matches |\n\
+         | ---: | --- | ---: | ---: | ---: |"
+    );
+    for (rule, (kind, cases, fired, matched)) in &rules {
+        let _ = writeln!(s, "| {rule} | {kind} | {cases} | {fired} | {matched} |");
+    }
+    if rules.values().all(|r| r.2 == 0) {
+        let _ = writeln!(
+            s,
+            "\nNo rule fired in any case: the plan planted nothing in this run."
+        );
+    }
+    s.push('\n');
 }
 
 /// `--baseline`: the method, how many metrics came out each way, and every comparison that is
@@ -516,6 +651,83 @@ mod tests {
     }
 
     #[test]
+    fn the_fault_plan_section_counts_cases_and_firings_per_rule() {
+        let counted = |case: &str, fired: [u64; 2]| CaseRecord {
+            case: case.into(),
+            status: Status::Pass,
+            injected: (0..2)
+                .map(|rule| crate::device::Injected {
+                    rule,
+                    kind: ["corrupt", "slow"][rule].into(),
+                    matched: fired[rule] + 1,
+                    fired: fired[rule],
+                })
+                .collect(),
+            ..CaseRecord::blank()
+        };
+        let s = render_summary(&[counted("a", [2, 0]), counted("b", [3, 0])], &run());
+        assert!(
+            s.contains(
+                "## Fault plan\n\n| rule | kind | cases it fired in | firings | matches |\n\
+                 | ---: | --- | ---: | ---: | ---: |\n| 0 | corrupt | 2 | 5 | 7 |\n\
+                 | 1 | slow | 0 | 0 | 2 |\n"
+            ),
+            "{s}"
+        );
+        assert!(!s.contains("No rule fired"), "{s}");
+        let s = render_summary(&[counted("a", [0, 0])], &run());
+        assert!(s.contains("No rule fired in any case"), "{s}");
+        assert!(!render_summary(&records(), &run()).contains("## Fault plan"));
+    }
+
+    /// A defect seen by many cases is one line: its fingerprint, how many cases and paths.
+    #[test]
+    fn failures_are_grouped_by_signature_before_the_rows() {
+        let bit8 = |case: &str, check: &str| {
+            record(
+                case,
+                Status::Fail,
+                Some(&format!(
+                    "{check} of [0x0, 0x1000) in allocation 1 (generation 2): 1 bad word in 1 of \
+                     1 pages: 1 corrupt\n  page 0: corrupt (1 word, expected ^ actual = \
+                     0x00000100, 1 bit)"
+                )),
+            )
+        };
+        let records = vec![
+            bit8("prefetch::a::4KiB", "CPU verify"),
+            bit8("cpu_fault::b::2MiB", "GPU verify"),
+            bit8("cpu_fault::c::2MiB", "CPU verify"),
+            record(
+                "vma::d::4KiB",
+                Status::Fail,
+                Some("3 increments lost; first at word 7 (page 0, offset 0x1c): expected 4, got 3"),
+            ),
+        ];
+        let s = render_summary(&records, &run());
+        assert!(
+            s.contains("4 failures, 2 distinct by their signature:"),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "- **3 cases, 2 paths** (cpu_fault, prefetch): fail: bad pages corrupt, every \
+                 traced bad word with expected ^ actual = 0x00000100; `prefetch::a::4KiB`, \
+                 `cpu_fault::b::2MiB`, `cpu_fault::c::2MiB`"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "- **1 case, 1 path** (vma): fail: N increments lost; first at word N (page N, \
+                 offset 0x…): expected N, got N; `vma::d::4KiB`"
+            ),
+            "{s}"
+        );
+        assert!(s.find("distinct by their signature") < s.find("| case | status |"));
+    }
+
+    #[test]
     fn empty_run_says_none() {
         let s = render_summary(&[], &run());
         assert!(s.contains("## Failures\n\nNone."), "{s}");
@@ -569,6 +781,7 @@ mod tests {
                 ts_us: 1,
                 text: "informational".into(),
                 flag: None,
+                attribution: None,
             },
             LogLine {
                 level: 4,
@@ -576,6 +789,7 @@ mod tests {
                 ts_us: 2,
                 text: "WARNING: CPU: 3 PID: 77 at drm_pagemap.c:301 | x".into(),
                 flag: Some("WARNING".into()),
+                attribution: None,
             },
         ];
         warned.taint = Some(TaintChange {

@@ -1,7 +1,10 @@
 //! `svmconf kill-matrix`: the suite run once per fault plan (`fixtures/faults/*.yaml`), and for
-//! each plan which cases caught it, on which path, with what status and diagnosis. A plan that
-//! no case catches, or that a case it names does not catch, fails the command: that is a hole
-//! in the suite. A clean run comes first; if it fails anywhere, nothing after it means anything.
+//! each plan which cases caught it, on which path, with what status and diagnosis, and how
+//! often its rules fired. A plan that fired and that no case catches has escaped, and one that
+//! a case it names does not catch is a hole: either is a hole in the suite and fails the
+//! command. A plan none of whose rules fired in any case did not fire: a defect of the plan,
+//! not of the suite, which fails the command too, under that name. A clean run comes first;
+//! if it fails anywhere, nothing after it means anything.
 //!
 //! Each run is this binary in a child process on the reference device, with the whole suite
 //! (destructive cases included), one case at a time, and a kernel log file the plan's
@@ -190,13 +193,60 @@ pub(super) fn short(reason: Option<&str>) -> String {
     }
 }
 
-/// How a plan fared: the cases that caught it by path, and what is wrong with that.
+/// How a plan fared: the cases that caught it by path, how often its rules fired, and what is
+/// wrong with that.
 struct Verdict {
     by_path: BTreeMap<String, Vec<(String, Status, String)>>,
+    /// Firings of all its rules in all cases.
+    fired: u64,
+    /// Cases in which a rule fired.
+    fired_in: usize,
     problems: Vec<String>,
+    outcome: PlanOutcome,
+}
+
+/// The one word a plan's line starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PlanOutcome {
+    /// Every case it names caught it.
+    Caught,
+    /// It fired, and no case caught it.
+    Escaped,
+    /// Some case caught it, but not every case it names.
+    Hole,
+    /// No rule fired in any case: the plan planted nothing, so the run says nothing of the
+    /// suite.
+    DidNotFire,
+}
+
+impl PlanOutcome {
+    fn word(self) -> &'static str {
+        match self {
+            PlanOutcome::Caught => "CAUGHT      ",
+            PlanOutcome::Escaped => "ESCAPED     ",
+            PlanOutcome::Hole => "HOLE        ",
+            PlanOutcome::DidNotFire => "DID NOT FIRE",
+        }
+    }
 }
 
 fn judge(plan: &Plan, outcome: &Outcome) -> Verdict {
+    let fired: u64 = outcome
+        .records
+        .iter()
+        .flat_map(|r| &r.injected)
+        .map(|i| i.fired)
+        .sum();
+    let fired_in = outcome
+        .records
+        .iter()
+        .filter(|r| r.injected.iter().any(|i| i.fired > 0))
+        .count();
+    // A case process that crashed or timed out left no count: it may have fired there.
+    let unaccounted = outcome
+        .records
+        .iter()
+        .any(|r| r.status.is_bad_outcome() && r.injected.is_empty());
     let mut by_path: BTreeMap<String, Vec<(String, Status, String)>> = BTreeMap::new();
     for r in outcome.records.iter().filter(|r| r.status.is_bad_outcome()) {
         let path = r.case.split("::").next().unwrap_or("").to_string();
@@ -207,8 +257,23 @@ fn judge(plan: &Plan, outcome: &Outcome) -> Verdict {
         ));
     }
     let mut problems = Vec::new();
-    if by_path.is_empty() {
-        problems.push("no case caught it".to_string());
+    if fired == 0 && !unaccounted {
+        problems.push(format!(
+            "did not fire: none of its {} rules matched and fired in any case; the plan \
+             planted nothing (check its direction, trigger, pages, nth and helpers)",
+            plan.rules.len()
+        ));
+        return Verdict {
+            by_path,
+            fired,
+            fired_in,
+            problems,
+            outcome: PlanOutcome::DidNotFire,
+        };
+    }
+    let escaped = by_path.is_empty();
+    if escaped {
+        problems.push("escaped: it fired and no case caught it".to_string());
     }
     for want in &plan.catches {
         let named: Vec<&CaseRecord> = outcome
@@ -229,7 +294,18 @@ fn judge(plan: &Plan, outcome: &Outcome) -> Verdict {
             ));
         }
     }
-    Verdict { by_path, problems }
+    let outcome = match (escaped, problems.is_empty()) {
+        (true, _) => PlanOutcome::Escaped,
+        (false, true) => PlanOutcome::Caught,
+        (false, false) => PlanOutcome::Hole,
+    };
+    Verdict {
+        by_path,
+        fired,
+        fired_in,
+        problems,
+        outcome,
+    }
 }
 
 fn stem(plan: &Plan) -> String {
@@ -322,19 +398,18 @@ fn matrix(args: &Args, plans: &[Plan], root: &Path) -> Result<ExitCode, SetupErr
         clean.records.len()
     );
     let mut holes = 0;
+    let mut silent = 0;
     let outcomes = run_plans(plans, root, &args.extra, &clean.run);
     for (plan, outcome) in plans.iter().zip(outcomes) {
         let name = stem(plan);
         let verdict = judge(plan, &outcome?);
         let total: usize = verdict.by_path.values().map(Vec::len).sum();
         println!(
-            "{} {name}: {} ({total} cases caught it)",
-            if verdict.problems.is_empty() {
-                "CAUGHT"
-            } else {
-                "HOLE  "
-            },
-            plan.description
+            "{} {name}: {} ({total} cases caught it; fired {} times in {} cases)",
+            verdict.outcome.word(),
+            plan.description,
+            verdict.fired,
+            verdict.fired_in
         );
         for (path, cases) in &verdict.by_path {
             println!("    {path}: {} cases", cases.len());
@@ -348,16 +423,19 @@ fn matrix(args: &Args, plans: &[Plan], root: &Path) -> Result<ExitCode, SetupErr
         for p in &verdict.problems {
             println!("    problem: {p}");
         }
-        if !verdict.problems.is_empty() {
-            holes += 1;
+        match verdict.outcome {
+            PlanOutcome::Caught => {}
+            PlanOutcome::DidNotFire => silent += 1,
+            PlanOutcome::Escaped | PlanOutcome::Hole => holes += 1,
         }
     }
     println!(
-        "\nkill matrix: {} of {} plans caught as their files say",
-        plans.len() - holes,
+        "\nkill matrix: {} of {} plans caught as their files say; {holes} escaped or holes, \
+         {silent} did not fire",
+        plans.len() - holes - silent,
         plans.len()
     );
-    Ok(if holes == 0 {
+    Ok(if holes == 0 && silent == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -402,6 +480,7 @@ mod tests {
         assert_eq!(v.by_path["cpu_fault"][0].1, Status::DmesgWarn);
 
         let v = judge(&plan(&["prefetch::partial::2MiB"]), &outcome);
+        assert_eq!(v.outcome, PlanOutcome::Hole);
         assert_eq!(v.problems.len(), 1);
         assert!(v.problems[0].contains("ended pass"), "{:?}", v.problems);
 
@@ -409,14 +488,111 @@ mod tests {
         assert!(v.problems[0].contains("names no case"), "{:?}", v.problems);
     }
 
+    /// `record` with the counts of a one-rule plan that fired `fired` times in it.
+    fn counted(case: &str, status: Status, fired: u64) -> CaseRecord {
+        CaseRecord {
+            injected: vec![crate::device::Injected {
+                rule: 0,
+                kind: "hang".into(),
+                matched: fired + 1,
+                fired,
+            }],
+            ..record(case, status)
+        }
+    }
+
     #[test]
-    fn a_plan_nothing_caught_is_a_hole_whatever_it_names() {
+    fn a_plan_that_fired_and_nothing_caught_escaped_whatever_it_names() {
         let outcome = Outcome {
             run: PathBuf::new(),
-            records: vec![record("a::b", Status::Pass), record("a::c", Status::Skip)],
+            records: vec![
+                counted("a::b", Status::Pass, 2),
+                counted("a::c", Status::Skip, 0),
+            ],
         };
         let v = judge(&plan(&["'a::.*'"]), &outcome);
-        assert!(v.problems.iter().any(|p| p == "no case caught it"));
+        assert_eq!(v.outcome, PlanOutcome::Escaped);
+        assert_eq!((v.fired, v.fired_in), (2, 1));
+        assert!(v
+            .problems
+            .iter()
+            .any(|p| p == "escaped: it fired and no case caught it"));
+    }
+
+    #[test]
+    fn a_plan_none_of_whose_rules_fired_did_not_fire_and_is_no_escape() {
+        let outcome = Outcome {
+            run: PathBuf::new(),
+            records: vec![
+                counted("a::b", Status::Pass, 0),
+                counted("a::c", Status::Pass, 0),
+            ],
+        };
+        let v = judge(&plan(&["'a::.*'"]), &outcome);
+        assert_eq!(v.outcome, PlanOutcome::DidNotFire);
+        assert_eq!(v.outcome.word(), "DID NOT FIRE");
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert!(
+            v.problems[0].starts_with("did not fire"),
+            "{:?}",
+            v.problems
+        );
+        // One firing anywhere makes the same run an escape.
+        let mut fired = outcome;
+        fired.records[1] = counted("a::c", Status::Pass, 1);
+        assert_eq!(
+            judge(&plan(&["'a::.*'"]), &fired).outcome,
+            PlanOutcome::Escaped
+        );
+    }
+
+    #[test]
+    fn a_crash_without_counts_may_have_fired_so_it_is_judged_as_caught() {
+        let outcome = Outcome {
+            run: PathBuf::new(),
+            records: vec![
+                counted("a::b", Status::Pass, 0),
+                record("a::c", Status::Crash),
+            ],
+        };
+        let v = judge(&plan(&["a::c"]), &outcome);
+        assert_eq!(v.outcome, PlanOutcome::Caught, "{:?}", v.problems);
+    }
+
+    /// The engine and the judge together: a case on the reference device under a plan, its
+    /// counts copied into its record as the runner does, then judged.
+    #[test]
+    fn a_rule_that_never_fires_on_a_real_device_is_reported_did_not_fire() {
+        use crate::device::sim::testutil;
+        use crate::device::{AllocKind, Device, Location};
+        let case = |rules: &str| {
+            let text = format!("description: d\ncatches: ['a::.*']\nrules:\n{rules}");
+            let plan = Plan::parse(&text, Path::new("p.yaml")).unwrap();
+            let mut dev = testutil::device();
+            dev.set_faults(plan.clone(), testutil::SEED, None);
+            let buf = dev.alloc(AllocKind::Managed, 2 * testutil::MIB).unwrap();
+            testutil::cpu_fill(&mut dev, buf, buf.all(), 1);
+            dev.prefetch(buf, buf.all(), Location::Vram).unwrap();
+            testutil::cpu_check(&mut dev, buf, buf.all(), 1);
+            let outcome = Outcome {
+                run: PathBuf::new(),
+                records: vec![CaseRecord {
+                    injected: dev.injected(),
+                    ..record("a::b", Status::Pass)
+                }],
+            };
+            judge(&plan, &outcome)
+        };
+        // No eviction happens, and page 600 of the allocation does not exist in 2 MiB.
+        let v = case(
+            "  - kind: corrupt\n    trigger: eviction\n  - kind: corrupt\n    pages: page 600\n    of: allocation\n",
+        );
+        assert_eq!(v.outcome, PlanOutcome::DidNotFire, "{:?}", v.problems);
+        assert_eq!(v.fired, 0);
+        // A rule that fires, uncaught, is an escape.
+        let v = case("  - kind: slow\n    trigger: prefetch\n");
+        assert_eq!(v.outcome, PlanOutcome::Escaped, "{:?}", v.problems);
+        assert_eq!((v.fired, v.fired_in), (1, 1));
     }
 
     #[test]
@@ -431,9 +607,9 @@ mod tests {
     }
 
     #[test]
-    fn every_plan_of_the_catalogue_parses_and_there_are_twenty() {
+    fn every_plan_of_the_catalogue_parses_and_there_are_fifty() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/faults");
         let all = plans(&dir).unwrap_or_else(|e| panic!("{e}"));
-        assert!(all.len() >= 20, "{} plans", all.len());
+        assert!(all.len() >= 50, "{} plans", all.len());
     }
 }

@@ -212,9 +212,6 @@ struct Sweep {
     /// The sweep case's name in the generated matrix.
     case: &'static str,
     metric: &'static str,
-    /// Timed on the host's wall clock, not the device's: on sim it measures the host's memory
-    /// (caches, other load), not the model, so it is reported there and not judged.
-    wall_clock: bool,
 }
 
 const SWEEPS: [Sweep; 5] = [
@@ -222,31 +219,26 @@ const SWEEPS: [Sweep; 5] = [
         path: "prefetch to VRAM",
         case: "prefetch::sweep",
         metric: "prefetch_to_vram_gbps",
-        wall_clock: false,
     },
     Sweep {
         path: "prefetch to system",
         case: "prefetch::sweep",
         metric: "prefetch_to_system_gbps",
-        wall_clock: false,
     },
     Sweep {
         path: "GPU first touch",
         case: "first_touch::sweep",
         metric: "first_touch_migrate_gbps",
-        wall_clock: false,
     },
     Sweep {
         path: "CPU fault",
         case: "cpu_fault::sweep",
         metric: "cpu_fault_migrate_gbps",
-        wall_clock: false,
     },
     Sweep {
-        path: "TTM eviction (wall clock)",
+        path: "TTM eviction",
         case: "ttm_eviction::sweep",
-        metric: "eviction_wall_s",
-        wall_clock: true,
+        metric: "eviction_gbps",
     },
 ];
 
@@ -436,7 +428,7 @@ fn scaling_command(args: &[String]) -> Result<ExitCode, SetupError> {
             format!(", run options: {}", pass.join(" "))
         }
     );
-    let (info, records) = run_child(&child, &scratch.0.join("results"))?;
+    let (_, records) = run_child(&child, &scratch.0.join("results"))?;
     let failed: Vec<&CaseRecord> = records.iter().filter(|r| r.status.is_failure()).collect();
     for r in &failed {
         println!("svmconf scaling: {} {}: {}", r.case, r.status, r.headline());
@@ -470,9 +462,7 @@ fn scaling_command(args: &[String]) -> Result<ExitCode, SetupError> {
             Some(u) => (format!("{:.3}", u.k), format!("{:.4}", u.r2)),
             None => ("-".into(), "-".into()),
         };
-        let verdict = if sweep.wall_clock && info.backend == crate::device::reference::name() {
-            "reported, not judged: the host's wall clock on sim".to_string()
-        } else if p.flagged() {
+        let verdict = if p.flagged() {
             flagged += 1;
             format!("FLAGGED: exponent above {THRESHOLD}")
         } else {

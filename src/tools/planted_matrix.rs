@@ -263,13 +263,8 @@ pub fn planted_matrix(args: &[String]) -> Result<ExitCode, SetupError> {
         Some(f) => f.clone(),
         None => super::default_fixture("planted-matrix", "planted/vsvm.yaml")?,
     };
-    let text = std::fs::read_to_string(&file).map_err(|e| {
-        SetupError::Plan(format!(
-            "planted-matrix: {}: {}",
-            file.display(),
-            crate::util::text::io_reason(&e)
-        ))
-    })?;
+    let text = crate::util::yaml::read_text(&file, &file)
+        .map_err(|e| SetupError::Plan(format!("planted-matrix: {e}")))?;
     let plan = PlantFile::parse(&text, &file)
         .map_err(|e| SetupError::Plan(format!("planted-matrix: {e}")))?;
     let planted = Planted::open(&args.param, args.device.as_deref())

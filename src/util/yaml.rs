@@ -59,8 +59,17 @@ impl fmt::Display for YamlError {
 impl YamlError {
     /// An error about the field at `path` in `text`, located by [`locate`]; for checks made
     /// after parsing (a reference to an unknown name, a duplicate).
+    /// A field the text does not hold (a value implied by another, a default) is placed at the
+    /// nearest of its parents that it does hold, so that no such error goes without a line.
     pub fn at(file: &Path, text: &str, path: &FieldPath, message: impl Into<String>) -> YamlError {
-        let place = locate(text, path);
+        let mut near = path.clone();
+        let place = loop {
+            match locate(text, &near) {
+                Some(place) => break Some(place),
+                None if near.0.pop().is_some() => {}
+                None => break None,
+            }
+        };
         YamlError {
             file: file.to_path_buf(),
             line: place.map(|p| p.line),
@@ -108,8 +117,184 @@ fn split_field(text: &str) -> (Option<String>, String) {
 
 /// Parses `text` (read from `file`) into `T`. Unknown keys are rejected wherever the schema
 /// type says `deny_unknown_fields`; the error names the file, line, column and field.
+///
+/// Before the backend sees it, the text must be of a fixture's shape ([`check_shape`]): a
+/// file of megabytes, or nested thousands deep, is refused at once with its place, where the
+/// backend would take minutes to say no.
 pub fn parse<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlError> {
-    backend::from_str(text).map_err(|e| YamlError::from_backend(e, file))
+    check_shape(text, file)?;
+    backend::from_str(text).map_err(|e| {
+        let mut err = YamlError::from_backend(e, file);
+        if err.line.is_none() {
+            if let Some((line, column)) = second_document(text) {
+                err.line = Some(line);
+                err.column = Some(column);
+                err.message = format!(
+                    "a second YAML document starts here; a fixture is one document ({})",
+                    err.message
+                );
+            }
+        }
+        err
+    })
+}
+
+/// The most bytes a YAML file svmconf reads may have: the largest fixture is a few KiB.
+pub const MAX_BYTES: usize = 1 << 20;
+
+/// The deepest nesting a YAML file svmconf reads may have: fixtures nest a few levels.
+pub const MAX_DEPTH: usize = 64;
+
+/// Refuses a text larger than [`MAX_BYTES`] or nested deeper than [`MAX_DEPTH`], naming the
+/// place where the limit is passed. Nesting is counted as the backend would build it: flow
+/// collections (`[`, `{`) open across lines, and block sequence entries (`- - -`) on one line,
+/// outside quotes and comments. (Block nesting by indentation cannot go deep without the lines
+/// growing with it, which the size limit bounds.)
+pub fn check_shape(text: &str, file: &Path) -> Result<(), YamlError> {
+    let refuse = |line, column, message: String| YamlError {
+        file: file.to_path_buf(),
+        line: Some(line),
+        column: Some(column),
+        field: None,
+        message,
+    };
+    if text.len() > MAX_BYTES {
+        return Err(refuse(1, 1, too_large(text.len() as u64)));
+    }
+    let too_deep = |depth| format!("nested {depth} levels deep; at most {MAX_DEPTH} are read");
+    let mut flow = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let mut block = 0usize;
+        let mut start_of_node = true;
+        let mut quote: Option<char> = None;
+        let mut previous = ' ';
+        for (i, c) in line.char_indices() {
+            let column = line[..i].chars().count() + 1;
+            match quote {
+                Some(q) => {
+                    if c == q {
+                        quote = None;
+                    }
+                }
+                None => match c {
+                    '#' if previous.is_whitespace() => break,
+                    '"' | '\'' => quote = Some(c),
+                    '[' | '{' => {
+                        flow += 1;
+                        if flow + block > MAX_DEPTH {
+                            return Err(refuse(n + 1, column, too_deep(flow + block)));
+                        }
+                    }
+                    ']' | '}' => flow = flow.saturating_sub(1),
+                    '-' | '?' if start_of_node && flow == 0 => {
+                        let next = line[i + 1..].chars().next();
+                        if next.map_or(true, char::is_whitespace) {
+                            block += 1;
+                            if flow + block > MAX_DEPTH {
+                                return Err(refuse(n + 1, column, too_deep(flow + block)));
+                            }
+                        }
+                    }
+                    _ => {}
+                },
+            }
+            if !c.is_whitespace() && !matches!(c, '-' | '?') {
+                start_of_node = false;
+            }
+            previous = c;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the YAML file at `path` (`shown` in messages) as text for [`parse`]: a file larger than
+/// [`MAX_BYTES`] is refused before it is read, and one that is not UTF-8 is placed at the first
+/// byte that is not.
+pub fn read_text(path: &Path, shown: &Path) -> Result<String, YamlError> {
+    let bytes = read_bytes(path, shown).map_err(|e| match e {
+        Read::Io(e) => unplaced(
+            shown,
+            format!("cannot read: {}", crate::util::text::io_reason(&e)),
+        ),
+        Read::Refused(e) => e,
+    })?;
+    utf8(bytes, shown)
+}
+
+/// Why [`read_bytes`] read nothing.
+#[derive(Debug)]
+pub enum Read {
+    /// The file could not be read.
+    Io(std::io::Error),
+    /// It is not a YAML file svmconf reads: too large.
+    Refused(YamlError),
+}
+
+/// The bytes of the file at `path`, refused unread when larger than [`MAX_BYTES`].
+pub fn read_bytes(path: &Path, shown: &Path) -> Result<Vec<u8>, Read> {
+    let len = std::fs::metadata(path).map_err(Read::Io)?.len();
+    if len > MAX_BYTES as u64 {
+        return Err(Read::Refused(YamlError {
+            line: Some(1),
+            column: Some(1),
+            ..unplaced(shown, too_large(len))
+        }));
+    }
+    std::fs::read(path).map_err(Read::Io)
+}
+
+/// `bytes` as text, or an error placed at the first byte that is not UTF-8.
+pub fn utf8(bytes: Vec<u8>, shown: &Path) -> Result<String, YamlError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let bad = e.as_bytes()[valid.len()];
+        // Valid UTF-8 up to there: lines and columns in characters, as editors count them.
+        let before = std::str::from_utf8(valid).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+        YamlError {
+            line: Some(line),
+            column: Some(column),
+            ..unplaced(
+                shown,
+                format!(
+                    "byte {bad:#04x} at offset {} is not UTF-8; a YAML file svmconf reads is \
+                     UTF-8 text",
+                    valid.len()
+                ),
+            )
+        }
+    })
+}
+
+fn unplaced(shown: &Path, message: String) -> YamlError {
+    YamlError {
+        file: shown.to_path_buf(),
+        line: None,
+        column: None,
+        field: None,
+        message,
+    }
+}
+
+fn too_large(len: u64) -> String {
+    format!("{len} bytes; a YAML file svmconf reads may have at most {MAX_BYTES} (1 MiB)")
+}
+
+/// Where a second document of `text` starts (a `---` line after content), 1-based.
+fn second_document(text: &str) -> Option<(usize, usize)> {
+    let mut content = false;
+    for (n, line) in text.lines().enumerate() {
+        let marker = line == "---" || line.starts_with("--- ") || line == "...";
+        if marker && content {
+            return Some((n + 1, 1));
+        }
+        let t = line.trim();
+        if !marker && !t.is_empty() && !t.starts_with('#') {
+            content = true;
+        }
+    }
+    None
 }
 
 /// One step of a [`FieldPath`].
@@ -376,6 +561,90 @@ cases:
     }
 
     /// The seam holds only if nothing else reaches past it.
+    /// Nesting past the limit is refused where it is passed, before the backend reads a byte:
+    /// 100,000 levels in each form a document can nest on one line.
+    #[rstest]
+    #[case::flow_sequences("cases: ", "[", "]", (1, 72))]
+    #[case::flow_mappings("cases: ", "{a: ", "}", (1, 264))]
+    #[case::block_sequences("cases:\n", "- ", "", (2, 129))]
+    fn deep_nesting_is_refused_at_its_place(
+        #[case] head: &str,
+        #[case] open: &str,
+        #[case] close: &str,
+        #[case] at: (usize, usize),
+    ) {
+        let n = 100_000;
+        let text = format!("{head}{}1{}\n", open.repeat(n), close.repeat(n));
+        let e = parse::<Doc>(&text, Path::new("deep.yaml")).expect_err("refused");
+        assert_eq!((e.line, e.column), (Some(at.0), Some(at.1)), "{e}");
+        assert_eq!(e.message, "nested 65 levels deep; at most 64 are read");
+        // The limit is the limit: 64 levels read on.
+        let text = format!("{head}{}1{}\n", open.repeat(63), close.repeat(63));
+        assert!(check_shape(&text, Path::new("ok.yaml")).is_ok(), "{text}");
+    }
+
+    #[rstest]
+    #[case::quoted("name: \"[[[[\"\nlimits: {a: 1}\n")]
+    #[case::commented("name: x # [[[[[[[[\n")]
+    #[case::negative_numbers("- -1\n- -2\n")]
+    fn brackets_and_dashes_that_do_not_nest_are_not_counted(#[case] text: &str) {
+        let deep = text.replace("[[[[", &"[".repeat(100));
+        assert!(check_shape(&deep, Path::new("ok.yaml")).is_ok(), "{deep}");
+    }
+
+    #[test]
+    fn a_file_past_the_size_limit_is_refused_unread_and_as_text() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("big.yaml");
+        let text = format!("# {}\n", "x".repeat(MAX_BYTES));
+        std::fs::write(&path, &text).expect("write");
+        let e = read_text(&path, Path::new("big.yaml")).expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "big.yaml:1:1: {} bytes; a YAML file svmconf reads may have at most 1048576 (1 MiB)",
+                text.len()
+            )
+        );
+        let e = parse::<Doc>(&text, Path::new("big.yaml")).expect_err("refused");
+        assert_eq!((e.line, e.column), (Some(1), Some(1)));
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_placed_at_its_first_bad_byte() {
+        let e = utf8(b"name: x\nlimits: caf\xe9\n".to_vec(), Path::new("t.yaml")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.yaml:2:12: byte 0xe9 at offset 19 is not UTF-8; a YAML file svmconf reads is \
+             UTF-8 text"
+        );
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let e = read_text(&dir.path().join("none.yaml"), Path::new("none.yaml")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "none.yaml: cannot read: no such file or directory"
+        );
+    }
+
+    #[test]
+    fn an_error_at_a_field_the_text_lacks_is_placed_at_its_nearest_parent() {
+        let text = "name: x\nlimits:\n  peak: 1\n";
+        let path = FieldPath::root().key("limits").key("floor");
+        let e = YamlError::at(Path::new("t.yaml"), text, &path, "implied");
+        assert_eq!(e.to_string(), "t.yaml:3:3: limits.floor: implied");
+    }
+
+    #[test]
+    fn a_second_document_is_placed_at_its_start() {
+        let text = "# a comment\n---\nname: x\nlimits: {peak: 1}\n---\nname: y\n";
+        let e = parse::<Doc>(text, Path::new("two.yaml")).expect_err("refused");
+        assert_eq!((e.line, e.column), (Some(5), Some(1)), "{e}");
+        assert!(
+            e.message.starts_with("a second YAML document starts here"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn only_this_module_names_the_yaml_crate() {
         fn walk(dir: &Path, found: &mut Vec<String>) {

@@ -4,6 +4,8 @@
 
 /// A tool or device this machine lacks: a failure under `CI=true`, a skip line elsewhere.
 pub mod needs;
+/// The report consumers the tests check with: xmllint, junitparser, kunit.py.
+pub mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -74,9 +76,15 @@ pub fn ktap_cases(text: &str) -> Vec<(String, bool, String)> {
         text.starts_with("KTAP version 1\n"),
         "KTAP starts with its version"
     );
+    // The suite a block names (`# Subtest: NAME`); its cases are named within it.
+    let mut suite = String::new();
     for line in text.lines() {
         let indent = line.len() - line.trim_start().len();
         let line = line.trim_start();
+        if let Some(name) = line.strip_prefix("# Subtest: ") {
+            suite = name.to_string();
+            continue;
+        }
         if let Some(plan) = line.strip_prefix("1..") {
             // A new plan at this depth starts a new count.
             counts.insert(indent, 0);
@@ -95,7 +103,11 @@ pub fn ktap_cases(text: &str) -> Vec<(String, bool, String)> {
             None => (rest.to_string(), String::new()),
         };
         if indent > 0 {
-            cases.push((name.clone(), ok, directive));
+            assert!(
+                !suite.is_empty(),
+                "a case before its block's `# Subtest:`: {line}"
+            );
+            cases.push((format!("{suite}::{name}"), ok, directive));
         }
         // The subtests of a suite end with its own result line.
         if let Some(&(sub, planned)) = plans.last() {

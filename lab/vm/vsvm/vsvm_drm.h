@@ -55,7 +55,8 @@ extern "C" {
 #define DRM_VSVM_PLANT_RELEASE_LEAK		(1u << 2)
 #define DRM_VSVM_PLANT_BO_MOVE_NO_EVICT		(1u << 3)
 #define DRM_VSVM_PLANT_STALE_VRAM_MAPPING	(1u << 4)
-#define DRM_VSVM_PLANT_COUNT			5
+#define DRM_VSVM_PLANT_RESIDENCY_MISREPORT	(1u << 5)
+#define DRM_VSVM_PLANT_COUNT			6
 
 /**
  * struct drm_vsvm_query - DRM_IOCTL_VSVM_QUERY: the device and its counters.

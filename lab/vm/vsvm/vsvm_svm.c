@@ -1144,6 +1144,22 @@ int vsvm_ioctl_residency(struct drm_device *drm, void *data,
 	if (err)
 		goto out_free;
 
+	/*
+	 * Planted: the first VRAM page of every call is reported as a system
+	 * page (the GPU mapping bit kept, its VRAM bit dropped): a residency
+	 * that only the CPU page tables contradict.
+	 */
+	if (vsvm_plant(DRM_VSVM_PLANT_RESIDENCY_MISREPORT)) {
+		for (i = 0; i < args->npages; i++) {
+			if ((out[i] & DRM_VSVM_RES_CPU_MASK) != DRM_VSVM_RES_VRAM)
+				continue;
+			out[i] = DRM_VSVM_RES_SYSTEM |
+				 (out[i] & DRM_VSVM_RES_GPU_MAPPED);
+			vsvm_planted_acted(DRM_VSVM_PLANT_RESIDENCY_MISREPORT);
+			break;
+		}
+	}
+
 	args->vram_pages = 0;
 	for (i = 0; i < args->npages; i++)
 		if ((out[i] & DRM_VSVM_RES_CPU_MASK) == DRM_VSVM_RES_VRAM)

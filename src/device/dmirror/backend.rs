@@ -31,6 +31,8 @@ fn open(s: &Settings) -> Result<Box<dyn Backend>, BackendError> {
         profile,
         info,
         target,
+        place_at: s.place_at,
+        placed_kinds: crate::device::host::HOST_MAPPED_KINDS,
     }))
 }
 

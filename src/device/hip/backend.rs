@@ -10,7 +10,7 @@ use crate::device::amd::ObserverOptions;
 use crate::device::backend::{
     self, Backend, BackendError, Detected, Hardware, Kind, Note, Settings, Target,
 };
-use crate::device::{Device, DeviceError};
+use crate::device::{AllocKind, Device, DeviceError};
 use crate::fixtures;
 
 pub const KIND: Kind = Kind {
@@ -89,6 +89,13 @@ fn with(s: &Settings, found: Probe) -> Result<Box<dyn Backend>, BackendError> {
         profile,
         info,
         target,
+        place_at: s.place_at,
+        placed_kinds: &[
+            AllocKind::Mmap,
+            AllocKind::Malloc,
+            AllocKind::Shared,
+            AllocKind::File,
+        ],
     }))
 }
 
@@ -111,6 +118,7 @@ impl Target for Gpu {
             available: s.available,
             detail: s.detail,
         }))
+        .chain(std::iter::once(Gpu::pagemap_note(self)))
         .collect()
     }
 }

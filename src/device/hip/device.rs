@@ -2,11 +2,15 @@
 //! discovery that finds it.
 //!
 //! What it observes, honestly:
-//! - residency: not at all. `hipMemRangeGetAttribute` reports the *last prefetch location* and
-//!   the *preferred location* of a range: what the runtime recorded, not where the pages are.
-//!   svmconf reads both back after every prefetch and advice, which proves the runtime took
-//!   them for that range, and fails when it reports the other location; where the pages
-//!   really live is left to the kernel-side observers (migration events, VRAM in use).
+//! - residency: from the CPU's page tables (`observe::pagemap`), where they can tell: a page
+//!   in VRAM is a device-private entry in this process's page tables, in the GPU's region of
+//!   `/proc/iomem`. That needs CAP_SYS_ADMIN on a kernel whose swap types svmconf knows, or
+//!   no swap in use; elsewhere the capability is off and run.json's `pagemap` note says why.
+//!   `hipMemRangeGetAttribute` reports only the *last prefetch location* and the *preferred
+//!   location* of a range: what the runtime recorded, not where the pages are. svmconf reads
+//!   both back after every prefetch and advice, which proves the runtime took them for that
+//!   range, and fails when it reports the other location. A page the GPU maps in place
+//!   without migrating it is present system memory to the page tables either way.
 //! - events, VRAM in use, eviction transients, reset: only through `super::OBSERVERS`.
 //! - kernel time: hipEvents around the launch on the device's own stream; CPU time: a
 //!   monotonic clock.
@@ -17,8 +21,8 @@
 //! file descriptor and the GPU mappings are not the child's), and a fresh process is what the
 //! cases mean anyway: its own runtime, its own KFD process, ended on its own by a GPU reset.
 //!
-//! What it cannot do: fork, per-page residency. Those capabilities are off, and the cases
-//! that need them skip with that reason.
+//! What it cannot do: fork; per-page residency where the page tables cannot tell. Those
+//! capabilities are off, and the cases that need them skip with that reason.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -33,14 +37,15 @@ use super::{args, select_code_object, NoCodeObject, CODE_OBJECTS, OBSERVERS};
 use crate::device::amd::ObserverOptions;
 use crate::device::host::{self, Alloc};
 use crate::device::kernels::{Launch, BLOCK_THREADS};
-use crate::device::memory::{Guards, Memory};
+use crate::device::memory::{Guards, Placer};
 use crate::device::observer::{self, open_all, GpuIdentity, GpuObserver, Opened, Provides};
 use crate::device::remote::RemoteDevice;
 use crate::device::{
     Advice, AllocKind, Buf, Capabilities, CpuThreads, Destructive, Device, DeviceError, DeviceInfo,
     EvictionTransient, KernelRun, Location, MigrationEvent, Need, Pending, ProcessExit, Protection,
-    Result, Span,
+    Result, Span, PAGE_SIZE,
 };
+use crate::observe::pagemap::Pagemap;
 
 /// Allocations are the memory alone: the runtime and KFD need no VMA of their own.
 const GUARDS: Guards = Guards::None;
@@ -123,6 +128,12 @@ impl Found {
         open_all(OBSERVERS, &self.identity(), &self.observer_options)
     }
 
+    /// This process's page tables, for this GPU's device-private region (its PCI name in
+    /// `/proc/iomem`, as `devm_request_free_mem_region()` names it).
+    pub fn pagemap(&self) -> Pagemap {
+        Pagemap::open(&self.pci_bus_id)
+    }
+
     /// One line for the start of a run.
     pub fn describe(&self) -> String {
         format!(
@@ -162,9 +173,10 @@ fn info(found: &Found, provides: Provides) -> DeviceInfo {
         arch: found.target.to_string(),
         vram_bytes: found.vram_total,
         gpus: found.devices.max(0) as u32,
-        // Residency is not observable through HIP, and a forked child of a HIP process
-        // cannot use the GPU; the host observers decide the rest.
+        // Residency comes from the page tables where they can tell, and a forked child of a
+        // HIP process cannot use the GPU; the host observers decide the rest.
         caps: Capabilities::of(&[Need::DeviceBuffers, Need::Processes, Need::Concurrency])
+            .with(Need::Residency, found.pagemap().can_tell().is_ok())
             .with(Need::Xnack, found.xnack.on())
             .with(Need::Events, provides.events)
             .with(Need::VramUsage, provides.vram_usage)
@@ -255,6 +267,11 @@ pub struct HipDevice {
     allocs: HashMap<u32, Alloc>,
     next_id: u32,
     observers: Vec<Box<dyn GpuObserver>>,
+    /// Where system allocations go (`--place-at`); managed memory and VRAM are the HIP
+    /// runtime's to place.
+    placer: Placer,
+    /// The CPU's page tables: residency, and which pages huge entries map.
+    pagemap: Pagemap,
 }
 
 /// A HIP failure as the Device trait reports it; out of memory keeps its own kind.
@@ -303,7 +320,21 @@ impl HipDevice {
             allocs: HashMap::new(),
             next_id: 1,
             observers,
+            placer: Placer::default(),
+            pagemap: Pagemap::open(&found.pci_bus_id),
         })
+    }
+
+    /// The address of the first page of `span` of `buf` in this process; `None` for VRAM
+    /// that HIP allocated, which is no memory of this process.
+    fn page_address(&self, buf: Buf, span: Span) -> Option<Result<u64>> {
+        match self.checked(buf, span) {
+            Ok(a) if host::HOST_MAPPED_KINDS.contains(&buf.kind) => {
+                Some(Ok(a.mem.addr() + span.page_range().start * PAGE_SIZE))
+            }
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        }
     }
 
     /// This device is current on the calling thread (HIP's current device is per thread, and
@@ -390,14 +421,16 @@ impl Device for HipDevice {
         let mem = match kind {
             AllocKind::Managed => ffi::managed(len).map_err(|e| hip(e, "managed", len))?,
             AllocKind::DeviceBuffer => ffi::device_buffer(len).map_err(|e| hip(e, "VRAM", len))?,
-            AllocKind::Malloc => Memory::heap(len, GUARDS)
+            AllocKind::Malloc => self
+                .placer
+                .heap(len, GUARDS)
                 .map_err(|e| os(format!("posix_memalign of {len} bytes"), e))?,
-            AllocKind::Mmap | AllocKind::Shared => {
-                Memory::anonymous(len, kind == AllocKind::Shared, GUARDS)
-                    .map_err(|e| os(format!("mmap of {len} bytes"), e))?
-            }
+            AllocKind::Mmap | AllocKind::Shared => self
+                .placer
+                .anonymous(len, kind == AllocKind::Shared, GUARDS)
+                .map_err(|e| os(format!("mmap of {len} bytes"), e))?,
             AllocKind::File => {
-                let (f, mem) = host::file_mapping("svmconf", id, len, GUARDS)?;
+                let (f, mem) = host::file_mapping("svmconf", id, len, GUARDS, &mut self.placer)?;
                 file = Some(f);
                 mem
             }
@@ -410,6 +443,15 @@ impl Device for HipDevice {
             o.allocated(buf, addr);
         }
         Ok(buf)
+    }
+
+    fn address(&self, buf: Buf) -> Option<u64> {
+        host::alloc_of(&self.allocs, buf).ok().map(|a| a.mem.addr())
+    }
+
+    fn place_at(&mut self, first: u64) -> Result<()> {
+        self.placer = Placer::new(Some(first));
+        Ok(())
     }
 
     fn free(&mut self, buf: Buf) -> Result<()> {
@@ -610,8 +652,29 @@ impl Device for HipDevice {
         host::cpu_threads(work, mem, 0, "cpu_threads")
     }
 
-    fn residency(&mut self, _buf: Buf, _span: Span) -> Option<Result<Vec<Location>>> {
-        None
+    /// From the page tables, where they can tell ([`Pagemap::can_tell`]); VRAM that HIP
+    /// allocated (`hipMalloc`) is no memory of this process and has none.
+    fn residency(&mut self, buf: Buf, span: Span) -> Option<Result<Vec<Location>>> {
+        self.pagemap.can_tell().ok()?;
+        let addr = match self.page_address(buf, span)? {
+            Ok(addr) => addr,
+            Err(e) => return Some(Err(e)),
+        };
+        host::pagemap_residency(&mut self.pagemap, buf, span, addr)
+    }
+
+    /// `PAGEMAP_SCAN`'s huge category, on a kernel that has it (6.7+).
+    fn huge_mapped(&mut self, buf: Buf, span: Span) -> Option<Result<Vec<bool>>> {
+        let addr = match self.page_address(buf, span)? {
+            Ok(addr) => addr,
+            Err(e) => return Some(Err(e)),
+        };
+        let pages = span.page_range();
+        self.pagemap.huge(addr, pages.end - pages.start).map(Ok)
+    }
+
+    fn take_notes(&mut self) -> Vec<String> {
+        self.pagemap.take_notes("the HIP runtime's residency")
     }
 
     fn take_events(&mut self) -> Option<Vec<MigrationEvent>> {

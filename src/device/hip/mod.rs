@@ -34,6 +34,7 @@ mod ffi;
 pub use device::{discover, DiscoverError, Found, HipDevice};
 
 use super::amd::ObserverOptions;
+use super::backend::Note;
 use super::observer::{GpuIdentity, ObserverFactory, ObserverState};
 use super::{Device, DeviceError, DeviceInfo};
 use pci::DeviceSelector;
@@ -77,6 +78,15 @@ impl Gpu {
     pub fn observer_states(&self) -> Vec<ObserverState> {
         self.0.observers().states
     }
+    /// The page tables' residency: from what, or why not (for run.json).
+    pub fn pagemap_note(&self) -> Note {
+        let pm = self.0.pagemap();
+        Note {
+            name: "pagemap".into(),
+            available: pm.can_tell().is_ok(),
+            detail: pm.describe(),
+        }
+    }
 }
 
 #[cfg(not(feature = "hip"))]
@@ -97,6 +107,9 @@ impl Gpu {
         match *self {}
     }
     pub fn observer_states(&self) -> Vec<ObserverState> {
+        match *self {}
+    }
+    pub fn pagemap_note(&self) -> Note {
         match *self {}
     }
 }

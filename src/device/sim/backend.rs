@@ -34,6 +34,13 @@ fn open(s: &Settings) -> Result<Box<dyn Backend>, BackendError> {
              devices to choose"
         )));
     }
+    if let Some(at) = s.place_at {
+        return Err(BackendError::Refused(format!(
+            "--place-at {at:#x}: the reference device places its allocations at simulated \
+             addresses that are the same in every run, so a failure that depends on them repeats \
+             without it; it is for --backend hip, dmirror and vsvm"
+        )));
+    }
     if s.amdgpu_trace {
         return Err(BackendError::Refused(
             "--amdgpu-trace: the reference device's migrations do not happen in the kernel, so \
@@ -49,7 +56,11 @@ fn open(s: &Settings) -> Result<Box<dyn Backend>, BackendError> {
     let faults = match &s.sim_faults {
         None => None,
         Some(file) => {
-            let plan = Plan::load(file)
+            let largest_chunk = profile.value.policy.chunk_sizes.iter().max().copied();
+            let migration_pages = largest_chunk.map_or(super::faults::MIGRATION_PAGES, |c| {
+                c / crate::device::PAGE_SIZE
+            });
+            let plan = Plan::load_for(file, migration_pages)
                 .map_err(|e| BackendError::Refused(format!("--sim-faults: {e}")))?;
             if plan.logs() && s.kmsg.is_none() {
                 return Err(BackendError::Refused(format!(

@@ -52,6 +52,9 @@ pub(super) struct Clock {
     now_ns: f64,
     cost: SimCost,
     migration_speedup: f64,
+    /// Time charged to migrations so far, every operation's: the migration clock
+    /// ([`crate::device::Device::migration_time`]).
+    migrating_ns: f64,
     /// Draws the noise factors; its own stream, so noise never changes what else the sim does.
     noise: NoiseSource,
 }
@@ -60,6 +63,7 @@ impl Clock {
     pub fn new(cost: SimCost, fast: bool, seed: u64) -> Clock {
         Clock {
             now_ns: 0.0,
+            migrating_ns: 0.0,
             noise: NoiseSource::new(cost.noise, seed ^ 0x6e6f_6973_6521),
             migration_speedup: if fast { FAST_CLOCK_SPEEDUP } else { 1.0 },
             cost,
@@ -84,6 +88,19 @@ impl Clock {
         let ns = ns * meter.factor;
         self.now_ns += ns;
         meter.ns += ns;
+    }
+
+    /// Charges `ns` of migration (a copy and its fixed start) to the operation measured by
+    /// `meter`, and counts it on the migration clock.
+    pub fn charge_migration(&mut self, meter: &mut Meter, ns: f64) {
+        let before = meter.ns;
+        self.charge(meter, ns);
+        self.migrating_ns += meter.ns - before;
+    }
+
+    /// Time spent migrating since the device was made.
+    pub fn migrating(&self) -> Duration {
+        Duration::from_nanos(self.migrating_ns.round() as u64)
     }
 
     /// One migration (one devmem allocation's worth) of `bytes`: a fixed start plus the copy.

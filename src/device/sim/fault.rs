@@ -66,7 +66,8 @@ impl Gpu {
     fn gpu_fault(&mut self, pid: Pid, buf: u32, page: u64, meter: &mut Meter) -> Result<bool> {
         let ns = self.clock.gpu_fault_ns();
         self.clock.charge(meter, ns);
-        if self.faults.on(Kind::Hang) {
+        let helper = self.objects[self.processes[pid].space.get(buf)?.object].helper;
+        if self.faults.on(Kind::Hang, helper) {
             self.clock.charge(meter, HANG.as_nanos() as f64);
             return Err(DeviceError::Timeout(HANG));
         }
@@ -79,7 +80,7 @@ impl Gpu {
         let (kind, preferred, object) =
             (alloc.buf.kind, alloc.preferred[page as usize], alloc.object);
         let mut moved = 0;
-        if self.fault_migrates(kind, preferred) {
+        if self.fault_migrates(kind, preferred, helper) {
             let who = Mapper { pid, buf };
             // No VRAM even after eviction: the range is mapped in place instead.
             moved = self
@@ -95,11 +96,17 @@ impl Gpu {
 
     /// Whether a GPU fault on a page of `kind` with `preferred` location migrates its range.
     /// Preferred VRAM behaves like no preference.
-    fn fault_migrates(&mut self, kind: AllocKind, preferred: Option<Location>) -> bool {
+    /// `helper`: the allocation is the suite's own (fault plan rules leave it alone).
+    fn fault_migrates(
+        &mut self,
+        kind: AllocKind,
+        preferred: Option<Location>,
+        helper: bool,
+    ) -> bool {
         let prefers_system = preferred == Some(Location::System)
             && self.policy.preferred_system_maps_in_place
             && !self.breaks.ignore_preferred_system
-            && !self.faults.on(Kind::IgnorePreferred);
+            && !self.faults.on(Kind::IgnorePreferred, helper);
         self.xnack && self.policy.gpu_fault_migrates && self.migratable(kind) && !prefers_system
     }
 

@@ -192,14 +192,14 @@ impl Gpu {
     /// allocations of processes that survive keep their frames, now holding garbage.
     pub fn reset(&mut self) {
         self.resets += 1;
-        if self.faults.on(Kind::ResetLosesSystem) {
+        if self.faults.on(Kind::ResetLosesSystem, false) {
             for obj in self.objects.values_mut() {
                 for page in 0..obj.devmem.len() as u64 {
                     obj.sys.page_mut(page).fill(0);
                 }
             }
         }
-        if self.policy.reset_loses_vram && !self.faults.on(Kind::ResetKeepsVram) {
+        if self.policy.reset_loses_vram && !self.faults.on(Kind::ResetKeepsVram, false) {
             self.vram
                 .lose_contents(self.seed ^ self.resets.wrapping_mul(0xD1B5_4A32_D192_ED03));
         }

@@ -84,8 +84,10 @@ impl Gpu {
     }
 
     pub(super) fn free(&mut self, pid: Pid, buf: Buf) -> Result<()> {
+        let object = self.processes[pid].space.get(buf.id)?.object;
+        let helper = self.objects[object].helper;
         self.release(pid, buf.id)?;
-        self.faults.on_free();
+        self.faults.on_free(helper);
         Ok(())
     }
 

@@ -57,8 +57,8 @@ pub use clock::NoiseSource;
 use crate::device::kernels::Launch;
 use crate::device::{
     Advice, AllocKind, Buf, Capabilities, CpuThreads, Destructive, Device, DeviceInfo,
-    EvictionTransient, KernelRun, Location, MigrationEvent, Need, Pending, ProcessExit, Protection,
-    Result, Span, PAGE_SIZE,
+    EvictionTransient, KernelRun, Level, Location, MigrationEvent, Need, Pending, ProcessExit,
+    Protection, Result, Span, PAGE_SIZE,
 };
 use crate::model::profile::{Profile, SimCost};
 use gpu::{Gpu, ProcState};
@@ -229,6 +229,14 @@ impl Device for SimDevice {
         self.op(|gpu, pid| gpu.free(pid, buf))
     }
 
+    /// The simulated address: the same for a seed in every run, so a failure that depends on
+    /// it repeats without `--place-at` (which the reference device refuses).
+    fn address(&self, buf: Buf) -> Option<u64> {
+        let gpu = self.lock();
+        let alloc = gpu.processes.get(self.pid)?.space.get(buf.id).ok()?;
+        (alloc.buf == buf).then_some(alloc.va)
+    }
+
     fn unmap(&mut self, buf: Buf, span: Span) -> Result<()> {
         self.op(|gpu, pid| gpu.unmap(pid, buf, span))
     }
@@ -307,6 +315,22 @@ impl Device for SimDevice {
         Some(self.lock().vram.transient)
     }
 
+    fn levels(&mut self) -> Vec<Level> {
+        let gpu = self.lock();
+        vec![
+            Level::vram(gpu.vram.used_bytes() + gpu.faults.leaked, PAGE_SIZE),
+            Level::count(
+                "live device allocations",
+                gpu.vram.devmem.len() as u64,
+                "allocations",
+            ),
+        ]
+    }
+
+    fn migration_time(&mut self) -> Option<Duration> {
+        Some(self.lock().clock.migrating())
+    }
+
     fn evict_all(&mut self) -> Option<Result<Duration>> {
         Some(self.op(|gpu, _| Ok(gpu.evict_all())))
     }
@@ -326,6 +350,19 @@ impl Device for SimDevice {
         gpu.ensure_running(pid)?;
         gpu.reset();
         Ok(())
+    }
+
+    fn mark_helper(&mut self, buf: Buf) {
+        let pid = self.pid;
+        let mut gpu = self.lock();
+        // An allocation that is not there has nothing to leave alone.
+        if let Ok(object) = gpu.processes[pid].space.get(buf.id).map(|a| a.object) {
+            gpu.objects[object].helper = true;
+        }
+    }
+
+    fn injected(&mut self) -> Vec<crate::device::Injected> {
+        self.lock().faults.injected()
     }
 }
 

@@ -32,6 +32,11 @@ pub(super) struct Object {
     pub frame: Vec<u32>,
     /// The allocations that map this object (more than one after fork of a shared mapping).
     pub mappers: Vec<Mapper>,
+    /// The suite's own machinery, not data under test (`Device::mark_helper`): fault plan
+    /// rules leave it alone unless they ask for helpers.
+    pub helper: bool,
+    /// Some page of it has migrated to VRAM (or a migration there was attempted) before.
+    pub migrated: bool,
 }
 
 impl Object {
@@ -41,6 +46,8 @@ impl Object {
             devmem: vec![NO_DEVMEM; pages as usize],
             frame: vec![NO_DEVMEM; pages as usize],
             mappers: vec![mapper],
+            helper: false,
+            migrated: false,
         }
     }
 

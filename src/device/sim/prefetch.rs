@@ -37,7 +37,10 @@ impl Gpu {
             return Ok(Duration::ZERO);
         }
         let mut meter = self.clock.meter();
-        if self.breaks.ignore_prefetch || self.faults.on(super::faults::Kind::IgnorePrefetch) {
+        let helper = self.objects[object].helper;
+        if self.breaks.ignore_prefetch
+            || self.faults.on(super::faults::Kind::IgnorePrefetch, helper)
+        {
             let obj = &self.objects[object];
             let stray = pages.filter(|&p| obj.location(p) != to).count() as u64;
             if stray > 0 {
@@ -99,9 +102,11 @@ impl Gpu {
         meter: &mut Meter,
     ) {
         let who = Mapper { pid, buf };
+        // Each devmem allocation once: one a `phantom` rule left in VRAM is not asked again.
+        let mut seen = std::collections::BTreeSet::new();
         for page in pages.clone() {
             let devmem = self.objects[object].devmem[page as usize];
-            if devmem != NO_DEVMEM {
+            if devmem != NO_DEVMEM && seen.insert(devmem) {
                 self.migrate_to_ram(devmem, pages.clone(), who, Trigger::Prefetch, meter);
             }
         }

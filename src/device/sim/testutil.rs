@@ -38,6 +38,7 @@ pub fn profile() -> Profile {
             link_peak_gbps: 63.0,
             memory_peak_gbps: 5300.0,
             system_memory_bytes: None,
+            slowest: None,
         },
         policy: Policy::default(),
         sim: Some(cost()),
@@ -131,4 +132,126 @@ pub fn moves(events: &[MigrationEvent], trigger: Trigger) -> Vec<(u64, u64)> {
         .filter(|e| e.trigger == trigger)
         .map(|e| (e.first_page, e.pages))
         .collect()
+}
+
+/// The sim with its migration clock hidden, as on a device that has none: timed migrations
+/// are the step less the same step on resident data. `resident_slower` makes a prefetch of
+/// pages already where it takes them a millisecond slower than any migration, as noise does at
+/// small sizes.
+pub struct NoClock {
+    pub sim: SimDevice,
+    pub resident_slower: bool,
+}
+
+impl NoClock {
+    pub fn new(sim: SimDevice, resident_slower: bool) -> NoClock {
+        NoClock {
+            sim,
+            resident_slower,
+        }
+    }
+}
+
+impl Device for NoClock {
+    fn info(&self) -> &crate::device::DeviceInfo {
+        self.sim.info()
+    }
+    fn alloc(&mut self, kind: crate::device::AllocKind, len: u64) -> crate::device::Result<Buf> {
+        self.sim.alloc(kind, len)
+    }
+    fn free(&mut self, buf: Buf) -> crate::device::Result<()> {
+        self.sim.free(buf)
+    }
+    fn unmap(&mut self, buf: Buf, span: Span) -> crate::device::Result<()> {
+        self.sim.unmap(buf, span)
+    }
+    fn remap(&mut self, buf: Buf) -> crate::device::Result<()> {
+        self.sim.remap(buf)
+    }
+    fn protect(&mut self, buf: Buf, prot: crate::device::Protection) -> crate::device::Result<()> {
+        self.sim.protect(buf, prot)
+    }
+    fn fork(&mut self) -> crate::device::Result<Box<dyn Device>> {
+        self.sim.fork()
+    }
+    fn advise(
+        &mut self,
+        buf: Buf,
+        span: Span,
+        advice: crate::device::Advice,
+    ) -> crate::device::Result<()> {
+        self.sim.advise(buf, span, advice)
+    }
+    fn prefetch(
+        &mut self,
+        buf: Buf,
+        span: Span,
+        to: Location,
+    ) -> crate::device::Result<std::time::Duration> {
+        let resident = match self.sim.residency(buf, span) {
+            Some(Ok(at)) => at.iter().all(|l| *l == to),
+            _ => false,
+        };
+        let took = self.sim.prefetch(buf, span, to)?;
+        Ok(if self.resident_slower && resident {
+            took + std::time::Duration::from_millis(1)
+        } else {
+            took
+        })
+    }
+    fn launch_async(&mut self, launch: &Launch) -> crate::device::Result<crate::device::Pending> {
+        self.sim.launch_async(launch)
+    }
+    fn wait(&mut self, pending: crate::device::Pending) -> crate::device::Result<KernelRun> {
+        self.sim.wait(pending)
+    }
+    fn cpu_read(
+        &mut self,
+        buf: Buf,
+        span: Span,
+        out: &mut [u32],
+    ) -> crate::device::Result<std::time::Duration> {
+        self.sim.cpu_read(buf, span, out)
+    }
+    fn cpu_write(
+        &mut self,
+        buf: Buf,
+        span: Span,
+        words: &[u32],
+    ) -> crate::device::Result<std::time::Duration> {
+        self.sim.cpu_write(buf, span, words)
+    }
+    fn cpu_threads(
+        &mut self,
+        work: &crate::device::CpuThreads,
+    ) -> crate::device::Result<std::time::Duration> {
+        self.sim.cpu_threads(work)
+    }
+    fn residency(&mut self, buf: Buf, span: Span) -> Option<crate::device::Result<Vec<Location>>> {
+        self.sim.residency(buf, span)
+    }
+    fn take_events(&mut self) -> Option<Vec<MigrationEvent>> {
+        self.sim.take_events()
+    }
+    fn vram_used(&mut self) -> Option<u64> {
+        self.sim.vram_used()
+    }
+    fn vram_free(&mut self) -> Option<u64> {
+        self.sim.vram_free()
+    }
+    fn eviction_transient(&mut self) -> Option<crate::device::EvictionTransient> {
+        self.sim.eviction_transient()
+    }
+    fn spawn_process(&mut self) -> crate::device::Result<Box<dyn Device>> {
+        self.sim.spawn_process()
+    }
+    fn wait_exit(
+        &mut self,
+        limit: std::time::Duration,
+    ) -> crate::device::Result<crate::device::ProcessExit> {
+        self.sim.wait_exit(limit)
+    }
+    fn gpu_reset(&mut self, permit: &crate::device::Destructive) -> crate::device::Result<()> {
+        self.sim.gpu_reset(permit)
+    }
 }

@@ -39,6 +39,8 @@ fn open_on(s: &Settings, roots: &Roots) -> Result<Box<dyn Backend>, BackendError
         profile,
         info,
         target,
+        place_at: s.place_at,
+        placed_kinds: crate::device::host::HOST_MAPPED_KINDS,
     }))
 }
 

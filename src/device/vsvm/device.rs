@@ -20,12 +20,13 @@ use super::uapi::{self, Command as _, Op};
 use crate::device::host::{self, Allocation, CPU_ACCESS};
 use crate::device::kernels::words::Finished;
 use crate::device::kernels::Launch;
-use crate::device::memory::{Guards, Memory};
+use crate::device::memory::{Guards, Memory, Placer};
 use crate::device::{
     Advice, AllocKind, Buf, Capabilities, CpuThreads, Destructive, Device, DeviceError, DeviceInfo,
     EvictionTransient, KernelRun, Location, MigrationEvent, Need, Pending, ProcessExit, Protection,
     Result, Span, PAGE_SIZE,
 };
+use crate::observe::pagemap::Pagemap;
 
 /// The range chunk sizes of the driver (`vsvm_chunk_sizes` in vsvm_svm.c), largest first: a
 /// GPU fault forms the largest aligned one that fits the VMA and the attribute interval.
@@ -170,7 +171,15 @@ pub struct VsvmDevice {
     next_id: u32,
     /// Launches already run (synchronously), waiting to be collected.
     finished: Finished,
+    /// Where host allocations go (`--place-at`).
+    placer: Placer,
+    /// The CPU's page tables, against which every RESIDENCY is cross-checked.
+    pagemap: Pagemap,
 }
+
+/// The name of the virtual SVM GPU's device-private memory in `/proc/iomem`: its device's,
+/// as `devm_request_free_mem_region()` gives it (lab/vm/vsvm/vsvm_vram.c).
+pub const IOMEM_REGION: &str = "vsvm";
 
 impl VsvmDevice {
     /// Opens the render node for this process (the driver mirrors the opener's mm) after
@@ -191,6 +200,48 @@ impl VsvmDevice {
             allocs: HashMap::new(),
             next_id: 1,
             finished: Finished::default(),
+            placer: Placer::default(),
+            pagemap: Pagemap::open(IOMEM_REGION),
+        }
+    }
+
+    /// RESIDENCY of the pages of `span`, cross-checked with the page tables.
+    fn residency_checked(&mut self, buf: Buf, span: Span) -> Result<Vec<Location>> {
+        let bytes = self.residency_bytes(buf, span)?;
+        self.cross_check(buf, span, &bytes)
+    }
+
+    /// RESIDENCY `bytes` of `span` as locations, compared with the page tables.
+    fn cross_check(&mut self, buf: Buf, span: Span, bytes: &[u8]) -> Result<Vec<Location>> {
+        let own = locations(buf, span.page_range().start, bytes)?;
+        let pages = span.page_range();
+        let addr = host::alloc_of(&self.allocs, buf)?.addr("residency", pages.start * PAGE_SIZE)?;
+        host::cross_check(
+            &mut self.pagemap,
+            buf,
+            span,
+            addr,
+            &own,
+            uapi::Residency::NAME,
+        )?;
+        Ok(own)
+    }
+
+    /// FREE_BO of a device buffer; a host allocation is unmapped by its drop.
+    fn free_now(&mut self, buf: Buf) -> Result<()> {
+        let a = self
+            .allocs
+            .remove(&buf.id)
+            .ok_or(DeviceError::NoSuchBuffer(buf.id))?;
+        match a.backing {
+            Backing::Bo(handle) => ffi::free_bo(&self.dev, handle).map_err(|e| {
+                DeviceError::Backend(format!(
+                    "{} of allocation {} (handle {handle}): {e}",
+                    uapi::FreeBo::NAME,
+                    buf.id
+                ))
+            }),
+            Backing::Host { .. } => Ok(()),
         }
     }
 
@@ -384,13 +435,18 @@ impl Device for VsvmDevice {
         let (align, mapped) = placement(len);
         let (mem, file) = match kind {
             // No runtime allocator: managed memory is what the process maps itself.
-            AllocKind::Managed | AllocKind::Mmap => {
-                (Memory::anonymous(mapped, false, GUARDS).map_err(oom)?, None)
-            }
-            AllocKind::Malloc => (Memory::heap(mapped, GUARDS).map_err(oom)?, None),
-            AllocKind::Shared => (Memory::anonymous(mapped, true, GUARDS).map_err(oom)?, None),
+            AllocKind::Managed | AllocKind::Mmap => (
+                self.placer.anonymous(mapped, false, GUARDS).map_err(oom)?,
+                None,
+            ),
+            AllocKind::Malloc => (self.placer.heap(mapped, GUARDS).map_err(oom)?, None),
+            AllocKind::Shared => (
+                self.placer.anonymous(mapped, true, GUARDS).map_err(oom)?,
+                None,
+            ),
             AllocKind::File => {
-                let (f, mem) = host::file_mapping("svmconf-vsvm", id, mapped, GUARDS)?;
+                let (f, mem) =
+                    host::file_mapping("svmconf-vsvm", id, mapped, GUARDS, &mut self.placer)?;
                 (mem, Some(f))
             }
             AllocKind::DeviceBuffer => {
@@ -440,21 +496,33 @@ impl Device for VsvmDevice {
         Ok(buf)
     }
 
+    fn address(&self, buf: Buf) -> Option<u64> {
+        self.allocs.get(&buf.id)?.addr("address", 0).ok()
+    }
+
+    fn place_at(&mut self, first: u64) -> Result<()> {
+        self.placer = Placer::new(Some(first));
+        Ok(())
+    }
+
+    /// Cross-checks a host allocation mapped whole with the page tables first: every case
+    /// frees what it made, so every case's last word on where its pages are is checked twice.
     fn free(&mut self, buf: Buf) -> Result<()> {
-        let a = self
-            .allocs
-            .remove(&buf.id)
-            .ok_or(DeviceError::NoSuchBuffer(buf.id))?;
-        match a.backing {
-            Backing::Bo(handle) => ffi::free_bo(&self.dev, handle).map_err(|e| {
-                DeviceError::Backend(format!(
-                    "{} of allocation {} (handle {handle}): {e}",
-                    uapi::FreeBo::NAME,
-                    buf.id
-                ))
-            }),
-            Backing::Host { .. } => Ok(()),
-        }
+        let whole = {
+            let a = host::alloc_of(&self.allocs, buf)?;
+            matches!(a.backing, Backing::Host { .. }) && a.hole_in(0, buf.pages()).is_none()
+        };
+        // A RESIDENCY the driver refuses here (a PROT_NONE mapping) is no cross-check to make.
+        let checked = match whole.then(|| self.residency_bytes(buf, buf.all())) {
+            Some(Ok(bytes)) => self.cross_check(buf, buf.all(), &bytes).map(drop),
+            _ => Ok(()),
+        };
+        self.free_now(buf)?;
+        checked
+    }
+
+    fn take_notes(&mut self) -> Vec<String> {
+        self.pagemap.take_notes(uapi::Residency::NAME)
     }
 
     fn unmap(&mut self, buf: Buf, span: Span) -> Result<()> {
@@ -597,11 +665,9 @@ impl Device for VsvmDevice {
         host::cpu_threads(work, mem, skew, CPU_ACCESS)
     }
 
+    /// RESIDENCY, cross-checked page by page with the page tables.
     fn residency(&mut self, buf: Buf, span: Span) -> Option<Result<Vec<Location>>> {
-        Some(
-            self.residency_bytes(buf, span)
-                .and_then(|bytes| locations(buf, span.page_range().start, &bytes)),
-        )
+        Some(self.residency_checked(buf, span))
     }
 
     /// None: see [`CAPS`] (`events`). QUERY's counters are device-wide counts by trigger; no

@@ -116,6 +116,7 @@ mod tests {
             uapi::plant::RELEASE_LEAK,
             uapi::plant::BO_MOVE_NO_EVICT,
             uapi::plant::STALE_VRAM_MAPPING,
+            uapi::plant::RESIDENCY_MISREPORT,
         ];
         assert_eq!(all.len() as u32, uapi::plant::COUNT);
         for (i, bit) in all.into_iter().enumerate() {

@@ -58,8 +58,9 @@ pub mod plant {
     pub const RELEASE_LEAK: u32 = 1 << 2;
     pub const BO_MOVE_NO_EVICT: u32 = 1 << 3;
     pub const STALE_VRAM_MAPPING: u32 = 1 << 4;
+    pub const RESIDENCY_MISREPORT: u32 = 1 << 5;
     /// `DRM_VSVM_PLANT_COUNT`: how many there are.
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 /// `DRM_VSVM_RES_*`: the bits of one residency byte.

@@ -10,8 +10,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::util::text::io_reason;
 
+use super::attribute::{attribute, Charge, Owner};
 use super::record::{Record, BEGIN, END};
 use super::source::{DevKmsg, FileKmsg, KmsgSource, DEV_KMSG};
+use crate::model::memory::Allocation;
 
 /// The kernel refuses longer `/dev/kmsg` writes (LOG_LINE_MAX less the prefix); a marker is cut
 /// well below that.
@@ -36,6 +38,8 @@ struct Inner {
     buffer: VecDeque<Record>,
     first: u64,
     open: BTreeMap<u64, Open>,
+    /// Windows already ended that an open one may overlap: who else a record may be.
+    closed: Vec<Closed>,
     next_span: u64,
     last_seq: Option<u64>,
     /// False once a marker failed: the next would fail the same way.
@@ -47,6 +51,15 @@ struct Inner {
 struct Open {
     case: String,
     start: u64,
+    /// The processes the case runs in, as they start ([`KernelLog::claim`]).
+    pids: Vec<u32>,
+}
+
+/// An ended window: its records `[start, end)` and whose they were.
+struct Closed {
+    start: u64,
+    end: u64,
+    owner: Owner,
 }
 
 /// A case's window on the kernel log, from [`KernelLog::begin`] to [`KernelLog::end`].
@@ -119,6 +132,7 @@ impl KernelLog {
                 buffer: VecDeque::new(),
                 first: 0,
                 open: BTreeMap::new(),
+                closed: Vec::new(),
                 next_span: 0,
                 last_seq: None,
                 markers: true,
@@ -151,6 +165,7 @@ impl KernelLog {
             Open {
                 case: case.to_string(),
                 start,
+                pids: Vec::new(),
             },
         );
         inner.trim();
@@ -164,6 +179,28 @@ impl KernelLog {
     /// between the span's markers (the markers themselves, and any other svmconf marker, left
     /// out). Records logged while several spans were open are returned to each.
     pub fn end(&self, span: Span) -> Vec<Record> {
+        self.end_attributed(span, Vec::new())
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect()
+    }
+
+    /// Says that the case of `span` runs in process `pid` (its child process), so that a
+    /// record naming it is the case's, whoever else ran then.
+    pub fn claim(&self, span: &Span, pid: u32) {
+        if let Some(open) = self.lock().open.get_mut(&span.id) {
+            open.pids.push(pid);
+        }
+    }
+
+    /// [`KernelLog::end`], each record with whose it is ([`attribute`]): the case's own
+    /// (`allocations` are where its memory was), another case's that it names, or unattributed
+    /// among every case whose window held it.
+    pub fn end_attributed(
+        &self,
+        span: Span,
+        allocations: Vec<Allocation>,
+    ) -> Vec<(Record, Charge)> {
         let mut inner = self.lock();
         let marker = marker(END, &span.case);
         let written = inner.write_marker(&marker);
@@ -175,11 +212,46 @@ impl KernelLog {
             .then(|| inner.find(open.start.max(new.start)..new.end, &marker))
             .flatten()
             .unwrap_or(new.end);
-        let records = (open.start.max(inner.first)..end)
-            .filter_map(|i| inner.get(i))
-            .filter(|r| !r.is_marker())
-            .cloned()
+        let me = Owner {
+            case: open.case,
+            pids: open.pids,
+            allocations,
+        };
+        let others: Vec<(u64, u64, Owner)> = inner
+            .open
+            .values()
+            .map(|o| {
+                let owner = Owner {
+                    case: o.case.clone(),
+                    pids: o.pids.clone(),
+                    allocations: Vec::new(),
+                };
+                (o.start, u64::MAX, owner)
+            })
+            .chain(
+                inner
+                    .closed
+                    .iter()
+                    .map(|c| (c.start, c.end, c.owner.clone())),
+            )
             .collect();
+        let records = (open.start.max(inner.first)..end)
+            .filter_map(|i| Some((i, inner.get(i)?)))
+            .filter(|(_, r)| !r.is_marker())
+            .map(|(i, r)| {
+                let during: Vec<&Owner> = others
+                    .iter()
+                    .filter(|(s, e, _)| *s <= i && i < *e)
+                    .map(|(_, _, o)| o)
+                    .collect();
+                (r.clone(), attribute(&r.text, &me, &during))
+            })
+            .collect();
+        inner.closed.push(Closed {
+            start: open.start,
+            end,
+            owner: me,
+        });
         inner.trim();
         records
     }
@@ -306,7 +378,7 @@ impl Inner {
         self.first + self.buffer.len() as u64
     }
 
-    /// Drops the records no open span needs.
+    /// Drops the records, and the ended windows, no open span needs.
     fn trim(&mut self) {
         let keep_from = self
             .open
@@ -314,6 +386,7 @@ impl Inner {
             .map(|o| o.start)
             .min()
             .unwrap_or_else(|| self.end_index());
+        self.closed.retain(|c| c.end > keep_from);
         while self.first < keep_from && self.buffer.pop_front().is_some() {
             self.first += 1;
         }

@@ -31,6 +31,7 @@
 //! An entry excuses every record whose message it matches, the named patterns (WARNING, BUG,
 //! ...) included: write patterns narrowly.
 
+pub mod attribute;
 mod classify;
 mod log;
 mod record;

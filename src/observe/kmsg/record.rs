@@ -37,6 +37,7 @@ impl Record {
             ts_us: self.ts_us,
             text: self.text.clone(),
             flag: flag.map(str::to_string),
+            attribution: None,
         }
     }
 
@@ -241,4 +242,8 @@ pub struct LogLine {
     /// allow-list does not excuse. `None`: the line is informational or allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flag: Option<String>,
+    /// Where the line could not be charged to one case: the other cases running when it was
+    /// logged. Every one of them keeps the line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<String>,
 }

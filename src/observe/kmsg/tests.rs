@@ -781,3 +781,55 @@ fn allow_list_top_level_keys_are_checked() {
     let e = AllowList::parse("allow:\n  - pattern: x\n", Path::new("k.yaml")).unwrap_err();
     assert!(e.to_string().contains("missing field `reason`"), "{e}");
 }
+
+#[test]
+fn overlapping_spans_charge_each_record_to_the_case_whose_process_it_names() {
+    use super::attribute::Charge;
+    let f = log_file("");
+    let log = file_log(&f);
+    let a = log.begin("a");
+    let b = log.begin("b");
+    log.claim(&a, 100);
+    log.claim(&b, 200);
+    f.kernel(
+        4,
+        10,
+        "WARNING: CPU: 0 PID: 200 at mm/migrate_device.c:1 f+0x1/0x2",
+    );
+    f.kernel(
+        4,
+        11,
+        "WARNING: CPU: 0 PID: 57 at mm/migrate_device.c:2 g+0x1/0x2",
+    );
+    f.kernel(
+        4,
+        12,
+        "WARNING: CPU: 0 PID: 100 at mm/migrate_device.c:3 h+0x1/0x2",
+    );
+    let of_a = log.end_attributed(a, Vec::new());
+    let charges: Vec<&Charge> = of_a.iter().map(|(_, c)| c).collect();
+    assert_eq!(
+        charges,
+        [
+            &Charge::Theirs("b".into()),
+            &Charge::Unattributed {
+                candidates: vec!["a".into(), "b".into()]
+            },
+            &Charge::Mine,
+        ]
+    );
+    // b ends after a: a's ended window still counts as a candidate, its pid as a's.
+    let of_b = log.end_attributed(b, Vec::new());
+    let charges: Vec<&Charge> = of_b.iter().map(|(_, c)| c).collect();
+    assert_eq!(
+        charges,
+        [
+            &Charge::Mine,
+            &Charge::Unattributed {
+                candidates: vec!["b".into(), "a".into()]
+            },
+            &Charge::Theirs("a".into()),
+        ]
+    );
+    assert_eq!(log.buffered(), 0);
+}
