@@ -244,3 +244,43 @@ fn a_reason_cell_is_the_whole_first_line_without_escapes() {
         format!(r#"CPU verify of "[0x0, 0x1000)" \| {long}"#)
     );
 }
+
+/// The cases of verdicts.md that neither passed nor skipped, said at the end of the lab's
+/// output with their run and reason (a CI log's tail names the failing case); hmm-tests' rows
+/// and passes are not among them, and past 40 the rest are counted.
+#[test]
+fn failed_cases_are_said_last_with_their_reason() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let v = dir.path().join("verdicts.md");
+    let mut text = String::from(
+        "# Verdicts\n\n## svmconf: dmirror (dmirror/r1/journal.jsonl)\n\n| case | status | reason |\n\
+         | --- | --- | --- |\n\
+         | `prefetch::partial::2MiB` | fail | CPU verify of [0x0, 0x200000): 1 bad word \\| page 3 |\n\
+         | `vma::munmap::2MiB` | pass |  |\n\
+         | `gpu_reset::holder_ends::2MiB` | skip | no reset |\n\
+         | `fault_storm::cpu_threads::64MiB` | timeout | past 120 s |\n\n\
+         ## hmm-tests\n\n| test | verdict |\n| --- | --- |\n| `hmm.anon_read` | not ok |\n\n\
+         ## svmconf: vsvm (vsvm/r2/journal.jsonl)\n\n| case | status | reason |\n| --- | --- | --- |\n",
+    );
+    for i in 0..45 {
+        text += &format!("| `c{i}::2MiB` | crash | signal 11 |\n");
+    }
+    std::fs::write(&v, text).expect("write verdicts.md");
+    let out = report("failed_cases", &[v.to_str().unwrap_or_default()]);
+    assert!(out.status.success(), "{}", said(&out));
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        lines[0],
+        "lab/vm: dmirror: prefetch::partial::2MiB fail: CPU verify of [0x0, 0x200000): 1 bad word \\| page 3"
+    );
+    assert_eq!(
+        lines[1],
+        "lab/vm: dmirror: fault_storm::cpu_threads::64MiB timeout: past 120 s"
+    );
+    assert_eq!(lines[2], "lab/vm: vsvm: c0::2MiB crash: signal 11");
+    assert_eq!(lines.len(), 41, "{lines:?}");
+    assert_eq!(lines[40], "lab/vm: ... and 7 more in verdicts.md");
+}

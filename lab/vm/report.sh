@@ -53,3 +53,18 @@ reason_cell() {
         sed -E 's/^"[a-z]*":"//; s/"$//; s/\\n.*$//; s/\\"/"/g; s/\\t/ /g; s/\\\\/\\/g; s/\|/\\|/g' ||
         true
 }
+
+# The svmconf cases of verdicts.md ($1) that neither passed nor skipped, a line each:
+# `lab/vm: RUN: CASE STATUS: REASON`, at most 40 and then how many more.
+failed_cases() {
+    awk -F' [|] ' '
+        /^## / { run = "" }
+        /^## svmconf: / { run = $0; sub(/^## svmconf: /, "", run); sub(/ .*/, "", run) }
+        run != "" && /^[|] `/ && $2 != "pass" && $2 != "skip" {
+            name = $1; sub(/^[|] /, "", name); gsub(/`/, "", name)
+            reason = $3; sub(/ [|]$/, "", reason)
+            if (++shown <= 40) printf "lab/vm: %s: %s %s: %s\n", run, name, $2, reason
+        }
+        END { if (shown > 40) printf "lab/vm: ... and %d more in verdicts.md\n", shown - 40 }
+    ' "$1"
+}

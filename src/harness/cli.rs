@@ -105,6 +105,8 @@ pub struct Options {
     /// `--tolerance` and `--alpha`: what counts as a regression against the baseline.
     pub method: crate::model::regress::Method,
     pub preflight: bool,
+    /// `--bisect`: exit statuses `git bisect run` reads ([`crate::harness::bisect_code`]).
+    pub bisect: bool,
     /// The runner's own test cases instead of the suite (crash, hang, output, kernel log).
     pub runner_selftest: bool,
     /// Set on a case's child process: run the one case here and write its record to this file.
@@ -390,6 +392,13 @@ struct Cli {
         help = "run even where the device differs from the profile"
     )]
     no_preflight: bool,
+    #[arg(
+        long,
+        help_heading = RUNNER,
+        help = "exit status for `git bisect run`: 0 good, 101 bad, 125 cannot test (no device, \
+                a preflight mismatch, every case skipped), 255 bad input (ends the bisect)"
+    )]
+    bisect: bool,
     #[arg(
         long,
         value_name = "FILE",
@@ -706,6 +715,7 @@ impl From<Cli> for Options {
             baseline: c.baseline,
             method,
             preflight: !c.no_preflight,
+            bisect: c.bisect,
             runner_selftest: c.runner_selftest,
             child_verdict: c.child_verdict,
             device_server: c.device_server,
@@ -1378,6 +1388,7 @@ mod tests {
                 alpha: 0.01,
             },
             preflight: true,
+            bisect: false,
             runner_selftest: false,
             child_verdict: None,
             device_server: false,

@@ -51,6 +51,7 @@ use crate::device::remote;
 use crate::device::Destructive;
 use crate::harness::expectations::Expectations;
 use crate::model::shard::ShardSpec;
+use crate::model::status::Status;
 use crate::results::{self, CaseRecord};
 use cli::Options;
 use executor::Runner;
@@ -75,6 +76,51 @@ pub enum SetupError {
     Baseline(#[from] crate::results::baseline::BaselineError),
     #[error(transparent)]
     Backend(#[from] backend::BackendError),
+    /// The device or the machine is not what the profile or the host file says: not bad
+    /// input, but nothing to test here (`--bisect` exits 125 on it).
+    #[error("{0}")]
+    Preflight(String),
+}
+
+/// `--bisect`: the kernel cannot be tested here (no device, a preflight mismatch, every case
+/// skipped): `git bisect run` skips the commit.
+pub const EXIT_BISECT_SKIP: u8 = 125;
+/// `--bisect`: bad input (flags, fixtures, an unwritable folder): above 127, so that
+/// `git bisect run` stops rather than take the commit for bad.
+pub const EXIT_BISECT_ABORT: u8 = 255;
+
+/// Whether `args` ask for `git bisect run`'s exit statuses, read before they are parsed (a
+/// command line that does not parse must still end the bisect).
+pub fn asks_bisect(args: &[String]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--bisect")
+}
+
+/// The exit status of a setup error: 2, or under `--bisect` 125 where the machine cannot test
+/// (a preflight mismatch) and 255 for bad input.
+pub fn setup_exit_code(e: &SetupError, bisect: bool) -> u8 {
+    match (bisect, e) {
+        (false, _) => EXIT_USAGE,
+        (true, SetupError::Preflight(_)) => EXIT_BISECT_SKIP,
+        (true, _) => EXIT_BISECT_ABORT,
+    }
+}
+
+/// A run's exit status under `--bisect`: 101 (bad) when a case failed, 125 (cannot test) when
+/// no case gave a verdict on the kernel (every case skipped or never ran), else 0 (good).
+pub fn bisect_code(records: &[CaseRecord]) -> u8 {
+    if records.iter().any(|r| r.status.is_failure()) {
+        101
+    } else if records
+        .iter()
+        .all(|r| matches!(r.status, Status::Skip | Status::Notrun))
+    {
+        EXIT_BISECT_SKIP
+    } else {
+        0
+    }
 }
 
 /// Runs the suite, or `merge`, with `args` (program name first); the exit code follows libtest
@@ -607,13 +653,26 @@ fn report(options: &Options, begun: Begun) -> Result<ExitCode, SetupError> {
     print_failures(&records);
     say!("svmconf: results in {}", dir.display());
     let mut code = exit_code(&records);
+    if options.bisect {
+        let b = bisect_code(&records);
+        if b == EXIT_BISECT_SKIP {
+            say!(
+                "svmconf: --bisect: no case gave a verdict ({} recorded, every one skipped or \
+                 not run): cannot test this kernel here, exit {b}",
+                records.len()
+            );
+        }
+        code = ExitCode::from(b);
+    }
     for (flag, written) in copies {
         if let Err(e) = written {
             eprintln!(
                 "svmconf: error: {flag}: {e}; the reports are whole in {}",
                 dir.display()
             );
-            if code == ExitCode::SUCCESS {
+            if options.bisect {
+                code = ExitCode::from(EXIT_BISECT_ABORT);
+            } else if code == ExitCode::SUCCESS {
                 code = ExitCode::from(2);
             }
         }

@@ -272,7 +272,7 @@ pub(super) fn stop_unless_ready(
         return Ok(());
     }
     let list: Vec<String> = list.iter().map(|d| format!("  - {d}")).collect();
-    Err(SetupError::Plan(format!(
+    Err(SetupError::Preflight(format!(
         "preflight: {} is not what profile `{}` expects:\n{}\nfix the machine, the profile \
          or the host file, or rerun with --no-preflight",
         opened.info().name,

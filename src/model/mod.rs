@@ -3,6 +3,7 @@
 //! and how a suite is split into shards.
 
 pub mod capability;
+pub mod changepoint;
 pub mod memory;
 pub mod owners;
 pub mod pattern;

@@ -109,6 +109,18 @@ pub fn compare(baseline: &[f64], current: &[f64], better: Better, m: Method) -> 
     }
 }
 
+/// Whether a comparison that found no regression may still hide one, so that more samples are
+/// worth their time: too few samples to decide, or a current median worse by more than half
+/// the tolerance without the significance to call it. A regression, an improvement or a
+/// median within half the tolerance (or better) is decided.
+pub fn undecided(c: &Comparison, m: Method) -> bool {
+    match c.finding {
+        Finding::Regressed | Finding::Improved => false,
+        Finding::Inconclusive => true,
+        Finding::Unchanged => c.worse_by > m.tolerance / 2.0,
+    }
+}
+
 /// The smallest one-sided p-value samples of sizes n and m can give: 1 / C(n+m, n).
 pub fn min_p(n: usize, m: usize) -> f64 {
     if n == 0 || m == 0 {

@@ -7,6 +7,7 @@
 //! the svmconf it tests, with the same run options (a profile, `--sim-break`, the sim's fault
 //! rules) passed through. Everything else is the suite itself, [`crate::harness::run`].
 
+pub mod history;
 pub mod kill_matrix;
 pub mod planted_matrix;
 pub mod scaling;
@@ -34,19 +35,19 @@ where
     I: IntoIterator,
     I::Item: Into<std::ffi::OsString>,
 {
-    match cli::utf8_args(args)
-        .map_err(SetupError::from)
-        .and_then(dispatch)
-    {
+    let args = cli::utf8_args(args);
+    let bisect = args.as_ref().is_ok_and(|a| crate::harness::asks_bisect(a));
+    match args.map_err(SetupError::from).and_then(dispatch) {
         Ok(code) => code,
-        // clap's own message: what was wrong, a suggestion, the usage line.
-        Err(SetupError::Usage(cli::UsageError::Syntax(e))) => {
-            e.print();
-            ExitCode::from(EXIT_USAGE)
-        }
         Err(e) => {
-            eprintln!("svmconf: error: {e}");
-            ExitCode::from(EXIT_USAGE)
+            match &e {
+                // clap's own message: what was wrong, a suggestion, the usage line.
+                SetupError::Usage(cli::UsageError::Syntax(syntax)) => {
+                    syntax.print();
+                }
+                e => eprintln!("svmconf: error: {e}"),
+            }
+            ExitCode::from(crate::harness::setup_exit_code(&e, bisect))
         }
     }
 }
@@ -57,6 +58,8 @@ fn dispatch(args: Vec<String>) -> Result<ExitCode, SetupError> {
         Some("sensitivity") => sensitivity_command(&args[2..]),
         Some("scaling") => scaling_command(&args[2..]),
         Some("seeds") => seeds_command(&args[2..]),
+        Some("history") => history::history_command(&args[2..]),
+        Some("history-demo") => history::demo_command(&args[2..]),
         Some("kill-matrix") if !asks_help => kill_matrix::kill_matrix(&args[2..]),
         Some("planted-matrix") if !asks_help => planted_matrix::planted_matrix(&args[2..]),
         _ => crate::harness::run(args),
@@ -197,6 +200,26 @@ fn sensitivity_command(args: &[String]) -> Result<ExitCode, SetupError> {
     print!("{}", sensitivity::render(&setup, &rows));
     println!("\nby samples per side (20% slowdown; no slowdown), same noise and method:\n");
     print!("{}", sensitivity::by_reps(&setup, 5..=12));
+    let seq = sensitivity::Sequential {
+        baseline: setup.reps * 2,
+        first: setup.reps,
+        step: setup.reps,
+        max: setup.reps * 3,
+    };
+    println!();
+    print!(
+        "{}",
+        sensitivity::render_sequential(&setup, seq, &sensitivity::sequential_table(&setup, seq))
+    );
+    println!();
+    let nights = Setup {
+        trials: (setup.trials / 4).max(1),
+        ..setup
+    };
+    print!(
+        "{}",
+        sensitivity::render_across(&nights, &[0.02, 0.05], &[3, 5, 10], 30)
+    );
     println!("\n({:.1} s)", started.elapsed().as_secs_f64());
     Ok(if sensitivity::meets_goal(&rows) {
         ExitCode::SUCCESS

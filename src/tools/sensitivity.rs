@@ -149,6 +149,219 @@ pub fn by_reps(setup: &Setup, reps: impl IntoIterator<Item = usize>) -> String {
     s
 }
 
+/// The sequential rule within one night: the current run starts with `first` samples and,
+/// while the comparison is [`regress::undecided`], takes `step` more (one more run of the
+/// case's timed loop) up to `max`; the baseline has `baseline` samples.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sequential {
+    pub baseline: usize,
+    pub first: usize,
+    pub step: usize,
+    pub max: usize,
+}
+
+/// One row of the sequential table: alarms, and the samples the current run took on average
+/// (what the rule costs: each `step` is one more run of the case's timed loop).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SequentialRow {
+    pub slowdown: f64,
+    pub trials: u32,
+    pub alarms: u32,
+    pub mean_samples: f64,
+}
+
+impl SequentialRow {
+    pub fn rate(&self) -> f64 {
+        self.alarms as f64 / self.trials.max(1) as f64
+    }
+}
+
+/// `trials` sequential comparisons of a run slower by `slowdown` with its baseline.
+pub fn sequential_row(setup: &Setup, seq: Sequential, slowdown: f64) -> SequentialRow {
+    let mut noise = NoiseSource::new(setup.noise, setup.seed ^ slowdown.to_bits() ^ 0x5e9);
+    let mut draw = |n: usize, scale: f64| -> Vec<f64> {
+        (0..n).map(|_| 100.0 * scale * noise.factor()).collect()
+    };
+    let (mut alarms, mut samples) = (0u32, 0usize);
+    for _ in 0..setup.trials {
+        let base = draw(seq.baseline, 1.0);
+        let mut now = draw(seq.first, 1.0 + slowdown);
+        loop {
+            let c = regress::compare(&base, &now, Better::Lower, setup.method);
+            if c.finding == Finding::Regressed {
+                alarms += 1;
+                break;
+            }
+            if now.len() + seq.step > seq.max || !regress::undecided(&c, setup.method) {
+                break;
+            }
+            now.extend(draw(seq.step, 1.0 + slowdown));
+        }
+        samples += now.len();
+    }
+    SequentialRow {
+        slowdown,
+        trials: setup.trials,
+        alarms,
+        mean_samples: samples as f64 / setup.trials.max(1) as f64,
+    }
+}
+
+/// The sequential rule's table, each row of [`SLOWDOWNS`].
+pub fn sequential_table(setup: &Setup, seq: Sequential) -> Vec<SequentialRow> {
+    SLOWDOWNS
+        .iter()
+        .map(|&s| sequential_row(setup, seq, s))
+        .collect()
+}
+
+/// The table of the sequential rule, as the command prints it.
+pub fn render_sequential(setup: &Setup, seq: Sequential, rows: &[SequentialRow]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "within one night, sequential: {} current samples, {} more while undecided (median worse \
+         by over half the tolerance, not significant) up to {}; {} baseline samples; tolerance \
+         {:.0}%, alpha {}",
+        seq.first,
+        seq.step,
+        seq.max,
+        seq.baseline,
+        setup.method.tolerance * 100.0,
+        setup.method.alpha
+    );
+    let _ = writeln!(
+        s,
+        "\n| slowdown | trials | alarms |   rate | samples taken (mean) |"
+    );
+    let _ = writeln!(s, "| -------: | -----: | -----: | -----: | ---: |");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {:>7.0}% | {:>6} | {:>6} | {:>5.1}% | {:.1} |",
+            r.slowdown * 100.0,
+            r.trials,
+            r.alarms,
+            r.rate() * 100.0,
+            r.mean_samples
+        );
+    }
+    let rate = |x: f64| {
+        rows.iter()
+            .find(|r| r.slowdown == x)
+            .map(SequentialRow::rate)
+    };
+    let met = rate(0.10).is_some_and(|r| r >= GOAL_DETECTION)
+        && rate(0.0).is_some_and(|r| r <= GOAL_FALSE_ALARMS);
+    let _ = writeln!(
+        s,
+        "\ngoal (>= {:.0}% of 10% slowdowns caught, <= {:.0}% false alarms): {}",
+        GOAL_DETECTION * 100.0,
+        GOAL_FALSE_ALARMS * 100.0,
+        if met { "met" } else { "NOT met" }
+    );
+    s
+}
+
+/// Across nights: a history of `nights` nightly medians (each the median of `reps` samples
+/// under the setup's noise, times a night level drawn with `night_cv`), a step of `slowdown`
+/// `after` nights before the end; detection is a change point found within 2 nights of the
+/// step by E-divisive means, a false alarm any change point on a history without a step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AcrossNights {
+    pub nights: usize,
+    pub after: usize,
+    pub night_cv: f64,
+    pub slowdown: f64,
+}
+
+/// Detection and false-alarm rates of change points across nights, over `trials` histories.
+pub fn across_nights(setup: &Setup, a: AcrossNights) -> (f64, f64) {
+    use crate::model::changepoint::{e_divisive, Options};
+    let mut noise = NoiseSource::new(
+        setup.noise,
+        setup.seed ^ a.night_cv.to_bits() ^ a.after as u64,
+    );
+    let mut level = NoiseSource::new(
+        Noise {
+            cv: a.night_cv,
+            outlier_rate: 0.0,
+            outlier_factor: 1.0,
+        },
+        setup.seed ^ 0x1e7e1,
+    );
+    let opts = Options {
+        min_relative: 0.02,
+        ..Options::default()
+    };
+    let step_at = a.nights - a.after;
+    let (mut found, mut false_alarms) = (0u32, 0u32);
+    for t in 0..setup.trials {
+        let mut series = |step: bool| -> Vec<f64> {
+            (0..a.nights)
+                .map(|i| {
+                    let scale = if step && i >= step_at {
+                        1.0 + a.slowdown
+                    } else {
+                        1.0
+                    };
+                    let night = level.factor();
+                    let samples: Vec<f64> = (0..setup.reps)
+                        .map(|_| 100.0 * scale * night * noise.factor())
+                        .collect();
+                    crate::model::timing::median(&samples)
+                })
+                .collect()
+        };
+        let opts = Options {
+            seed: t as u64 + 1,
+            ..opts
+        };
+        let stepped = e_divisive(&series(true), &opts);
+        if stepped.iter().any(|c| c.index.abs_diff(step_at) <= 2) {
+            found += 1;
+        }
+        if !e_divisive(&series(false), &opts).is_empty() {
+            false_alarms += 1;
+        }
+    }
+    let n = setup.trials.max(1) as f64;
+    (found as f64 / n, false_alarms as f64 / n)
+}
+
+/// The across-nights table: for each night-to-night noise and each count of nights after the
+/// step, detection of a 10% step and false alarms.
+pub fn render_across(setup: &Setup, night_cvs: &[f64], afters: &[usize], nights: usize) -> String {
+    let mut s = format!(
+        "across nights, change points (E-divisive means, alpha 0.01, 199 shuffles, min 3 nights \
+         a side) on {nights} nightly medians of {} samples, a 10% step:\n\n\
+         | night-to-night CV | nights after the step | caught | false alarms (no step) |\n\
+         | ---: | ---: | ---: | ---: |\n",
+        setup.reps
+    );
+    for &cv in night_cvs {
+        for &after in afters {
+            let (caught, fa) = across_nights(
+                setup,
+                AcrossNights {
+                    nights,
+                    after,
+                    night_cv: cv,
+                    slowdown: 0.10,
+                },
+            );
+            let _ = writeln!(
+                s,
+                "| {:.0}% | {after} | {:.1}% | {:.1}% |",
+                cv * 100.0,
+                caught * 100.0,
+                fa * 100.0
+            );
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

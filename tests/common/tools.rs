@@ -123,3 +123,49 @@ pub fn kunit_py() -> Option<PathBuf> {
     }
     found.is_file().then_some(found)
 }
+
+/// The Python tools the history's consumers are checked with (apache-otava, kcidb-io,
+/// check-jsonschema), from PyPI: the venv `SVMCONF_PYTOOLS`, else `target/pytools` (where
+/// `.ci/run` installs them), else the same commands on PATH. `name` is a command of the venv's
+/// `bin/` (`otava`, `python3`, `check-jsonschema`).
+pub fn pytool(name: &str) -> Option<PathBuf> {
+    let venv = std::env::var_os("SVMCONF_PYTOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pytools"));
+    let in_venv = venv.join("bin").join(name);
+    if in_venv.is_file() {
+        return Some(in_venv);
+    }
+    (name != "python3")
+        .then(|| {
+            Command::new(name)
+                .arg("--help")
+                .output()
+                .is_ok_and(|o| o.status.success())
+                .then(|| PathBuf::from(name))
+        })
+        .flatten()
+}
+
+/// A python3 that imports `module`: the tools' venv first, then PATH's.
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    pytool("python3")
+        .into_iter()
+        .chain([PathBuf::from("python3")])
+        .find(|p| {
+            Command::new(p)
+                .args(["-c", &format!("import {module}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+}
+
+/// Headless Chromium (Debian package chromium): `SVMCONF_CHROMIUM`, else `chromium`.
+pub fn chromium() -> Option<String> {
+    let name = std::env::var("SVMCONF_CHROMIUM").unwrap_or_else(|_| "chromium".to_string());
+    Command::new(&name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        .then_some(name)
+}
