@@ -107,6 +107,9 @@ pub struct Options {
     pub preflight: bool,
     /// `--bisect`: exit statuses `git bisect run` reads ([`crate::harness::bisect_code`]).
     pub bisect: bool,
+    /// `--decide-budget SECS`: with a baseline, the time a case may spend on more runs while
+    /// its timings are undecided ([`DEFAULT_DECIDE_BUDGET`]; zero: never).
+    pub decide_budget: std::time::Duration,
     /// The runner's own test cases instead of the suite (crash, hang, output, kernel log).
     pub runner_selftest: bool,
     /// Set on a case's child process: run the one case here and write its record to this file.
@@ -394,6 +397,15 @@ struct Cli {
     no_preflight: bool,
     #[arg(
         long,
+        value_name = "SECS",
+        value_parser = |s: &str| if s.trim() == "0" { Ok(0.0) } else { seconds("--decide-budget", s) },
+        help_heading = RUNNER,
+        help = "with --baseline: time a case may spend on up to 2 more runs while its timings \
+                are undecided against the baseline (default 120; 0: never)"
+    )]
+    decide_budget: Option<f64>,
+    #[arg(
+        long,
         help_heading = RUNNER,
         help = "exit status for `git bisect run`: 0 good, 101 bad, 125 cannot test (no device, \
                 a preflight mismatch, every case skipped), 255 bad input (ends the bisect)"
@@ -679,6 +691,9 @@ impl From<Cli> for Options {
         if let Some(a) = c.alpha {
             method.alpha = a;
         }
+        let decide_budget = c
+            .decide_budget
+            .map_or(DEFAULT_DECIDE_BUDGET, std::time::Duration::from_secs_f64);
         // A comparison needs samples: the count that meets the goal of `svmconf sensitivity`.
         let reps = match (c.reps, &c.baseline) {
             (None, Some(_)) => Some(crate::results::baseline::RECOMMENDED_REPS),
@@ -716,6 +731,7 @@ impl From<Cli> for Options {
             method,
             preflight: !c.no_preflight,
             bisect: c.bisect,
+            decide_budget,
             runner_selftest: c.runner_selftest,
             child_verdict: c.child_verdict,
             device_server: c.device_server,
@@ -843,6 +859,9 @@ impl Options {
             }
             if self.method.alpha != default.alpha {
                 s += &format!(" --alpha {}", self.method.alpha);
+            }
+            if self.decide_budget != DEFAULT_DECIDE_BUDGET {
+                s += &format!(" --decide-budget {}", self.decide_budget.as_secs_f64());
             }
         }
         s
@@ -998,6 +1017,9 @@ fn parse_backend(s: &str) -> Result<String, UsageError> {
 fn parse_isolation(s: &str) -> Result<Isolation, UsageError> {
     Isolation::parse(s).ok_or_else(|| UsageError::Isolate(s.into()))
 }
+
+/// `--decide-budget`'s default: two more runs of nearly any case fit in it.
+pub const DEFAULT_DECIDE_BUDGET: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn seconds(flag: &'static str, value: &str) -> Result<f64, UsageError> {
     match value.parse::<f64>() {
@@ -1383,12 +1405,15 @@ mod tests {
             repeat: 1,
             reps: None,
             baseline: None,
+            // 10% before the sequential rule of --baseline halved it (README, "Timings against
+            // a baseline").
             method: crate::model::regress::Method {
-                tolerance: 0.10,
+                tolerance: 0.05,
                 alpha: 0.01,
             },
             preflight: true,
             bisect: false,
+            decide_budget: DEFAULT_DECIDE_BUDGET,
             runner_selftest: false,
             child_verdict: None,
             device_server: false,

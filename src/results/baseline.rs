@@ -279,6 +279,16 @@ impl Baseline {
         found
     }
 
+    /// Whether some timing of `record` is still [`regress::undecided`] against the baseline:
+    /// another run of the case's timed steps is then worth its time.
+    pub fn undecided(&self, record: &CaseRecord) -> bool {
+        self.compare(record).iter().any(|c| {
+            c.comparison
+                .as_ref()
+                .is_some_and(|cmp| regress::undecided(cmp, self.method))
+        })
+    }
+
     /// Compares a case that ran to its end (passed, or flaked and passed) and records what was
     /// found; a regression turns it into a failure with the diagnosis. Other statuses already
     /// say more than their timings could.

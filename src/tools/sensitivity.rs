@@ -393,6 +393,75 @@ mod tests {
         assert!(!meets_goal(&rows));
     }
 
+    const SEQ: Sequential = Sequential {
+        baseline: 20,
+        first: 10,
+        step: 10,
+        max: 30,
+    };
+
+    #[test]
+    fn the_sequential_rule_catches_ten_percent_within_one_night() {
+        let s = setup(10);
+        let rows = sequential_table(&s, SEQ);
+        let rate = |x: f64| rows.iter().find(|r| r.slowdown == x).unwrap();
+        assert!(
+            rate(0.10).rate() >= GOAL_DETECTION,
+            "{}",
+            render_sequential(&s, SEQ, &rows)
+        );
+        assert!(rate(0.0).rate() <= GOAL_FALSE_ALARMS, "{rows:?}");
+        // What it costs: on a healthy night well under one more run a case on average.
+        assert!(rate(0.0).mean_samples < 15.0, "{rows:?}");
+        assert!(render_sequential(&s, SEQ, &rows)
+            .contains("goal (>= 95% of 10% slowdowns caught, <= 1% false alarms): met"));
+    }
+
+    #[test]
+    fn without_the_rule_a_ten_percent_slowdown_is_missed() {
+        // The old rule: 10 samples a side, a tolerance at the slowdown itself.
+        let s = Setup {
+            method: Method {
+                tolerance: 0.10,
+                alpha: 0.01,
+            },
+            ..setup(10)
+        };
+        assert!(row(&s, 0.10).rate() < 0.7);
+        // And one look at 10 samples a side, the old baseline's, misses some of what the
+        // rule catches.
+        let one_look = Sequential {
+            baseline: 10,
+            max: 10,
+            ..SEQ
+        };
+        assert!(sequential_row(&setup(10), one_look, 0.10).rate() < GOAL_DETECTION);
+    }
+
+    #[test]
+    fn across_nights_a_step_is_found_within_ten_nights_at_two_percent_noise() {
+        let s = Setup {
+            trials: 100,
+            ..setup(10)
+        };
+        let at = |after, night_cv| {
+            across_nights(
+                &s,
+                AcrossNights {
+                    nights: 30,
+                    after,
+                    night_cv,
+                    slowdown: 0.10,
+                },
+            )
+        };
+        let (caught, fa) = at(10, 0.02);
+        assert!(caught >= 0.95 && fa <= 0.03, "{caught} {fa}");
+        // Three nights after the step are too few to be sure; a noisier lab needs more.
+        assert!(at(3, 0.02).0 < caught);
+        assert!(at(10, 0.05).0 < caught);
+    }
+
     #[test]
     fn the_table_repeats_for_a_seed() {
         assert_eq!(table(&setup(5)), table(&setup(5)));

@@ -345,8 +345,8 @@ fn sweeps(out: &mut String, h: &History) {
     let _ = write!(
         out,
         "<h3>Size sweeps</h3>\n<p id=\"sweep-summary\">{} paths measured at 3 sizes or more \
-         (each at its latest night), log-log; k is the fitted exponent (time ∝ size^k: 1 is \
-         linear).</p>\n<div class=\"plots\">\n",
+         (each at its latest night), log-log; k is the fitted exponent of the figure against size \
+         (figure ∝ size^k: for a time 1 is linear, for a throughput 0 is flat).</p>\n<div class=\"plots\">\n",
         by.len()
     );
     for ((path, metric), pts) in &by {
@@ -370,7 +370,10 @@ fn sweep(path: &str, metric: &str, pts: &[(f64, f64)]) -> String {
     let mut svg = format!(
         "<svg class=\"sweep\" data-path=\"{}\" data-metric=\"{}\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\">\
          <title>{} {} against size</title>\
-         <text x=\"{LEFT}\" y=\"13\" font-size=\"11\">{} · {} · {}</text>\
+         <text x=\"{LEFT}\" y=\"11\" font-size=\"10\">{} · {}</text>\
+         <text x=\"{mid}\" y=\"{xl}\" font-size=\"10\" text-anchor=\"middle\" class=\"fit-label\">{}</text>\
+         <text x=\"{t}\" y=\"{top_label}\" font-size=\"10\" text-anchor=\"end\">{}</text>\
+         <text x=\"{t}\" y=\"{b}\" font-size=\"10\" text-anchor=\"end\">{}</text>\
          <line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{b}\" stroke=\"#999\"/>\
          <line x1=\"{LEFT}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#999\"/>\
          <text x=\"{LEFT}\" y=\"{xl}\" font-size=\"10\">{}</text>\
@@ -382,11 +385,16 @@ fn sweep(path: &str, metric: &str, pts: &[(f64, f64)]) -> String {
         esc(path),
         esc(metric),
         esc(&k),
+        esc(&short(10f64.powf(y1 - 0.1))),
+        esc(&short(10f64.powf(y0 + 0.1))),
         size_label(pts[0].0),
         size_label(pts[pts.len() - 1].0),
         b = H - BOTTOM,
         r = W - RIGHT,
         xl = H - BOTTOM + 14.0,
+        mid = (LEFT + W - RIGHT) / 2.0,
+        t = LEFT - 3.0,
+        top_label = TOP + 8.0,
     );
     if let Some(f) = fit {
         // ln(t) = a + k ln(s): in log10, log t = (a + k ln s) / ln 10.
@@ -410,6 +418,17 @@ fn sweep(path: &str, metric: &str, pts: &[(f64, f64)]) -> String {
     }
     svg.push_str("</svg>");
     format!("<div class=\"plot\">{svg}</div>\n")
+}
+
+/// A figure to three significant digits, without its unit (the axis of a sweep).
+fn short(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 fn size_label(bytes: f64) -> String {
