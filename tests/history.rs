@@ -492,3 +492,18 @@ fn engine_files_pass_their_engines_checks() {
         assert!(said.contains(line), "{said}");
     }
 }
+
+/// The across-nights rows of `svmconf sensitivity` at the noise a history measured.
+#[test]
+fn sensitivity_reads_across_nights_at_a_given_noise() {
+    let o = svmconf(&["sensitivity", "--trials", "40", "--night-cv", "0.03"]);
+    let said = text(&o);
+    assert!(
+        said.contains("| 3% | 3 |") && said.contains("| 3% | 10 |"),
+        "{said}"
+    );
+    assert!(!said.contains("| 2% |"), "{said}");
+    let o = svmconf(&["sensitivity", "--night-cv", "1.5"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--night-cv"));
+}

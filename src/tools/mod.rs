@@ -79,6 +79,8 @@ USAGE: svmconf sensitivity [OPTIONS]
   --tolerance X         as for --baseline (default 10%)
   --alpha P             as for --baseline (default 0.01)
   --seed N              seed of the noise (default 1)
+  --night-cv X          the noise between nights for the across-nights rows (default: 2% and
+                        5%); `svmconf history` prints the lab's own
 Exit status 0 when the goal (>= 95% of 20% slowdowns caught, <= 1% false alarms) is met,
 101 when not.
 ";
@@ -159,10 +161,20 @@ fn sensitivity_command(args: &[String]) -> Result<ExitCode, SetupError> {
         method: Method::default(),
         seed: 1,
     };
+    let mut night_cvs = vec![0.02, 0.05];
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "-h" | "--help" => return usage(SENSITIVITY_USAGE),
+            "--night-cv" => {
+                let cv: f64 = number("--night-cv", it.next())?;
+                if !(0.0..1.0).contains(&cv) {
+                    return Err(SetupError::Plan(format!(
+                        "sensitivity: --night-cv {cv}: a fraction in [0, 1)"
+                    )));
+                }
+                night_cvs = vec![cv];
+            }
             "--trials" => setup.trials = number("--trials", it.next())?,
             "--reps" => setup.reps = number("--reps", it.next())?,
             "--cv" => setup.noise.cv = number("--cv", it.next())?,
@@ -218,7 +230,7 @@ fn sensitivity_command(args: &[String]) -> Result<ExitCode, SetupError> {
     };
     print!(
         "{}",
-        sensitivity::render_across(&nights, &[0.02, 0.05], &[3, 5, 10], 30)
+        sensitivity::render_across(&nights, &night_cvs, &[3, 5, 10], 30)
     );
     println!("\n({:.1} s)", started.elapsed().as_secs_f64());
     Ok(if sensitivity::meets_goal(&rows) {

@@ -57,10 +57,10 @@ pub fn report(histories: &[History], detect: &Detect) -> String {
         for h in histories {
             let _ = write!(
                 out,
-                "<li><a href=\"#{}\">{}</a>: {} nights</li>",
+                "<li><a href=\"#{}\">{}</a>: {}</li>",
                 anchor(&h.key.to_string()),
                 esc(&h.key.to_string()),
-                h.nights.len()
+                super::nights(h.nights.len())
             );
         }
         out.push_str("</ul>\n");
@@ -81,10 +81,10 @@ fn anchor(s: &str) -> String {
 fn group(out: &mut String, h: &History) {
     let _ = write!(
         out,
-        "<h2 id=\"{}\">{}</h2>\n<p>{} nights",
+        "<h2 id=\"{}\">{}</h2>\n<p>{}",
         anchor(&h.key.to_string()),
         esc(&h.key.to_string()),
-        h.nights.len()
+        super::nights(h.nights.len())
     );
     if let (Some(f), Some(l)) = (h.nights.first(), h.nights.last()) {
         let _ = write!(

@@ -484,9 +484,9 @@ pub fn render(h: &History) -> String {
     };
     let _ = writeln!(
         out,
-        "{}: {} nights, {} .. {}, kernels {}",
+        "{}: {}, {} .. {}, kernels {}",
         h.key,
-        h.nights.len(),
+        nights(h.nights.len()),
         first.label(),
         last.label(),
         kernels(&h.nights)
@@ -557,6 +557,13 @@ pub fn render(h: &History) -> String {
             percent(&within),
             percent(&between)
         );
+        if !between.is_empty() {
+            let _ = writeln!(
+                out,
+                "  what change points catch at this noise: svmconf sensitivity --night-cv {:.3}",
+                median(&between)
+            );
+        }
     }
     let _ = writeln!(out, "\nfailures: {} distinct signatures", h.failures.len());
     for g in &h.failures {
@@ -571,6 +578,15 @@ pub fn render(h: &History) -> String {
         let _ = writeln!(out, "    repro: {}", g.example.repro);
     }
     out
+}
+
+/// `1 night`, `N nights`.
+pub fn nights(n: usize) -> String {
+    if n == 1 {
+        "1 night".into()
+    } else {
+        format!("{n} nights")
+    }
 }
 
 fn percent(v: &[f64]) -> String {

@@ -125,6 +125,11 @@ fn a_planted_step_breakage_and_flake_are_found_where_planted() {
     let table = render(h);
     assert!(table.contains("broken since 2026-03-17 02:00 (kernel 7.3.0-nightly076); last good night 2026-03-16 02:00 (kernel 7.3.0-nightly075)"), "{table}");
     assert!(table.contains("flaky: failed"), "{table}");
+    assert!(
+        table
+            .contains("what change points catch at this noise: svmconf sensitivity --night-cv 0.0"),
+        "{table}"
+    );
 }
 
 #[test]
