@@ -835,21 +835,7 @@ fn eviction_cases_skip_rather_than_exceed_the_profiles_system_memory() {
 #[test]
 fn preflight_stops_a_run_on_the_wrong_device() {
     let tmp = tempfile::tempdir().expect("a temporary folder");
-    let sim = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/profiles/sim.yaml"),
-    )
-    .expect("the sim profile");
-    assert!(sim.contains("  arch: sim\n") && sim.contains("  xnack: true\n"));
-    let wrong = tmp.path().join("sim.yaml");
-    std::fs::write(
-        &wrong,
-        sim.replacen(
-            "expect:\n  arch: sim\n",
-            "expect:\n  arch: sim\n  kernel_release: '^0\\.0\\.'\n",
-            1,
-        ),
-    )
-    .expect("write the profile");
+    let wrong = common::profile_for_another_kernel(tmp.path());
     let folder = tmp.path().join("results");
     let args = [
         "--profile",

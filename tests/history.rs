@@ -297,20 +297,7 @@ fn bisect_exit_statuses_are_what_git_bisect_run_reads() {
 #[test]
 fn bisect_on_a_preflight_mismatch_skips_the_commit() {
     let tmp = tempfile::tempdir().unwrap();
-    let sim = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/profiles/sim.yaml"),
-    )
-    .unwrap();
-    let wrong = tmp.path().join("sim.yaml");
-    std::fs::write(
-        &wrong,
-        sim.replacen(
-            "expect:\n  arch: sim\n",
-            "expect:\n  arch: sim\n  kernel_release: '^0\\.0\\.'\n",
-            1,
-        ),
-    )
-    .unwrap();
+    let wrong = common::profile_for_another_kernel(tmp.path());
     let o = svmconf(&[
         "--bisect",
         "--profile",

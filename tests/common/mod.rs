@@ -123,3 +123,24 @@ pub fn ktap_cases(text: &str) -> Vec<(String, bool, String)> {
     }
     cases
 }
+
+/// The sim profile, written to `dir/sim.yaml`, expecting a kernel release no machine has
+/// (`^0\.0\.`): preflight refuses every run with it.
+pub fn profile_for_another_kernel(dir: &Path) -> PathBuf {
+    let sim = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/profiles/sim.yaml"),
+    )
+    .expect("the sim profile");
+    assert!(sim.contains("  arch: sim\n") && sim.contains("  xnack: true\n"));
+    let wrong = dir.join("sim.yaml");
+    std::fs::write(
+        &wrong,
+        sim.replacen(
+            "expect:\n  arch: sim\n",
+            "expect:\n  arch: sim\n  kernel_release: '^0\\.0\\.'\n",
+            1,
+        ),
+    )
+    .expect("write the profile");
+    wrong
+}
