@@ -647,6 +647,21 @@ impl Drop for Memory {
         let start = self.base.as_ptr().wrapping_sub(self.guard).cast::<c_void>();
         match self.backing {
             Backing::Heap => {
+                // The pages go back to the kernel before the block goes back to malloc, which
+                // keeps a freed block mapped for its next allocation (below its mmap threshold,
+                // which glibc raises as large blocks are freed): pages a device migrated would
+                // stay in its memory after the free, and a leak check could not tell a
+                // driver's leak from malloc's cache. Advice only: a failure leaves the pages
+                // where they are, as malloc would.
+                // SAFETY: the block's own pages, which nothing reads after the free (drop);
+                // MADV_DONTNEED on private anonymous memory only drops their contents.
+                unsafe {
+                    libc::madvise(
+                        self.base.as_ptr().cast::<c_void>(),
+                        self.len,
+                        libc::MADV_DONTNEED,
+                    )
+                };
                 if self.guard == 0
                     || self
                         .protect_guards(libc::PROT_READ | libc::PROT_WRITE)

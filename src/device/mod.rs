@@ -253,6 +253,29 @@ pub fn leaks(before: &[Level], after: &[Level]) -> Vec<String> {
         .collect()
 }
 
+/// What a DRM SVM driver's free may take to give its VRAM back ([`Device::release_settles_within`]):
+/// its deferred release (drm_gpusvm's garbage collector, a deferred put) and TTM's delayed
+/// delete run on workqueues, seconds later on a loaded emulated machine.
+pub const LEAK_SETTLE: Duration = Duration::from_secs(5);
+
+/// What is still a leak once the device has had `settle` to give back what it releases late:
+/// `read` is called for the levels now, again every 50 ms while some level is over its
+/// slack. Returns the leaks (empty: none) and how long it waited.
+pub fn settled_leaks(
+    before: &[Level],
+    mut read: impl FnMut() -> Vec<Level>,
+    settle: Duration,
+) -> (Vec<String>, Duration) {
+    let clock = std::time::Instant::now();
+    loop {
+        let found = leaks(before, &read());
+        if found.is_empty() || clock.elapsed() >= settle {
+            return (found, clock.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50).min(settle));
+    }
+}
+
 /// How a process that held the GPU ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProcessExit {
@@ -483,6 +506,13 @@ pub trait Device: Send {
             .into_iter()
             .collect()
     }
+    /// How long after a free this device may still be giving the memory back (a deferred
+    /// release on a workqueue): the leak check waits up to this for [`Device::levels`] to
+    /// come back within their slack. Zero where a free gives everything back before it
+    /// returns.
+    fn release_settles_within(&self) -> Duration {
+        Duration::ZERO
+    }
     /// The migration clock: device time spent copying pages between system memory and VRAM
     /// since the device was opened, every process's, fault handling and kernel work excluded.
     /// Its difference across an operation is what the operation's migrations took. `None`
@@ -534,6 +564,44 @@ pub trait Device: Send {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// VRAM given back by a deferred release after the free returned is no leak; VRAM still
+    /// held once the device had its time is, and the check says how long it waited.
+    #[test]
+    fn a_late_release_settles_and_a_leak_does_not() {
+        let before = [Level::vram(0, 4096)];
+        let mut reads = vec![8192, 8192, 0].into_iter();
+        let (found, waited) = settled_leaks(
+            &before,
+            || vec![Level::vram(reads.next().unwrap_or(0), 4096)],
+            Duration::from_secs(5),
+        );
+        assert!(found.is_empty(), "{found:?}");
+        assert!(waited >= Duration::from_millis(100), "{waited:?}");
+
+        let (found, waited) = settled_leaks(
+            &before,
+            || vec![Level::vram(8192, 4096)],
+            Duration::from_millis(200),
+        );
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].starts_with("VRAM in use is 8192 bytes, 8192 more"),
+            "{found:?}"
+        );
+        assert!(waited >= Duration::from_millis(200), "{waited:?}");
+
+        let mut calls = 0;
+        let (found, waited) = settled_leaks(
+            &before,
+            || {
+                calls += 1;
+                vec![Level::vram(4096, 4096)]
+            },
+            Duration::from_secs(5),
+        );
+        assert!(found.is_empty() && calls == 1 && waited < Duration::from_millis(50));
+    }
     use std::sync::atomic::{AtomicU64, Ordering};
 
     fn work(pages: Vec<Vec<u64>>) -> CpuThreads {

@@ -372,20 +372,32 @@ impl Runner {
                         )))
                     });
                 if result.is_ok() && !levels.is_empty() {
-                    let leaks = crate::device::leaks(&levels, &ctx.dev.levels());
+                    let settle = ctx.dev.release_settles_within();
+                    let (leaks, waited) =
+                        crate::device::settled_leaks(&levels, || ctx.dev.levels(), settle);
                     if !leaks.is_empty() {
                         result = Err(Stop::Fail(format!(
-                            "leak: after the case freed everything it allocated, {}",
-                            leaks.join("; ")
+                            "leak: after the case freed everything it allocated, {} (still, \
+                             {:.1} s after the last free)",
+                            leaks.join("; "),
+                            waited.as_secs_f64()
                         )));
                     } else {
                         ctx.note(format!(
-                            "no leak: {} back within their granularity after the last free",
+                            "no leak: {} back within their granularity after the last free{}",
                             levels
                                 .iter()
                                 .map(|l| l.name.as_str())
                                 .collect::<Vec<_>>()
-                                .join(", ")
+                                .join(", "),
+                            if waited >= std::time::Duration::from_millis(50) {
+                                format!(
+                                    " (given back late: {:.2} s after it)",
+                                    waited.as_secs_f64()
+                                )
+                            } else {
+                                String::new()
+                            }
                         ));
                     }
                 }

@@ -681,6 +681,12 @@ impl Device for HipDevice {
         observer::take_events(&mut self.observers)
     }
 
+    /// The series frees VRAM as drm_gpusvm's garbage collector and TTM's delayed delete get
+    /// to it, after hipFree or munmap returns: VRAM in use falls a moment after a free.
+    fn release_settles_within(&self) -> std::time::Duration {
+        crate::device::LEAK_SETTLE
+    }
+
     fn vram_used(&mut self) -> Option<u64> {
         self.observe(|o| o.vram_used())
     }

@@ -676,6 +676,12 @@ impl Device for VsvmDevice {
         None
     }
 
+    /// drm_gpusvm's garbage collector and the deferred put of an SVM BO run after munmap
+    /// returns, and TTM deletes the BO later still: VRAM in use falls a moment after a free.
+    fn release_settles_within(&self) -> std::time::Duration {
+        crate::device::LEAK_SETTLE
+    }
+
     fn vram_used(&mut self) -> Option<u64> {
         self.query().ok().map(|q| q.vram_used)
     }
